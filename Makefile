@@ -1,0 +1,33 @@
+# Set-up, demo, tests and benchmarks. Every target builds .venv first if it is missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench lint clean
+
+$(BIN)/trellic: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# Pin torch: on these machines 2.13.0 is a local CPU wheel; an unpinned torch pulls a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,plot]'
+	touch $@
+
+setup: $(BIN)/trellic
+
+demo: setup
+	mkdir -p out
+	$(BIN)/trellic compress $(or $(IMAGE),../shared/data/kodak/kodim23.png) out/demo.trl --force -v
+	$(BIN)/trellic decompress out/demo.trl out/demo.png --force --reference $(or $(IMAGE),../shared/data/kodak/kodim23.png) -v
+
+test: setup
+	$(BIN)/python -m pytest -q -n 2
+
+bench: setup
+	$(BIN)/python bench/codec_speed.py
+
+lint: setup
+	$(BIN)/ruff check trellic tests bench
+
+clean:
+	rm -rf $(VENV) out
