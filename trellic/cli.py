@@ -20,6 +20,7 @@ from trellic.errors import TrellicError
 
 COMMAND_MODULES = (
     "trellic.commands",
+    "trellic.train.commands",
 )
 
 

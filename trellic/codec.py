@@ -1,0 +1,119 @@
+"""Images to trellic files and back: the model, the quantizer and the container together.
+
+    image (H, W, 3) uint8 -> pad to x64 -> model.compress(quantizer) -> container bytes
+    container bytes -> validate -> model.decompress -> crop -> clamp, round -> uint8
+
+``Codec`` is what the CLI, the evaluation runner and the benchmarks use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trellic.coding import bitstream
+from trellic.errors import TrellicError
+from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
+from trellic.models.hyperprior import DOWNSCALE, CompressedLatents
+from trellic.quant import make_quantizer
+from trellic.quant.base import Quantizer
+from trellic.zoo import LoadedModel
+from trellic.zoo import load as load_model
+
+MAX_PIXELS = 25_000_000  # about 5000 x 5000: the untiled transforms stay within ~8 GB
+
+
+@dataclass
+class EncodedImage:
+    """A complete trellic file and the bits the model's tables predicted for its streams."""
+
+    data: bytes
+    estimated_bits: float
+
+
+def _check_size(height: int, width: int) -> None:
+    if height * width > MAX_PIXELS:
+        raise TrellicError(
+            f"image of {width}x{height} pixels exceeds the supported maximum of {MAX_PIXELS} pixels"
+        )
+
+
+class Codec:
+    """A loaded model with a quantizer, ready to encode and decode images."""
+
+    def __init__(self, loaded: LoadedModel, quantizer: Quantizer, lambda_t: float | None = None):
+        self.loaded = loaded
+        self.quantizer = quantizer
+        self.lambda_t = quantizer.default_lambda_t if lambda_t is None else float(lambda_t)
+        if self.lambda_t < 0:
+            raise TrellicError(f"lambda_t must be >= 0, got {lambda_t}")
+        if quantizer.num_quantizers > 1:
+            delta = loaded.model.config.tcq_delta
+            if abs(quantizer.delta - delta) > 1e-9:
+                raise TrellicError(f"model {loaded.model_id} codes TCQ with delta {delta} only")
+
+    @classmethod
+    def load(cls, model: str = "default", quantizer: str = "usq",
+             lambda_t: float | None = None) -> Codec:
+        loaded = load_model(model)
+        delta = loaded.model.config.tcq_delta if quantizer.startswith("tcq") else None
+        return cls(loaded, make_quantizer(quantizer, delta), lambda_t)
+
+    def describe(self) -> dict:
+        training = self.loaded.info.get("training", {})
+        return {
+            "model": self.loaded.model_id,
+            "checkpoint_sha256": self.loaded.sha256,
+            "quantizer": {"kind": self.quantizer.kind, "delta": self.quantizer.delta,
+                          "lambda_t": self.lambda_t},
+            "lambda": training.get("lmbda"),
+            "architecture": {"name": "mbt2018-mean", **self.loaded.model.config.to_dict()},
+        }
+
+    def encode(self, image: np.ndarray) -> EncodedImage:
+        """uint8 (H, W, 3) RGB -> a complete trellic file."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise TrellicError(f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
+        height, width = image.shape[:2]
+        _check_size(height, width)
+        x = pad_to_multiple(image_to_tensor(image), DOWNSCALE)
+        latents = self.loaded.model.compress(x, self.quantizer, self.lambda_t)
+        header = bitstream.Header(self.loaded.model_id, self.loaded.sha256, self.quantizer.kind,
+                                  self.quantizer.delta, self.lambda_t, height, width)
+        data = bitstream.pack(header, latents.z_stream, latents.y_stream)
+        return EncodedImage(data, latents.estimated_bits)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """A trellic file -> uint8 (H, W, 3); the file must name this codec's model."""
+        container = bitstream.unpack(data)
+        header = container.header
+        if header.model_id != self.loaded.model_id or not self.loaded.sha256.startswith(
+            header.weights_sha256
+        ):
+            raise TrellicError(
+                f"file was coded with model '{header.model_id}', not '{self.loaded.model_id}'"
+            )
+        _check_size(header.height, header.width)
+        quantizer = make_quantizer(header.quantizer, header.delta)
+        latent_shape = (_padded(header.height) // 16, _padded(header.width) // 16)
+        compressed = CompressedLatents(container.z_stream, container.y_stream, latent_shape, 0.0)
+        try:
+            x_hat = self.loaded.model.decompress(compressed, quantizer)
+        except (ValueError, RuntimeError, OverflowError) as error:
+            raise TrellicError(f"corrupt bitstream: {str(error).splitlines()[0]}") from None
+        return tensor_to_image(x_hat[..., : header.height, : header.width])
+
+
+def _padded(size: int) -> int:
+    return -(-size // DOWNSCALE) * DOWNSCALE
+
+
+def codec_for_file(data: bytes, model: str | None = None) -> Codec:
+    """The codec that decodes ``data``: the model its header names, or ``model`` if given."""
+    header = bitstream.unpack(data).header
+    name = model or header.model_id
+    if name.startswith("file:"):
+        raise TrellicError(f"file was coded with weights '{name[5:]}': pass them with --model PATH")
+    loaded = load_model(name)
+    return Codec(loaded, make_quantizer(header.quantizer, header.delta), header.lambda_t)

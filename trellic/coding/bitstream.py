@@ -1,0 +1,144 @@
+"""The trellic container: one file = one image.
+
+Layout (all integers little-endian; ``varint`` = unsigned LEB128, at most 5 bytes)::
+
+    offset  field
+    0       magic            4 bytes  b"TRLC"
+    4       version          u8       FORMAT_VERSION
+    5       model id length  u8       1..64
+    6       model id         ASCII    zoo name, or "file:<stem>" for a weights file
+    ..      weights sha256   8 bytes  prefix of the weights file's sha256
+    ..      quantizer        u8       0 usq, 1 tcq4, 2 tcq8
+    ..      delta            f32      quantizer step (reconstruction scale)
+    ..      lambda_t         f32      the trellis's rate weight (informative only)
+    ..      height, width    varint   image size in pixels, 1..MAX_SIDE
+    ..      z length         varint   bytes of the z stream
+    ..      z stream         bytes    range-coded hyper-latents (whole 32-bit words)
+    ..      y length         varint   bytes of the y stream
+    ..      y stream         bytes    range-coded latent indices (whole 32-bit words)
+    end-4   crc32            u32      CRC-32 of every byte before it
+
+Coding order inside the streams (see trellic.coding.range_coder): z is one
+step, values grouped by channel. y for USQ is one step grouped by (scale
+level); for TCQ the latents (1, M, H/16, W/16) split into M * H/16 independent
+sequences, one per latent row (channel-major, then row), each scanned left to
+right from trellis state 0; step t codes position t of every sequence, grouped
+by table row = quantizer id of the sequence's current state * L + scale level.
+
+Every field is validated before use: no allocation is sized by an unchecked
+header value, and any inconsistency is a :class:`TrellicError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from trellic.errors import TrellicError
+
+MAGIC = b"TRLC"
+FORMAT_VERSION = 1
+MAX_SIDE = 1 << 16
+QUANTIZER_CODES = {"usq": 0, "tcq4": 1, "tcq8": 2}
+SHA_PREFIX_BYTES = 8
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: str
+    weights_sha256: str  # hex prefix (16 hex digits)
+    quantizer: str
+    delta: float
+    lambda_t: float
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Container:
+    header: Header
+    z_stream: bytes
+    y_stream: bytes
+    header_bytes: int  # everything but the two streams: magic .. lengths + CRC
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise TrellicError(f"corrupt bitstream: truncated {what}")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for shift in range(0, 35, 7):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise TrellicError(f"corrupt bitstream: malformed {what}")
+
+
+def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
+    model_id = header.model_id.encode("ascii")
+    if not 1 <= len(model_id) <= 64:
+        raise TrellicError("model id must be 1..64 ASCII characters")
+    out = bytearray(MAGIC)
+    out += struct.pack("<BB", FORMAT_VERSION, len(model_id)) + model_id
+    out += bytes.fromhex(header.weights_sha256[: 2 * SHA_PREFIX_BYTES])
+    out += struct.pack("<Bff", QUANTIZER_CODES[header.quantizer], header.delta, header.lambda_t)
+    out += _varint(header.height) + _varint(header.width)
+    out += _varint(len(z_stream)) + z_stream + _varint(len(y_stream)) + y_stream
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+def unpack(data: bytes) -> Container:
+    """Parse and validate a container; raises TrellicError on any defect."""
+    if len(data) < len(MAGIC) + 5 or data[:4] != MAGIC:
+        raise TrellicError("not a trellic file (bad magic)")
+    (crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) != crc:
+        raise TrellicError("corrupt bitstream: CRC mismatch")
+    reader = _Reader(data[:-4])
+    reader.take(4, "magic")
+    version, id_length = struct.unpack("<BB", reader.take(2, "header"))
+    if version != FORMAT_VERSION:
+        raise TrellicError(f"unsupported format version {version} (this trellic reads {FORMAT_VERSION})")
+    try:
+        model_id = reader.take(id_length, "model id").decode("ascii")
+    except UnicodeDecodeError:
+        raise TrellicError("corrupt bitstream: model id is not ASCII") from None
+    if not model_id:
+        raise TrellicError("corrupt bitstream: empty model id")
+    sha = reader.take(SHA_PREFIX_BYTES, "weights hash").hex()
+    code, delta, lambda_t = struct.unpack("<Bff", reader.take(9, "quantizer"))
+    names = {v: k for k, v in QUANTIZER_CODES.items()}
+    if code not in names:
+        raise TrellicError(f"corrupt bitstream: unknown quantizer code {code}")
+    if not (0.0 < delta < 1e3) or not (0.0 <= lambda_t < 1e6):
+        raise TrellicError("corrupt bitstream: quantizer parameters out of range")
+    height, width = reader.varint("height"), reader.varint("width")
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise TrellicError(f"corrupt bitstream: image size {width}x{height} out of range")
+    z_stream = reader.take(reader.varint("z length"), "z stream")
+    y_stream = reader.take(reader.varint("y length"), "y stream")
+    if reader.pos != len(reader.data):
+        raise TrellicError("corrupt bitstream: trailing bytes")
+    header = Header(model_id, sha, names[code], delta, lambda_t, height, width)
+    return Container(header, z_stream, y_stream, len(data) - len(z_stream) - len(y_stream))

@@ -1,0 +1,123 @@
+"""``trellic compress``, ``decompress`` and ``info``: the codec on files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trellic.coding import bitstream
+from trellic.errors import TrellicError
+from trellic.io import encode_png, read_bytes, read_image, write_atomic
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("compress", help="code an image into a .trl file",
+                              description="Code a PNG/JPEG image into a trellic file.")
+    p.add_argument("input", type=Path, help="image to code (PNG, JPEG, ...)")
+    p.add_argument("output", type=Path, help="trellic file to write")
+    p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
+    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
+    p.add_argument("--lambda-t", type=_positive_float, default=None,
+                   help="TCQ rate weight in latent units (default: 0.3 * delta^2)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-v", "--verbose", action="store_true", help="print timing and rates")
+    p.set_defaults(func=compress)
+
+    p = subparsers.add_parser("decompress", help="decode a .trl file into a PNG",
+                              description="Decode a trellic file into a PNG image.")
+    p.add_argument("input", type=Path, help="trellic file")
+    p.add_argument("output", type=Path, help="PNG to write")
+    p.add_argument("--model", default=None, help="weights path (for files coded with one)")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="original image: print the PSNR of the decoded one against it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-v", "--verbose", action="store_true", help="print timing")
+    p.set_defaults(func=decompress)
+
+    p = subparsers.add_parser("info", help="print the header of a .trl file")
+    p.add_argument("input", type=Path, help="trellic file")
+    p.set_defaults(func=info)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def compress(args: argparse.Namespace) -> int:
+    from trellic.codec import Codec
+
+    if args.output.exists() and not args.force:
+        raise TrellicError(f"output exists (use --force to overwrite): {args.output}")
+    image = read_image(args.input)
+    start = time.perf_counter()
+    codec = Codec.load(args.model, args.quantizer, args.lambda_t)
+    loaded = time.perf_counter()
+    encoded = codec.encode(image)
+    done = time.perf_counter()
+    write_atomic(args.output, encoded.data, force=args.force)
+    pixels = image.shape[0] * image.shape[1]
+    print(f"{args.input} -> {args.output}: {len(encoded.data)} bytes, "
+          f"{8 * len(encoded.data) / pixels:.4f} bpp ({codec.quantizer.kind}, "
+          f"model {codec.loaded.model_id})")
+    if args.verbose:
+        _say(f"  image {image.shape[1]}x{image.shape[0]}, estimated "
+             f"{encoded.estimated_bits / pixels:.4f} bpp for the streams, lambda_t {codec.lambda_t:g}")
+        _say(f"  model load {loaded - start:.2f} s, encode {done - loaded:.2f} s")
+    return 0
+
+
+def decompress(args: argparse.Namespace) -> int:
+    from trellic.codec import codec_for_file
+
+    if args.output.exists() and not args.force:
+        raise TrellicError(f"output exists (use --force to overwrite): {args.output}")
+    data = read_bytes(args.input)
+    start = time.perf_counter()
+    codec = codec_for_file(data, args.model)
+    loaded = time.perf_counter()
+    image = codec.decode(data)
+    done = time.perf_counter()
+    write_atomic(args.output, encode_png(image), force=args.force)
+    message = f"{args.input} -> {args.output}: {image.shape[1]}x{image.shape[0]}"
+    if args.reference is not None:
+        reference = read_image(args.reference)
+        if reference.shape != image.shape:
+            raise TrellicError(f"reference is {reference.shape[1]}x{reference.shape[0]}, "
+                               f"decoded image is {image.shape[1]}x{image.shape[0]}")
+        mse = np.mean((reference.astype(np.float64) - image) ** 2)
+        psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
+        bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
+        message += f", {bpp:.4f} bpp, PSNR {psnr:.2f} dB"
+    print(message)
+    if args.verbose:
+        _say(f"  model load {loaded - start:.2f} s, decode {done - loaded:.2f} s")
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    data = read_bytes(args.input)
+    container = bitstream.unpack(data)
+    h = container.header
+    print(f"file           {args.input} ({len(data)} bytes)")
+    print(f"format         trellic v{bitstream.FORMAT_VERSION}")
+    print(f"model          {h.model_id} (weights sha256 {h.weights_sha256}...)")
+    print(f"quantizer      {h.quantizer}, delta {h.delta:g}, lambda_t {h.lambda_t:g}")
+    print(f"image          {h.width}x{h.height}")
+    print(f"streams        z {len(container.z_stream)} bytes, y {len(container.y_stream)} bytes, "
+          f"header+crc {container.header_bytes} bytes")
+    print(f"bpp            {8 * len(data) / (h.width * h.height):.4f}")
+    return 0

@@ -1,0 +1,113 @@
+"""Integer pmf tables: the only probabilities the arithmetic coder ever sees.
+
+A table set holds T rows. Row t codes integer values ``offset[t] .. offset[t] +
+length[t] - 2`` as symbols ``0 .. length[t] - 2``; the last symbol
+``length[t] - 1`` is the *escape*: a value outside the row's range is coded as
+escape followed by an Elias-gamma-like payload (see :func:`escape_payload`), so
+every integer round-trips. Frequencies are integers summing to
+``2**PRECISION`` with every symbol >= 1, built once (``update()``) and shipped
+with the weights, so encoder and decoder use identical tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+PRECISION = 16
+TOTAL = 1 << PRECISION
+# Escape payload: a 5-bit exponent b (0..MAX_ESCAPE_EXPONENT), b mantissa bits, one side bit.
+EXPONENT_SYMBOLS = 32
+MAX_ESCAPE_EXPONENT = 24
+
+
+@dataclass(frozen=True)
+class PmfTables:
+    """Integer frequency rows. Shapes: freqs (T, W) int64 (zero-padded), lengths (T,), offsets (T,)."""
+
+    freqs: np.ndarray
+    lengths: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @classmethod
+    def from_probabilities(cls, pmf: np.ndarray, lengths: np.ndarray,
+                           offsets: np.ndarray) -> PmfTables:
+        """Quantize float rows to integer frequencies.
+
+        Args:
+            pmf: (T, W) probabilities of the in-range symbols (entries past
+                ``lengths[t]`` ignored); the escape gets the missing mass.
+            lengths: (T,) number of in-range symbols per row (escape excluded).
+            offsets: (T,) value of symbol 0 per row.
+        """
+        pmf = np.asarray(pmf, dtype=np.float64)
+        rows, width = pmf.shape
+        lengths = np.asarray(lengths, dtype=np.int64)
+        freqs = np.zeros((rows, width + 1), dtype=np.int64)
+        for t in range(rows):
+            n = int(lengths[t])
+            p = np.clip(pmf[t, :n], 0.0, 1.0)
+            p = np.append(p, max(1.0 - p.sum(), 0.0))  # escape mass
+            f = np.floor(p * (TOTAL - (n + 1))).astype(np.int64) + 1
+            f[int(np.argmax(p))] += TOTAL - int(f.sum())
+            freqs[t, : n + 1] = f
+        return cls(freqs, lengths + 1, np.asarray(offsets, dtype=np.int64))
+
+    def to_tensors(self, prefix: str) -> dict[str, Tensor]:
+        return {
+            f"{prefix}.freqs": torch.from_numpy(self.freqs.astype(np.int32)),
+            f"{prefix}.lengths": torch.from_numpy(self.lengths.astype(np.int32)),
+            f"{prefix}.offsets": torch.from_numpy(self.offsets.astype(np.int32)),
+        }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], prefix: str) -> PmfTables:
+        freqs = tensors[f"{prefix}.freqs"].numpy().astype(np.int64)
+        lengths = tensors[f"{prefix}.lengths"].numpy().astype(np.int64)
+        offsets = tensors[f"{prefix}.offsets"].numpy().astype(np.int64)
+        if freqs.ndim != 2 or lengths.shape != offsets.shape or lengths.shape[0] != freqs.shape[0]:
+            raise ValueError(f"inconsistent table shapes for {prefix}")
+        if (lengths < 2).any() or (lengths > freqs.shape[1]).any():
+            raise ValueError(f"invalid table lengths for {prefix}")
+        if not (freqs.sum(axis=1) == TOTAL).all():
+            raise ValueError(f"table rows of {prefix} do not sum to 2**{PRECISION}")
+        return cls(freqs, lengths, offsets)
+
+    def symbols(self, rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map values to symbols; returns (symbols, escaped mask)."""
+        s = values - self.offsets[rows]
+        escaped = (s < 0) | (s >= self.lengths[rows] - 1)
+        return np.where(escaped, self.lengths[rows] - 1, s), escaped
+
+    def bits(self, rows: Tensor, values: Tensor) -> Tensor:
+        """Exact code length in bits of each value in its row, escape payload included."""
+        log_table = self._log_table()
+        lengths = torch.from_numpy(self.lengths)[rows]
+        s = values - torch.from_numpy(self.offsets)[rows]
+        escaped = (s < 0) | (s >= lengths - 1)
+        symbol = torch.where(escaped, lengths - 1, s)
+        bits = log_table[rows, symbol]
+        distance = torch.where(s < 0, -s - 1, s - (lengths - 1)).clamp_min(0)
+        return bits + escaped * escape_payload_bits(distance)
+
+    def _log_table(self) -> Tensor:
+        cached = getattr(self, "_log_cache", None)
+        if cached is None:
+            with np.errstate(divide="ignore"):
+                table = PRECISION - np.log2(np.maximum(self.freqs, 1))
+            cached = torch.from_numpy(table)
+            object.__setattr__(self, "_log_cache", cached)
+        return cached
+
+
+def escape_payload_bits(distance: Tensor) -> Tensor:
+    """Bits of the escape payload for a non-negative distance beyond the row's range."""
+    exponent = torch.floor(torch.log2((distance + 1).double()))
+    return np.log2(EXPONENT_SYMBOLS) + exponent + 1.0

@@ -1,0 +1,58 @@
+"""Generalized divisive normalization (Balle et al. 2016), the nonlinearity of g_a / g_s.
+
+GDN:  y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2)
+IGDN: y_i = x_i * sqrt(beta_i + sum_j gamma_ij x_j^2)
+
+beta and gamma must stay positive; they are stored reparametrized
+(``param = sqrt(value + pedestal)``) and bounded below, as in the paper's code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_PEDESTAL = 2.0**-36
+
+
+class _LowerBoundGrad(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows where it pushes x up from below the bound."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, bound: float) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (x,) = ctx.saved_tensors
+        passes = (x >= ctx.bound) | (grad < 0)
+        return grad * passes, None
+
+
+def lower_bound(x: Tensor, bound: float) -> Tensor:
+    """Clamp from below without killing the gradient that would lift x over the bound."""
+    return _LowerBoundGrad.apply(x, bound)
+
+
+class GDN(nn.Module):
+    """GDN over channels (``inverse=True`` gives IGDN). Input (B, C, H, W)."""
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6,
+                 gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_bound = (beta_min + _PEDESTAL) ** 0.5
+        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + _PEDESTAL))
+        gamma = gamma_init * torch.eye(channels)
+        self.gamma = nn.Parameter(torch.sqrt(gamma + _PEDESTAL))
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        beta = lower_bound(self.beta, self.beta_bound) ** 2 - _PEDESTAL
+        gamma = lower_bound(self.gamma, _PEDESTAL**0.5) ** 2 - _PEDESTAL
+        norm = F.conv2d(x * x, gamma.view(channels, channels, 1, 1), beta)
+        norm = torch.sqrt(norm)
+        return x * norm if self.inverse else x / norm

@@ -1,0 +1,74 @@
+"""Training checkpoints in safetensors: model, optimizers and progress, no pickles.
+
+Optimizer state tensors are flattened to ``opt.<name>.<param index>.<field>``;
+the step counter and hyper-parameters of each optimizer go to the metadata as
+JSON. Writes are atomic (temp file + rename), so an interrupted save never
+destroys the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from trellic.errors import TrellicError
+
+
+def save_training_state(path: Path, model: torch.nn.Module,
+                        optimizers: dict[str, torch.optim.Optimizer], progress: dict) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    groups = {}
+    for name, optimizer in optimizers.items():
+        state = optimizer.state_dict()
+        groups[name] = state["param_groups"]
+        for index, fields in state["state"].items():
+            for field, value in fields.items():
+                tensors[f"opt.{name}.{index}.{field}"] = torch.as_tensor(value).contiguous()
+    metadata = {"progress": json.dumps(progress), "param_groups": json.dumps(groups)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_training_state(path: Path, model: torch.nn.Module,
+                        optimizers: dict[str, torch.optim.Optimizer]) -> dict:
+    """Restore model and optimizers in place; returns the saved progress dict."""
+    if not path.is_file():
+        raise TrellicError(f"checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    model.load_state_dict(
+        {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True
+    )
+    groups = json.loads(metadata["param_groups"])
+    for name, optimizer in optimizers.items():
+        state: dict[int, dict] = {}
+        prefix = f"opt.{name}."
+        for key, value in tensors.items():
+            if key.startswith(prefix):
+                index, field = key[len(prefix):].split(".", 1)
+                state.setdefault(int(index), {})[field] = value
+        optimizer.load_state_dict({"state": state, "param_groups": groups[name]})
+    return json.loads(metadata["progress"])
+
+
+def load_model_weights(path: Path, model: torch.nn.Module) -> None:
+    """Warm start: take only the model tensors of a training checkpoint or weights file."""
+    tensors = load_file(str(path))
+    prefix = "model." if any(k.startswith("model.") for k in tensors) else ""
+    state = {k[len(prefix):]: v for k, v in tensors.items()
+             if k.startswith(prefix) and not k.startswith("tables.")}
+    model.load_state_dict(state, strict=True)
