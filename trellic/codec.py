@@ -56,7 +56,11 @@ class Codec:
     @classmethod
     def load(cls, model: str = "default", quantizer: str = "usq",
              lambda_t: float | None = None) -> Codec:
-        loaded = load_model(model)
+        return cls.load_from(load_model(model), quantizer, lambda_t)
+
+    @classmethod
+    def load_from(cls, loaded: LoadedModel, quantizer: str = "usq",
+                  lambda_t: float | None = None) -> Codec:
         delta = loaded.model.config.tcq_delta if quantizer.startswith("tcq") else None
         return cls(loaded, make_quantizer(quantizer, delta), lambda_t)
 
@@ -84,6 +88,14 @@ class Codec:
         data = bitstream.pack(header, latents.z_stream, latents.y_stream)
         return EncodedImage(data, latents.estimated_bits)
 
+    def _quantizer_for(self, header: bitstream.Header) -> Quantizer:
+        """The header's quantizer with the model's exact delta (the header stores it as f32)."""
+        kind = header.quantizer
+        delta = self.loaded.model.config.tcq_delta if kind.startswith("tcq") else 1.0
+        if abs(header.delta - delta) > 1e-6 * delta:
+            raise TrellicError(f"file uses {kind} delta {header.delta:g}; this model codes {delta:g}")
+        return make_quantizer(kind, delta)
+
     def decode(self, data: bytes) -> np.ndarray:
         """A trellic file -> uint8 (H, W, 3); the file must name this codec's model."""
         container = bitstream.unpack(data)
@@ -95,7 +107,7 @@ class Codec:
                 f"file was coded with model '{header.model_id}', not '{self.loaded.model_id}'"
             )
         _check_size(header.height, header.width)
-        quantizer = make_quantizer(header.quantizer, header.delta)
+        quantizer = self._quantizer_for(header)
         latent_shape = (_padded(header.height) // 16, _padded(header.width) // 16)
         compressed = CompressedLatents(container.z_stream, container.y_stream, latent_shape, 0.0)
         try:
@@ -116,4 +128,4 @@ def codec_for_file(data: bytes, model: str | None = None) -> Codec:
     if name.startswith("file:"):
         raise TrellicError(f"file was coded with weights '{name[5:]}': pass them with --model PATH")
     loaded = load_model(name)
-    return Codec(loaded, make_quantizer(header.quantizer, header.delta), header.lambda_t)
+    return Codec.load_from(loaded, header.quantizer, header.lambda_t)

@@ -65,7 +65,7 @@ def to_rgb(image: Image.Image, name: str = "image") -> np.ndarray:
 
 def image_to_tensor(image: np.ndarray) -> Tensor:
     """uint8 (H, W, 3) -> float (1, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def tensor_to_image(x: Tensor) -> np.ndarray:

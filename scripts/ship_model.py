@@ -1,0 +1,108 @@
+"""Ship a trained run as a zoo model: weights file, Kodak results, manifest entry.
+
+    python scripts/ship_model.py RUN_DIR NAME [--default] [--images 24]
+
+Reads RUN_DIR/checkpoint.safetensors (model tensors) and the run's config,
+rebuilds the coding tables, writes weights/NAME.safetensors, measures Kodak
+bpp (real file size) and PSNR for usq, tcq4 and tcq8 with the real codec, and
+records everything in weights/manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from trellic.codec import Codec
+from trellic.io import read_image
+from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.paths import data_root, kodak_dir
+from trellic.train.checkpoint import load_model_weights
+from trellic.zoo import MANIFEST, WEIGHTS_DIR, LoadedModel, save_model, sha256_of
+
+
+def _data_name(folder: str) -> str:
+    """A training folder as a path under the shared data root (no machine paths)."""
+    try:
+        return "shared/data/" + str(Path(folder).resolve().relative_to(data_root().resolve()))
+    except ValueError:
+        return Path(folder).name
+
+
+def kodak_results(loaded: LoadedModel, count: int) -> dict:
+    files = sorted(kodak_dir().glob("kodim*.png"))[:count]
+    results = {}
+    for kind in ("usq", "tcq4", "tcq8"):
+        codec = Codec.load_from(loaded, kind)
+        bpp, psnr, seconds = [], [], 0.0
+        for path in files:
+            image = read_image(path)
+            start = time.perf_counter()
+            data = codec.encode(image).data
+            decoded = codec.decode(data)
+            seconds += time.perf_counter() - start
+            mse = np.mean((image.astype(np.float64) - decoded) ** 2)
+            bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
+            psnr.append(10 * np.log10(255.0**2 / mse))
+        results[kind] = {"images": len(files), "bpp": float(np.mean(bpp)),
+                         "psnr_rgb": float(np.mean(psnr)), "lambda_t": codec.lambda_t,
+                         "seconds_per_image": seconds / len(files)}
+        print(f"{kind}: {results[kind]}", file=sys.stderr)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("--default", action="store_true", help="make it the default model")
+    parser.add_argument("--images", type=int, default=24, help="Kodak images to measure")
+    args = parser.parse_args()
+
+    checkpoint = args.run / "checkpoint.safetensors"
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        progress = json.loads(handle.metadata()["progress"])
+    config = progress["config"]
+    model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"]))
+    load_model_weights(checkpoint, model)
+    model.eval()
+    model.update()
+    info = {
+        "training": config, "steps": progress["step"], "wall_seconds": progress["elapsed"],
+        "hardware": f"{platform.processor() or platform.machine()}, 1 CPU thread",
+        "torch": torch.__version__,
+    }
+    path = WEIGHTS_DIR / f"{args.name}.safetensors"
+    save_model(model, path, info)
+    loaded = LoadedModel(model, args.name, sha256_of(path), info)
+    info["kodak"] = kodak_results(loaded, args.images)
+
+    manifest_path = WEIGHTS_DIR / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {
+        "schema": 1, "default": args.name, "models": {}}
+    manifest["models"][args.name] = {
+        "file": path.name, "sha256": loaded.sha256, "architecture": "mbt2018-mean",
+        "N": config["N"], "M": config["M"], "tcq_delta": model.config.tcq_delta,
+        "lambda": config["lmbda"], "quantizer_trained": config["quantizer"],
+        "proxy": config["proxy"], "data": [_data_name(d) for d in config["data"]],
+        "steps": progress["step"],
+        "wall_seconds": round(progress["elapsed"]), "hardware": info["hardware"],
+        "kodak": info["kodak"],
+    }
+    if args.default:
+        manifest["default"] = args.name
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(manifest["models"][args.name], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny models with non-trivial latents, synthetic images, data paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.paths import kodak_dir
+from trellic.zoo import LoadedModel, save_model, sha256_of
+
+
+def make_tiny_model(seed: int = 0, gain: float = 30.0) -> MeanScaleHyperprior:
+    """A random N=16/M=24 model whose latents are scaled up so indices are far from all-zero."""
+    torch.manual_seed(seed)
+    model = MeanScaleHyperprior(ModelConfig(N=16, M=24))
+    with torch.no_grad():
+        model.g_a[-1].weight.mul_(gain)
+        model.h_s[-1].bias[24:].fill_(2.0)  # scales around 2: several table rows in use
+    model.eval()
+    model.update()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> MeanScaleHyperprior:
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, tiny_model):
+    """The tiny model saved as a weights file: (path, LoadedModel)."""
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_model(tiny_model, path, {"training": {"lmbda": 0.01}})
+    return path, LoadedModel(tiny_model, f"file:{path.stem}", sha256_of(path), {})
+
+
+def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth gradient plus texture, uint8 (H, W, 3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 3 + yy, yy * 2, 128 + 60 * np.sin(xx / 5.0)], axis=-1)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def kodak_images(count: int) -> list:
+    folder = kodak_dir()
+    files = sorted(folder.glob("kodim*.png"))[:count]
+    if len(files) < count:
+        pytest.skip(f"Kodak images not found in {folder} (set TRELLIC_DATA)")
+    return files

@@ -1,0 +1,45 @@
+import pytest
+
+from trellic.coding.bitstream import Header, pack, unpack
+from trellic.errors import TrellicError
+
+HEADER = Header("default", "0123456789abcdef" * 4, "tcq8", 0.6, 0.108, 513, 769)
+
+
+def test_pack_unpack_round_trip():
+    data = pack(HEADER, b"z" * 8, b"y" * 12)
+    container = unpack(data)
+    assert container.header.model_id == "default"
+    assert container.header.weights_sha256 == "0123456789abcdef"
+    assert (container.header.height, container.header.width) == (513, 769)
+    assert container.header.quantizer == "tcq8"
+    assert container.z_stream == b"z" * 8 and container.y_stream == b"y" * 12
+    assert container.header_bytes == len(data) - 20
+
+
+def test_every_truncation_is_rejected():
+    data = pack(HEADER, b"z" * 8, b"y" * 12)
+    for size in range(len(data)):
+        with pytest.raises(TrellicError):
+            unpack(data[:size])
+
+
+def test_every_single_bit_flip_is_rejected():
+    data = bytearray(pack(HEADER, b"z" * 8, b"y" * 12))
+    for position in range(len(data)):
+        for bit in range(8):
+            data[position] ^= 1 << bit
+            with pytest.raises(TrellicError):
+                unpack(bytes(data))
+            data[position] ^= 1 << bit
+
+
+def test_unknown_version_is_named_in_the_error():
+    import zlib
+
+    data = bytearray(pack(HEADER, b"", b""))
+    data[4] = 9
+    body = bytes(data[:-4])
+    data = body + zlib.crc32(body).to_bytes(4, "little")
+    with pytest.raises(TrellicError, match="version 9"):
+        unpack(data)
