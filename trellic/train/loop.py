@@ -5,7 +5,8 @@ lambda * 255^2 * MSE + bpp -> Adam with gradient clipping; a second Adam fits
 the factorized prior's quantiles (aux loss). Progress goes to a JSONL log, a
 checkpoint (``checkpoint.safetensors``) is written every ``checkpoint_every``
 steps and at the end, and ``resume`` continues from it with the same optimizer
-state and the same future batches. The final model, with its coding tables,
+state and the same future batches and
+proxy noise (both are seeded by (seed, step)). The final model, with its coding tables,
 is exported as ``model.safetensors``.
 """
 
@@ -93,6 +94,7 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
             for group in optimizers["main"].param_groups:
                 group["lr"] = learning_rate(config, step)
             x = dataset.batch(config.batch_size, config.seed, step)
+            torch.manual_seed(config.seed * 1_000_003 + step)  # proxy noise: resumable too
             terms = rate_distortion(model(x, quantizer, proxy), x, config.lmbda)
             optimizers["main"].zero_grad(set_to_none=True)
             terms.loss.backward()

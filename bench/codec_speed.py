@@ -1,0 +1,131 @@
+"""Codec speed on Kodak: encode / decode seconds, Viterbi ms, coder overhead, peak RSS.
+
+    python bench/codec_speed.py [--model NAME|PATH] [--arch N,M] [--images 24] [--json out.json]
+
+``--model`` benchmarks a shipped model (default: the zoo default). ``--arch
+128,192`` instead benchmarks a randomly initialised model of that size whose
+latents are scaled to a realistic range (the transforms cost the same as a
+trained model's; the coding cost is representative, not exact), for a
+comparison with CompressAI's mbt2018-mean at N=128/M=192.
+Prints one JSON object and a table. Targets (issue 2, 2-core CPU, 768x512,
+N=128/M=192): encode <= 0.75 s, decode <= 0.98 s, TCQ-4 Viterbi <= 60 ms,
+TCQ encode <= 1.3x USQ encode, coder overhead <= 0.3 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+
+from trellic.codec import Codec
+from trellic.coding import bitstream
+from trellic.entropy.gaussian import TableRate
+from trellic.io import image_to_tensor, pad_to_multiple, read_image
+from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models.hyperprior import single_threaded
+from trellic.paths import kodak_dir
+from trellic.zoo import LoadedModel
+from trellic.zoo import load as load_model
+
+QUANTIZERS = ("usq", "tcq4", "tcq8")
+
+
+def synthetic_model(n: int, m: int, image: np.ndarray) -> LoadedModel:
+    """Random transforms; latents scaled to std ~2 and a hyperprior predicting that scale."""
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=n, M=m)).eval()
+    with torch.no_grad():
+        y = model.g_a(pad_to_multiple(image_to_tensor(image), 64))
+        model.g_a[-1].weight.mul_(2.0 / float(y.std()))
+        model.g_a[-1].bias.mul_(2.0 / float(y.std()))
+        model.h_s[-1].weight.zero_()
+        model.h_s[-1].bias[:m].zero_()
+        model.h_s[-1].bias[m:].fill_(2.0)
+    model.update()
+    return LoadedModel(model, f"random-{n}x{m}", "0" * 64, {})
+
+
+def viterbi_ms(codec: Codec, image: np.ndarray) -> float:
+    model = codec.loaded.model
+    x = pad_to_multiple(image_to_tensor(image), 64)
+    with torch.no_grad(), single_threaded():
+        y = model.g_a(x)
+        means, scales = model._hyper_from_symbols(model.entropy_bottleneck.quantize(model.h_a(y)))
+        rate = TableRate(model._y_tables(codec.quantizer), model.scale_table)
+        start = time.perf_counter()
+        codec.quantizer.quantize(y - means, scales, codec.lambda_t, rate=rate)
+    return 1000 * (time.perf_counter() - start)
+
+
+def run(loaded: LoadedModel, files: list, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    rows = {}
+    for kind in QUANTIZERS:
+        codec = Codec.load_from(loaded, kind)
+        codec.decode(codec.encode(read_image(files[0])).data)  # warm-up: lazy tables, allocator
+        enc, dec, vit, file_bits, est_bits, header_bits = [], [], [], 0, 0.0, 0
+        for path in files:
+            image = read_image(path)
+            start = time.perf_counter()
+            encoded = codec.encode(image)
+            middle = time.perf_counter()
+            codec.decode(encoded.data)
+            enc.append(middle - start)
+            dec.append(time.perf_counter() - middle)
+            vit.append(viterbi_ms(codec, image) if kind != "usq" else 0.0)
+            file_bits += 8 * len(encoded.data)
+            est_bits += encoded.estimated_bits
+            header_bits += 8 * bitstream.unpack(encoded.data).header_bytes
+        rows[kind] = {
+            "encode_s": float(np.mean(enc)), "decode_s": float(np.mean(dec)),
+            "viterbi_ms": float(np.mean(vit)),
+            "coder_overhead_pct": 100 * (file_bits - header_bits - est_bits) / est_bits,
+            "header_pct": 100 * header_bits / file_bits,
+            "bpp": file_bits / sum(read_image(f).shape[0] * read_image(f).shape[1] for f in files),
+        }
+    rows["tcq4"]["encode_vs_usq"] = rows["tcq4"]["encode_s"] / rows["usq"]["encode_s"]
+    rows["tcq8"]["encode_vs_usq"] = rows["tcq8"]["encode_s"] / rows["usq"]["encode_s"]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--arch", default=None, help="N,M of a random-weight model instead")
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None, help="also write the JSON here")
+    args = parser.parse_args()
+    files = sorted(kodak_dir().glob("kodim*.png"))[: args.images]
+    if args.arch:
+        n, m = (int(v) for v in args.arch.split(","))
+        loaded = synthetic_model(n, m, read_image(files[0]))
+    else:
+        loaded = load_model(args.model)
+    rows = run(loaded, files, args.threads)
+    config = loaded.model.config
+    result = {
+        "model": loaded.model_id, "N": config.N, "M": config.M, "images": len(files),
+        "threads": args.threads, "torch": torch.__version__, "results": rows,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+    print(f"\n{loaded.model_id} (N={config.N}, M={config.M}), {len(files)} Kodak images, "
+          f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    print(f"{'quantizer':<10}{'bpp':>8}{'encode s':>10}{'decode s':>10}{'viterbi ms':>12}"
+          f"{'overhead %':>12}{'header %':>10}")
+    for kind, row in rows.items():
+        print(f"{kind:<10}{row['bpp']:>8.4f}{row['encode_s']:>10.3f}{row['decode_s']:>10.3f}"
+              f"{row['viterbi_ms']:>12.1f}{row['coder_overhead_pct']:>12.3f}{row['header_pct']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from trellic.errors import TrellicError
+from trellic.zoo import load, load_model_file, save_model, sha256_of
+
+
+def test_weights_round_trip_strictly_with_tables(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {"training": {"lmbda": 0.01}})
+    model, info = load_model_file(path)
+    assert info["training"]["lmbda"] == 0.01
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key])
+    assert (model.tables["tcq"].freqs == tiny_model.tables["tcq"].freqs).all()
+
+
+def test_missing_key_is_an_error(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {})
+    tensors = load_file(str(path))
+    tensors.pop("g_s.0.weight")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(TrellicError, match="do not match"):
+        load_model_file(path)
+
+
+def test_truncated_weights_are_an_error(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {})
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(TrellicError, match="cannot read weights"):
+        load_model_file(path)
+
+
+def test_manifest_checks_sha256(tmp_path, tiny_model):
+    save_model(tiny_model, tmp_path / "tiny.safetensors", {})
+    manifest = {"default": "tiny", "models": {"tiny": {
+        "file": "tiny.safetensors", "sha256": sha256_of(tmp_path / "tiny.safetensors")}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert load("default", weights_dir=tmp_path).model_id == "tiny"
+    data = bytearray((tmp_path / "tiny.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "tiny.safetensors").write_bytes(bytes(data))
+    with pytest.raises(TrellicError, match="sha256 mismatch"):
+        load("tiny", weights_dir=tmp_path)
+    with pytest.raises(TrellicError, match="unknown model 'nope'"):
+        load("nope", weights_dir=tmp_path)
+
+
+def test_shipped_manifest_lists_loadable_weights():
+    loaded = load("default")
+    assert loaded.model.tables and loaded.sha256 == sha256_of(
+        next(p for p in loaded_path_candidates(loaded.model_id))
+    )
+
+
+def loaded_path_candidates(name):
+    from trellic.zoo import WEIGHTS_DIR, read_manifest
+
+    yield WEIGHTS_DIR / read_manifest()["models"][name]["file"]
