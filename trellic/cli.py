@@ -21,6 +21,7 @@ from trellic.errors import TrellicError
 COMMAND_MODULES = (
     "trellic.commands",
     "trellic.train.commands",
+    "trellic.eval.commands",
 )
 
 

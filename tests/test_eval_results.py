@@ -1,0 +1,114 @@
+"""The results schema: write/read round trip, CompressAI files, references, safe writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from trellic.errors import TrellicError
+from trellic.eval.results import (
+    SCHEMA_VERSION,
+    Dataset,
+    ImageResult,
+    Point,
+    Results,
+    read_reference,
+    read_results,
+    reference_names,
+    write_output,
+    write_results,
+)
+
+
+def _image(name, bpp, psnr):
+    return ImageResult(name=name, width=768, height=512, bytes=round(bpp * 768 * 512 / 8),
+                       bpp=bpp, psnr_rgb=psnr, ms_ssim_rgb=0.97, encode_seconds=0.1,
+                       decode_seconds=0.01, estimated_bpp=bpp * 0.99)
+
+
+def _results():
+    points = [
+        Point.from_images("m1", [_image("a.png", 0.5, 31.0), _image("b.png", 0.7, 33.0)],
+                          model="m1", checkpoint_sha256="ab" * 32, lambda_=0.0067,
+                          quantizer={"kind": "tcq8", "delta": 0.6, "lambda_t": 0.12},
+                          options={"architecture": {"N": 128, "M": 192}}),
+        Point.from_images("m0", [_image("a.png", 0.2, 28.0), _image("b.png", 0.3, 29.0)],
+                          model="m0"),
+    ]
+    return Results(name="trellic tcq8", codec="trellic", encoder="trellic 0.1.0",
+                   dataset=Dataset("kodak", ["a.png", "b.png"]), points=points,
+                   device="cpu", torch_version="2.13.0", git_commit="abc", created="now")
+
+
+def test_points_are_compressai_style_means_sorted_by_rate():
+    results = _results()
+    assert [p.label for p in results.points] == ["m0", "m1"]
+    assert results.points[1].bpp == pytest.approx(0.6)
+    assert results.points[1].psnr_rgb == pytest.approx(32.0)
+    assert results.points[1].estimated_bpp == pytest.approx(0.6 * 0.99)
+
+
+def test_schema_round_trips_through_a_file(tmp_path):
+    results = _results()
+    write_results(results, tmp_path / "r.json")
+    raw = json.loads((tmp_path / "r.json").read_text())
+    assert raw["schema"] == "trellic-results" and raw["schema_version"] == SCHEMA_VERSION
+    assert raw["points"][1]["lambda"] == 0.0067
+    assert read_results(tmp_path / "r.json") == results
+
+
+def test_existing_outputs_are_kept_without_force(tmp_path):
+    path = tmp_path / "r.json"
+    write_output(path, b"first")
+    with pytest.raises(TrellicError, match="--force"):
+        write_output(path, b"second")
+    write_output(path, b"second", force=True)
+    assert path.read_bytes() == b"second"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
+
+
+def test_non_finite_values_are_refused(tmp_path):
+    results = _results()
+    results.points[0].psnr_rgb = math.inf
+    with pytest.raises(TrellicError, match="non-finite"):
+        write_results(results, tmp_path / "r.json")
+
+
+def test_newer_schema_versions_and_foreign_json_are_refused(tmp_path):
+    data = _results().to_dict()
+    data["schema_version"] = SCHEMA_VERSION + 1
+    (tmp_path / "new.json").write_text(json.dumps(data))
+    with pytest.raises(TrellicError, match="not supported"):
+        read_results(tmp_path / "new.json")
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    with pytest.raises(TrellicError, match="neither"):
+        read_results(tmp_path / "other.json")
+    with pytest.raises(TrellicError, match="not found"):
+        read_results(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("psnr_key, ssim_key", [("psnr-rgb", "ms-ssim-rgb"), ("psnr", "ms-ssim")])
+def test_compressai_results_files_are_read(tmp_path, psnr_key, ssim_key):
+    data = {"name": "bmshj2018", "description": "Inference (ans)",
+            "results": {"bpp": [0.3, 0.1, 0.2], psnr_key: [31.0, 27.0, 29.0],
+                        ssim_key: [0.96, 0.92, 0.94], "encoding_time": [1, 1, 1]}}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    results = read_results(tmp_path / "c.json")
+    assert results.codec == "reference" and results.name == "bmshj2018"
+    assert [p.bpp for p in results.points] == [0.1, 0.2, 0.3]
+    assert [p.psnr_rgb for p in results.points] == [27.0, 29.0, 31.0]
+    assert results.points[0].ms_ssim_rgb == 0.92 and results.points[0].encode_seconds == 1
+
+
+def test_shipped_reference_curves_name_their_source():
+    assert {"bmshj2018-hyperprior", "mbt2018-mean", "mbt2018", "vtm", "bpg"} <= set(
+        reference_names())
+    for name in reference_names():
+        curve = read_reference(name)
+        assert curve.codec == "reference" and "CompressAI" in curve.source
+        assert len(curve.points) >= 6
+    mbt = read_reference("mbt2018-mean")
+    assert mbt.points[0].bpp == pytest.approx(0.12392171223958336)
+    assert mbt.points[-1].psnr_rgb == pytest.approx(40.63331397919807)

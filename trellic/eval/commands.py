@@ -1,0 +1,265 @@
+"""Subcommands of the evaluation suite: eval, baseline, bdrate, plot, report.
+
+    trellic eval DATA_DIR --model NAME --quantizer usq|tcq4|tcq8 -o results.json
+    trellic baseline DATA_DIR --codec jpeg|jpeg444|webp|avif|avif420|jxl|x265 -o results.json
+    trellic bdrate A.json B.json            # B against A
+    trellic bdrate --table *.json --reference all -o bdrate.md
+    trellic plot *.json --reference mbt2018-mean -o rd.png
+    trellic report *.json --anchor jpeg -o report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from pathlib import Path
+
+from trellic import __version__
+from trellic.errors import TrellicError
+from trellic.eval import baselines
+from trellic.eval.bdrate import METHODS, bd
+from trellic.eval.plot import ms_ssim_db, rd_plot_png
+from trellic.eval.results import (
+    Dataset,
+    Results,
+    check_writable,
+    provenance,
+    read_reference,
+    read_results,
+    reference_names,
+    write_output,
+    write_results,
+)
+from trellic.eval.runner import Setting, list_images, run
+from trellic.paths import kodak_dir
+
+QUANTIZERS = ("usq", "tcq4", "tcq8")
+
+
+def load_learned(model: str, quantizer: str, lambda_t: float | None):
+    """Build the learned codec (module level, so worker processes can unpickle it)."""
+    try:
+        from trellic.codec import Codec
+    except ImportError as error:
+        raise TrellicError(f"the learned codec (trellic.codec) is not available: {error}") from None
+    return Codec.load(model, quantizer=quantizer, lambda_t=lambda_t)
+
+
+def _dataset(folder: str, files: list[Path]) -> Dataset:
+    return Dataset(name=Path(folder).resolve().name, files=[path.name for path in files])
+
+
+def _eval(args: argparse.Namespace) -> int:
+    output = check_writable(args.output, args.force)
+    files = list_images(args.data_dir, args.limit)
+    settings = []
+    for model in args.model:
+        load = {"model": model, "quantizer": args.quantizer, "lambda_t": args.lambda_t}
+        info = dict(load_learned(**load).describe())
+        fields = {"model": info.pop("model", model),
+                  "checkpoint_sha256": info.pop("checkpoint_sha256", None),
+                  "quantizer": info.pop("quantizer", {"name": args.quantizer}),
+                  "lambda_": info.pop("lambda", None), "options": {**info, "load": load}}
+        settings.append(Setting(model, functools.partial(load_learned, **load), fields))
+    start = time.perf_counter()
+    points = run(settings, files, args.workers, description=f"trellic {args.quantizer}")
+    results = Results(name=args.name or f"trellic {args.quantizer}", codec="trellic",
+                      encoder=f"trellic {__version__}", dataset=_dataset(args.data_dir, files),
+                      points=points, workers=args.workers,
+                      wall_seconds=round(time.perf_counter() - start, 1), **provenance())
+    write_results(results, output, args.force)
+    print(f"trellic eval: {len(points)} point(s) x {len(files)} images in "
+          f"{results.wall_seconds:.0f} s -> {output}")
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    output = check_writable(args.output, args.force)
+    baseline = baselines.get_baseline(args.codec)
+    files = list_images(args.data_dir, args.limit)
+    start = time.perf_counter()
+    points = run(baselines.settings(args.codec, args.quality), files, args.workers,
+                 description=args.codec)
+    results = Results(name=args.name or baseline.title, codec=args.codec,
+                      encoder=baselines.encoder_version(args.codec),
+                      dataset=_dataset(args.data_dir, files), points=points,
+                      workers=args.workers, wall_seconds=round(time.perf_counter() - start, 1),
+                      **provenance())
+    write_results(results, output, args.force)
+    print(f"trellic baseline {args.codec}: {len(points)} points x {len(files)} images in "
+          f"{results.wall_seconds:.0f} s -> {output}")
+    return 0
+
+
+def _load_curves(args: argparse.Namespace) -> tuple[list[Results], list[str]]:
+    """Results files given as arguments, then the requested reference curves."""
+    names = list(args.reference or [])
+    if "all" in names:
+        names = reference_names()
+    curves = [read_results(path) for path in args.files]
+    labels = list(args.files)
+    curves += [read_reference(name) for name in names]
+    labels += [f"reference:{name}" for name in names]
+    return curves, labels
+
+
+def _quality(curve: Results, metric: str) -> tuple[list[float], list[float]]:
+    if metric == "psnr":
+        return [p.bpp for p in curve.points], [p.psnr_rgb for p in curve.points]
+    points = [p for p in curve.points if p.ms_ssim_rgb is not None]
+    if not points:
+        raise TrellicError(f"{curve.name} has no MS-SSIM values")
+    return [p.bpp for p in points], [ms_ssim_db(p.ms_ssim_rgb) for p in points]
+
+
+def bd_table(curves: list[Results], labels: list[str], method: str, metric: str) -> str:
+    """Markdown: BD-rate and BD-quality matrices (each column against each row's anchor)."""
+    unit = "dB" if metric == "psnr" else "dB of MS-SSIM"
+    names = [curve.name for curve in curves]
+    header = "| anchor \\ test | " + " | ".join(names) + " |"
+    rule = "|---" * (len(names) + 1) + "|"
+    rate_rows, quality_rows = [header, rule], [header, rule]
+    for anchor in curves:
+        rates, qualities = [], []
+        for test in curves:
+            try:
+                result = bd(*_quality(anchor, metric), *_quality(test, metric), method)
+            except TrellicError:
+                rates.append("n/a")
+                qualities.append("n/a")
+                continue
+            rates.append(f"{result.rate_percent:+.1f}")
+            delta = result.quality_delta
+            qualities.append("n/a" if delta is None else f"{delta:+.2f}")
+        rate_rows.append(f"| {anchor.name} | " + " | ".join(rates) + " |")
+        quality_rows.append(f"| {anchor.name} | " + " | ".join(qualities) + " |")
+    sources = [f"- {curve.name}: `{label}` ({curve.encoder}"
+               + (f"; source: {curve.source}" if curve.source else "") + ")"
+               for curve, label in zip(curves, labels, strict=True)]
+    metric_name = "PSNR-RGB" if metric == "psnr" else "MS-SSIM-RGB (dB)"
+    return "\n".join([
+        f"# BD-rate table ({metric_name}, {method})", "",
+        "Produced by `trellic bdrate --table`. Each cell is the column codec against the row "
+        "codec (the anchor), over the range where both curves overlap; n/a where they do not.",
+        "", "## BD-rate (%), negative = the column codec needs fewer bits", "", *rate_rows, "",
+        f"## BD-{'PSNR' if metric == 'psnr' else 'quality'} ({unit}), positive = the column "
+        "codec has higher quality", "", *quality_rows, "", "## Curves", "", *sources, ""])
+
+
+def _bdrate(args: argparse.Namespace) -> int:
+    output = check_writable(args.output, args.force) if args.output else None
+    curves, labels = _load_curves(args)
+    if args.table:
+        if len(curves) < 2:
+            raise TrellicError("--table needs at least two curves")
+        text = bd_table(curves, labels, args.method, args.metric)
+    else:
+        if len(curves) != 2:
+            raise TrellicError(f"bdrate compares two curves (B against A), got {len(curves)}; "
+                               "use --table for more")
+        anchor, test = curves
+        result = bd(*_quality(anchor, args.metric), *_quality(test, args.metric), args.method)
+        unit = "dB" if args.metric == "psnr" else "dB (MS-SSIM)"
+        delta = "n/a (rates do not overlap)" if result.quality_delta is None \
+            else f"{result.quality_delta:+.3f} {unit}"
+        text = (f"{test.name} against {anchor.name} ({args.method}, {args.metric}):\n"
+                f"  BD-rate {result.rate_percent:+.2f} % "
+                f"(over {result.low:.2f} to {result.high:.2f} {unit})\n"
+                f"  BD-{'PSNR' if args.metric == 'psnr' else 'quality'} {delta}\n")
+    print(text, end="")
+    if output:
+        write_output(output, text.encode(), args.force)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    output = check_writable(args.output, args.force)
+    curves, _ = _load_curves(args)
+    write_output(output, rd_plot_png(curves, args.max_bpp, args.title), args.force)
+    print(f"wrote {output}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from trellic.eval.crops import make_crops, parse_box
+    from trellic.eval.report import choose_anchor, render_report
+
+    output = check_writable(args.output, args.force)
+    curves, labels = _load_curves(args)
+    anchor = choose_anchor(curves, labels, args.anchor)
+    image = Path(args.image) if args.image else kodak_dir() / "kodim23.png"
+    crops, note = None, None
+    if image.is_file():
+        box = parse_box(args.crop) if args.crop else None
+        crops = make_crops(curves, image, args.crop_bpp, box)
+    else:
+        note = f"No crops: image {image} not found (use --image)."
+    page = render_report(curves, labels, anchor, rd_plot_png(curves, args.max_bpp), crops,
+                         args.crop_bpp, note, args.method)
+    write_output(output, page.encode(), args.force)
+    print(f"wrote {output}")
+    return 0
+
+
+def _add_output(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("-o", "--output", required=required, help="output file (atomic write)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def _add_curves(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", help="results JSON (trellic or CompressAI format)")
+    parser.add_argument("--reference", action="append", metavar="NAME",
+                        choices=[*reference_names(), "all"],
+                        help="add a published curve (repeatable; 'all' for every one): "
+                        + ", ".join(reference_names()))
+
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder of images (e.g. Kodak)")
+    parser.add_argument("--workers", type=int, default=1, help="processes to shard images over")
+    parser.add_argument("--limit", type=int, help="use only the first N images (by name)")
+    parser.add_argument("--name", help="curve name shown in plots and tables")
+    _add_output(parser)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate the learned codec on a folder")
+    _add_run(parser)
+    parser.add_argument("--model", action="append", required=True,
+                        help="model name (repeat for a curve: one point per model)")
+    parser.add_argument("--quantizer", choices=QUANTIZERS, default="usq")
+    parser.add_argument("--lambda-t", type=float, help="TCQ rate-distortion trade-off")
+    parser.set_defaults(func=_eval)
+
+    parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")
+    _add_run(parser)
+    parser.add_argument("--codec", required=True, choices=list(baselines.BASELINES))
+    parser.add_argument("--quality", type=int, nargs="+", help="override the swept qualities")
+    parser.set_defaults(func=_baseline)
+
+    parser = subparsers.add_parser("bdrate", help="BD-rate / BD-PSNR of B against A")
+    _add_curves(parser)
+    parser.add_argument("--table", action="store_true", help="matrix over all curves (markdown)")
+    parser.add_argument("--method", choices=METHODS, default="pchip")
+    parser.add_argument("--metric", choices=("psnr", "ms-ssim"), default="psnr")
+    _add_output(parser, required=False)
+    parser.set_defaults(func=_bdrate)
+
+    parser = subparsers.add_parser("plot", help="RD curves (PSNR, MS-SSIM) to a PNG")
+    _add_curves(parser)
+    parser.add_argument("--max-bpp", type=float, default=2.0)
+    parser.add_argument("--title")
+    _add_output(parser)
+    parser.set_defaults(func=_plot)
+
+    parser = subparsers.add_parser("report", help="static HTML report: plots, BD, crops")
+    _add_curves(parser)
+    parser.add_argument("--anchor", help="anchor curve for BD (file, name or codec)")
+    parser.add_argument("--image", help="image for the crops (default: Kodak kodim23.png)")
+    parser.add_argument("--crop", metavar="X,Y,W,H", help="crop box (default: centred 192x192)")
+    parser.add_argument("--crop-bpp", type=float, default=0.5, help="target rate of the crops")
+    parser.add_argument("--method", choices=METHODS, default="pchip")
+    parser.add_argument("--max-bpp", type=float, default=2.0)
+    _add_output(parser)
+    parser.set_defaults(func=_report)

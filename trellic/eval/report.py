@@ -1,0 +1,164 @@
+"""A static HTML report: RD plots, BD-rates against an anchor, crops, and the curves' provenance.
+
+One self-contained file (images embedded as base64 PNG, no scripts, no network), so it can
+be attached to an issue or opened offline::
+
+    curves (results JSON) -> rd_plot_png ----------------> <img> RD plots
+                          -> bd() against the anchor ----> BD-rate / BD-PSNR table
+                          -> make_crops(image, bpp) -----> original + one crop per codec
+                          -> provenance -----------------> table of encoders, data, commits
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from trellic.errors import TrellicError
+from trellic.eval.bdrate import bd
+from trellic.eval.crops import Crop
+from trellic.eval.plot import ms_ssim_db
+from trellic.eval.results import Results
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.better { color: #116611; } td.worse { color: #aa2222; }
+.crops { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; } figcaption { font-size: 0.85em; max-width: 384px; }
+figure img { width: 384px; height: 384px; image-rendering: pixelated; border: 1px solid #999; }
+.note { width: 384px; height: 384px; display: flex; align-items: center; justify-content: center;
+        background: #f3f3f3; color: #666; border: 1px solid #ccc; text-align: center; }
+.rd { max-width: 100%; }
+"""
+
+
+@dataclass(frozen=True)
+class BDRow:
+    """BD numbers of one curve against the anchor; None where undefined (reason given)."""
+
+    name: str
+    rate_psnr: float | None
+    psnr_db: float | None
+    rate_ms_ssim: float | None
+    reason: str | None = None
+
+
+def _curve(results: Results, field: str) -> tuple[list[float], list[float]]:
+    points = [p for p in results.points if getattr(p, field) is not None]
+    values = [getattr(p, field) for p in points]
+    if field == "ms_ssim_rgb":
+        values = [ms_ssim_db(value) for value in values]
+    return [p.bpp for p in points], values
+
+
+def bd_rows(anchor: Results, curves: list[Results], method: str = "pchip") -> list[BDRow]:
+    """BD-rate (PSNR and MS-SSIM) and BD-PSNR of every curve against the anchor."""
+    rows = []
+    for curve in curves:
+        try:
+            by_psnr = bd(*_curve(anchor, "psnr_rgb"), *_curve(curve, "psnr_rgb"), method)
+        except TrellicError as error:
+            rows.append(BDRow(curve.name, None, None, None, str(error)))
+            continue
+        try:
+            rate_ms_ssim = bd(*_curve(anchor, "ms_ssim_rgb"), *_curve(curve, "ms_ssim_rgb"),
+                              method).rate_percent
+        except TrellicError:
+            rate_ms_ssim = None
+        rows.append(BDRow(curve.name, by_psnr.rate_percent, by_psnr.quality_delta, rate_ms_ssim))
+    return rows
+
+
+def _cell(value: float | None, unit: str, lower_is_better: bool) -> str:
+    if value is None:
+        return "<td>n/a</td>"
+    better = value < 0 if lower_is_better else value > 0
+    css = "better" if better else "worse" if value else ""
+    return f'<td class="{css}">{value:+.2f}{unit}</td>'
+
+
+def _image(png: bytes, alt: str, css: str = "") -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img class="{css}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _bd_table(anchor: Results, rows: list[BDRow], method: str) -> str:
+    lines = [f"<p>Against the anchor <b>{html.escape(anchor.name)}</b>, {method} interpolation "
+             "over the overlapping range; negative BD-rate = fewer bits for the same quality."
+             "</p>", "<table><tr><th>codec</th><th>BD-rate (PSNR)</th><th>BD-PSNR</th>"
+             "<th>BD-rate (MS-SSIM dB)</th><th>note</th></tr>"]
+    for row in rows:
+        lines.append(f"<tr><td>{html.escape(row.name)}</td>"
+                     f"{_cell(row.rate_psnr, ' %', True)}{_cell(row.psnr_db, ' dB', False)}"
+                     f"{_cell(row.rate_ms_ssim, ' %', True)}"
+                     f"<td>{html.escape(row.reason or '')}</td></tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _crops_section(crops: list[Crop], target_bpp: float) -> str:
+    parts = [f"<p>Each codec at the setting whose rate on this image is closest to "
+             f"{target_bpp} bpp (shown at 2x, nearest neighbour).</p>", '<div class="crops">']
+    for crop in crops:
+        body = (_image(crop.png, crop.title) if crop.png
+                else f'<div class="note">{html.escape(crop.note or "")}</div>')
+        parts.append(f"<figure>{body}<figcaption><b>{html.escape(crop.title)}</b><br>"
+                     f"{html.escape(crop.caption)}</figcaption></figure>")
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _provenance_table(curves: list[Results], labels: list[str]) -> str:
+    lines = ["<table><tr><th>curve</th><th>file</th><th>encoder</th><th>points</th>"
+             "<th>bpp range</th><th>dataset</th><th>git commit</th><th>source</th></tr>"]
+    for curve, label in zip(curves, labels, strict=True):
+        rates = [p.bpp for p in curve.points]
+        images = len(curve.dataset.files) or "?"
+        lines.append(
+            f"<tr><td>{html.escape(curve.name)}</td><td>{html.escape(label)}</td>"
+            f"<td>{html.escape(curve.encoder)}</td><td>{len(curve.points)}</td>"
+            f"<td>{min(rates):.3f} to {max(rates):.3f}</td>"
+            f"<td>{html.escape(curve.dataset.name)} ({images} images)</td>"
+            f"<td>{html.escape(curve.git_commit or '')}</td>"
+            f"<td>{html.escape(curve.source or '')}</td></tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def choose_anchor(curves: list[Results], labels: list[str], anchor: str | None) -> Results:
+    """The curve named by ``anchor`` (its file, name or codec); the first one if None."""
+    if anchor is None:
+        return curves[0]
+    for curve, label in zip(curves, labels, strict=True):
+        if anchor in (label, Path(label).name, Path(label).stem, curve.name, curve.codec):
+            return curve
+    raise TrellicError(f"anchor {anchor!r} is none of the curves: "
+                       f"{', '.join(curve.name for curve in curves)}")
+
+
+def render_report(curves: list[Results], labels: list[str], anchor: Results, plot_png: bytes,
+                  crops: list[Crop] | None, target_bpp: float, crop_note: str | None = None,
+                  method: str = "pchip") -> str:
+    """The whole page as one HTML string."""
+    others = [curve for curve in curves if curve is not anchor]
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    datasets = ", ".join(sorted({curve.dataset.name for curve in curves}))
+    crop_html = (_crops_section(crops, target_bpp) if crops
+                 else f"<p>{html.escape(crop_note or 'No crops.')}</p>")
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<title>trellic rate-distortion report</title>", f"<style>{_STYLE}</style></head><body>",
+        "<h1>trellic rate-distortion report</h1>",
+        f"<p>Dataset: {html.escape(datasets)}. Generated {created}. Rates count every byte of "
+        "the coded file; PSNR-RGB and MS-SSIM-RGB are averaged over images per point.</p>",
+        "<h2>Rate-distortion curves</h2>", _image(plot_png, "RD curves", "rd"),
+        "<h2>Bjontegaard deltas</h2>", _bd_table(anchor, bd_rows(anchor, others, method), method),
+        "<h2>Crops at a similar rate</h2>", crop_html,
+        "<h2>Curves</h2>", _provenance_table(curves, labels),
+        "</body></html>", ""])

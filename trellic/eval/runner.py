@@ -1,0 +1,129 @@
+"""Run any codec over a folder of images: real files, real decode, one point per setting.
+
+A codec is anything with ``encode(image) -> bytes | EncodedImage`` (an object with ``.data``
+and optionally ``.estimated_bits``) and ``decode(data) -> image``, images being uint8
+(H, W, 3) RGB arrays. Each setting (a quality, a model) gives a factory that builds its
+codec; with ``workers > 1`` the images are sharded over spawned processes, each building
+the codecs it needs once, so factories must be picklable (``functools.partial`` of a
+module-level function)::
+
+    settings -> [(setting, image) tasks] -> pool of workers (1 torch thread each)
+             -> encode, time -> decode, time -> bpp from len(bytes), PSNR, MS-SSIM
+             -> ImageResult per task -> Point per setting (means over images)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from trellic.errors import TrellicError
+from trellic.eval.metrics import ms_ssim, psnr, to_uint8
+from trellic.eval.results import ImageResult, Point
+from trellic.io import read_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class CodecLike(Protocol):
+    def encode(self, image: np.ndarray) -> Any: ...
+
+    def decode(self, data: bytes) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One operating point: its label, a codec factory and the Point fields it sets."""
+
+    label: str
+    factory: Callable[[], CodecLike]
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """The images of a folder, sorted by name (the first ``limit`` of them)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrellicError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise TrellicError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files[:limit] if limit else files
+
+
+def evaluate_image(codec: CodecLike, path: Path) -> ImageResult:
+    """Encode, decode and measure one image; bpp counts every byte the encoder produced."""
+    image = read_image(path)
+    start = time.perf_counter()
+    encoded = codec.encode(image)
+    encoded_at = time.perf_counter()
+    data = encoded if isinstance(encoded, bytes | bytearray) else encoded.data
+    reconstruction = np.asarray(codec.decode(bytes(data)))
+    decoded_at = time.perf_counter()
+    if reconstruction.shape != image.shape:
+        raise TrellicError(f"{path.name}: decoded shape {reconstruction.shape} "
+                           f"differs from the original {image.shape}")
+    reconstruction = to_uint8(reconstruction)
+    height, width = image.shape[:2]
+    bits = getattr(encoded, "estimated_bits", None)
+    return ImageResult(
+        name=path.name, width=width, height=height, bytes=len(data),
+        bpp=8 * len(data) / (width * height),
+        estimated_bpp=None if bits is None else float(bits) / (width * height),
+        psnr_rgb=psnr(image, reconstruction), ms_ssim_rgb=ms_ssim(image, reconstruction),
+        encode_seconds=encoded_at - start, decode_seconds=decoded_at - encoded_at,
+    )
+
+
+_worker_factories: list[Callable[[], CodecLike]] = []
+_worker_codecs: dict[int, CodecLike] = {}
+
+
+def _init_worker(factories: list[Callable[[], CodecLike]]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _worker_factories[:] = factories
+    _worker_codecs.clear()
+
+
+def _work(task: tuple[int, int, Path]) -> tuple[int, int, ImageResult]:
+    setting, index, path = task
+    if setting not in _worker_codecs:
+        _worker_codecs[setting] = _worker_factories[setting]()
+    return setting, index, evaluate_image(_worker_codecs[setting], path)
+
+
+def run(settings: list[Setting], files: list[Path], workers: int = 1, progress: bool = True,
+        description: str = "eval") -> list[Point]:
+    """Evaluate every setting on every file; one Point per setting, images in file order."""
+    if workers < 1:
+        raise TrellicError(f"--workers must be at least 1, got {workers}")
+    tasks = [(s, i, path) for s in range(len(settings)) for i, path in enumerate(files)]
+    found: dict[tuple[int, int], ImageResult] = {}
+    with tqdm(total=len(tasks), desc=description, unit="img", disable=not progress) as bar:
+        if workers == 1:
+            for s, setting in enumerate(settings):
+                codec = setting.factory()
+                for i, path in enumerate(files):
+                    found[s, i] = evaluate_image(codec, path)
+                    bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            factories = [setting.factory for setting in settings]
+            with context.Pool(workers, _init_worker, (factories,)) as pool:
+                for s, i, result in pool.imap_unordered(_work, tasks):
+                    found[s, i] = result
+                    bar.update()
+    return [
+        Point.from_images(setting.label, [found[s, i] for i in range(len(files))],
+                          **setting.fields)
+        for s, setting in enumerate(settings)
+    ]
