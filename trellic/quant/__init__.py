@@ -1,0 +1,34 @@
+"""Quantizers: uniform scalar (USQ) and trellis-coded (TCQ), behind one interface.
+
+``make_quantizer("usq" | "tcq4" | "tcq8", delta)`` builds one; see
+:class:`~trellic.quant.base.Quantizer` for what every quantizer provides.
+"""
+
+from trellic.quant.base import (
+    GaussianRate,
+    ProxyKind,
+    Quantizer,
+    RateModel,
+    gaussian_mass,
+    make_quantizer,
+)
+from trellic.quant.tcq import TCQ
+from trellic.quant.trellis import ECM8, USQ_TRELLIS, VVC4, Trellis, from_sequences, to_sequences
+from trellic.quant.usq import USQ
+
+__all__ = [
+    "ECM8",
+    "TCQ",
+    "USQ",
+    "USQ_TRELLIS",
+    "VVC4",
+    "GaussianRate",
+    "ProxyKind",
+    "Quantizer",
+    "RateModel",
+    "Trellis",
+    "from_sequences",
+    "gaussian_mass",
+    "make_quantizer",
+    "to_sequences",
+]

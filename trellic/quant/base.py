@@ -1,0 +1,259 @@
+"""The quantizer interface shared by USQ and TCQ, and the Gaussian rate model.
+
+Quantizer ``q`` of a trellis with ``Q`` quantizers (Q = 1 for USQ, 2 for TCQ)
+reconstructs index ``k`` at ``(Q * k - sgn(k) * q) * delta``:
+
+    USQ  (Q=1):  k * delta
+    TCQ  Q0:     ..., -4d, -2d, 0, 2d, 4d, ...     (even multiples of delta)
+    TCQ  Q1:     ..., -3d,  -d, 0,  d, 3d, ...     (odd multiples and zero)
+
+Each quantizer's levels increase with k, and the decision interval of a level
+reaches halfway to its two neighbours in the same quantizer. Everything that
+only depends on the levels and the trellis (reconstruction, state replay,
+likelihoods, pmfs, the search) lives here once; the subclasses choose the
+trellis, the defaults and the training proxy.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import math
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from trellic.errors import TrellicError
+from trellic.quant.trellis import ECM8, VVC4, Trellis, from_sequences, to_sequences
+from trellic.quant.viterbi import viterbi_search
+
+LIKELIHOOD_BOUND = 1e-9
+
+
+class RateModel(Protocol):
+    """Code length of quantization indices, as the trellis search sees it."""
+
+    def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
+        """Bits to code integer index ``k`` with quantizer ``qid`` at Gaussian scale ``scales``.
+
+        ``k`` and ``scales`` broadcast elementwise; the result has their broadcast shape.
+        """
+        ...
+
+
+class ProxyKind(enum.Enum):
+    """Differentiable stand-in for quantization during training.
+
+    NOISE: additive uniform noise (USQ) or the switching perturbation (TCQ).
+    STE: the true quantizer output with a straight-through gradient.
+    MIXED: STE value for the decoder, NOISE likelihood for the rate.
+    """
+
+    NOISE = "noise"
+    STE = "ste"
+    MIXED = "mixed"
+
+
+def _lower_bound(p: Tensor) -> Tensor:
+    """Clamp at LIKELIHOOD_BOUND, passing the gradient through (it raises p, as rate wants)."""
+    bounded = p.clamp_min(LIKELIHOOD_BOUND)
+    return p + (bounded - p).detach() if p.requires_grad else bounded
+
+
+def gaussian_mass(lo: Tensor, hi: Tensor, scales: Tensor) -> Tensor:
+    """Mass of N(0, scales^2) on [lo, hi], lower-bounded by 1e-9 (all args broadcast).
+
+    By symmetry the interval is moved left of the mean, [-|c| - w, -|c| + w]
+    for centre c and half-width w, so that the mass is a difference of two
+    erfc values of the same tail, both computed to full relative precision.
+    """
+    centre2 = (lo + hi).abs()
+    width = hi - lo
+    # Phi(x / s) = erfc(-x / (sqrt(2) s)) / 2; centre2 and width are 2|c| and 2w.
+    gain = 1.0 / (2.0 * math.sqrt(2.0) * scales)
+    mass = 0.5 * (torch.erfc((centre2 - width) * gain) - torch.erfc((centre2 + width) * gain))
+    return _lower_bound(mass)
+
+
+class GaussianRate:
+    """Ideal code length: -log2 of the Gaussian mass over the level's decision interval."""
+
+    def __init__(self, quantizer: Quantizer) -> None:
+        self.quantizer = quantizer
+
+    def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
+        lo, hi = self.quantizer.decision_bounds(k, qid)
+        return -torch.log2(gaussian_mass(lo, hi, scales))
+
+
+class Quantizer(abc.ABC):
+    """A trellis of scalar quantizers with step ``delta`` (see the module docstring).
+
+    Typical workflow: ``k = q.quantize(y - means, scales)`` on the encoder;
+    ``y_hat = means + q.dequantize(k)`` on both sides; ``q.pmf`` builds the
+    coder's tables, ``q.likelihood(k, scales)`` gives the rate of true
+    indices, and ``q.proxy`` stands in for quantization during training.
+    """
+
+    kind: str
+    trellis: Trellis
+    delta: float
+
+    def __init__(self, kind: str, trellis: Trellis, delta: float) -> None:
+        if not delta > 0:
+            raise TrellicError(f"quantizer step delta must be positive, got {delta}")
+        self.kind = kind
+        self.trellis = trellis
+        self.delta = float(delta)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}, delta={self.delta})"
+
+    @property
+    @abc.abstractmethod
+    def default_lambda_t(self) -> float:
+        """Rate weight of the search when the caller gives none (latent units)."""
+
+    @abc.abstractmethod
+    def proxy(
+        self, r: Tensor, scales: Tensor, kind: ProxyKind = ProxyKind.NOISE
+    ) -> tuple[Tensor, Tensor]:
+        """Differentiable training path.
+
+        Args:
+            r: (B, M, H, W) residuals y - means.
+            scales: (B, M, H, W) Gaussian scales.
+            kind: which approximation (see :class:`ProxyKind`).
+
+        Returns:
+            (r_tilde, likelihood), both (B, M, H, W), differentiable w.r.t. r and scales.
+        """
+
+    @property
+    def num_quantizers(self) -> int:
+        return self.trellis.num_quantizers
+
+    def level_units(self, k: Tensor, qid: Tensor | int) -> Tensor:
+        """Reconstruction of index k in quantizer qid in units of delta, in k's dtype.
+
+        Exact in float32 for |k| < 2**23, which is why the float paths use it on float k.
+        """
+        return self.num_quantizers * k - torch.sign(k) * qid
+
+    def level(self, k: Tensor, qid: Tensor | int) -> Tensor:
+        """Reconstruction of index k (int64) in quantizer qid (int or broadcastable tensor)."""
+        return self.level_units(k.to(torch.get_default_dtype()), qid) * self.delta
+
+    def decision_bounds(self, k: Tensor, qid: Tensor | int) -> tuple[Tensor, Tensor]:
+        """(lo, hi): midpoints from level k to levels k-1 and k+1 of the same quantizer."""
+        kf = k.to(torch.get_default_dtype())
+        units = self.level_units(kf, qid)
+        half = 0.5 * self.delta
+        lo = (units + self.level_units(kf - 1, qid)) * half
+        hi = (units + self.level_units(kf + 1, qid)) * half
+        return lo, hi
+
+    def index_below(self, r: Tensor, qid: Tensor | int) -> Tensor:
+        """Index of the highest level of quantizer qid at or below r (int64, shape of r)."""
+        u = r / self.delta
+        return torch.floor((u + torch.sign(u) * qid) / self.num_quantizers).long()
+
+    @torch.no_grad()
+    def quantize(
+        self,
+        r: Tensor,
+        scales: Tensor,
+        lambda_t: float | None = None,
+        rate: RateModel | None = None,
+    ) -> Tensor:
+        """True quantization: the indices minimising sum (r - r_hat)^2 + lambda_t * bits.
+
+        With one state and lambda_t = 0 that is rounding; otherwise a Viterbi
+        search over each sequence (see :mod:`trellic.quant.tcq`).
+
+        Args:
+            r: (B, M, H, W) residuals y - means.
+            scales: (B, M, H, W) Gaussian scales (> 0), used by the rate model.
+            lambda_t: rate weight in latent units; None uses ``default_lambda_t``.
+            rate: code length model; None uses :class:`GaussianRate`.
+
+        Returns:
+            (B, M, H, W) int64 indices.
+        """
+        lam = self.default_lambda_t if lambda_t is None else float(lambda_t)
+        if self.trellis.num_states == 1 and lam == 0.0:
+            return torch.round(r / self.delta).long()
+        scales = scales.expand_as(r)
+        k, _ = viterbi_search(
+            self,
+            to_sequences(r),
+            to_sequences(scales),
+            lam,
+            GaussianRate(self) if rate is None else rate,
+        )
+        return from_sequences(k, r.shape)
+
+    def quantizer_ids(self, k: Tensor) -> Tensor:
+        """Replay the trellis: the quantizer id of each element given the indices before it.
+
+        Args:
+            k: (B, M, H, W) int64 indices.
+
+        Returns:
+            (B, M, H, W) int64 quantizer ids (all zeros for USQ).
+        """
+        if self.trellis.num_states == 1:
+            return torch.zeros_like(k)
+        parity = (to_sequences(k) & 1).t().contiguous()  # (T, S), time-major
+        next_flat = self.trellis.next_state_table().flatten().to(k.device)
+        states = torch.empty_like(parity)
+        state = torch.zeros(parity.shape[1], dtype=torch.long, device=k.device)
+        for t in range(parity.shape[0]):
+            states[t] = state
+            state = next_flat[2 * state + parity[t]]
+        qtab = self.trellis.quantizer_table().to(k.device)
+        return from_sequences(qtab[states].t(), k.shape)
+
+    def dequantize(self, k: Tensor) -> Tensor:
+        """(B, M, H, W) int64 indices -> (B, M, H, W) reconstructed residuals r_hat."""
+        return self.level(k, self.quantizer_ids(k))
+
+    def likelihood(self, k: Tensor, scales: Tensor) -> Tensor:
+        """P(k | quantizer of its state, N(0, scales)), lower-bounded by 1e-9.
+
+        Args:
+            k: (B, M, H, W) int64 indices.
+            scales: (B, M, H, W) Gaussian scales; the result is differentiable w.r.t. them.
+        """
+        lo, hi = self.decision_bounds(k, self.quantizer_ids(k))
+        return gaussian_mass(lo, hi, scales)
+
+    def pmf(self, qid: int, scales: Tensor, k: Tensor) -> Tensor:
+        """P(k | qid, scale) on a grid, for the coder's tables.
+
+        Args:
+            qid: quantizer id.
+            scales: (L, 1) Gaussian scales.
+            k: (1, K) int64 indices.
+
+        Returns:
+            (L, K) probabilities (each lower-bounded by 1e-9).
+        """
+        lo, hi = self.decision_bounds(k, qid)
+        return gaussian_mass(lo, hi, scales)
+
+
+def make_quantizer(kind: str, delta: float | None = None) -> Quantizer:
+    """Quantizer by name: "usq" (default delta 1.0), "tcq4" or "tcq8" (default delta 0.6)."""
+    # The subclasses import this module, so they are looked up at call time.
+    from trellic.quant.tcq import TCQ
+    from trellic.quant.usq import USQ
+
+    step = {} if delta is None else {"delta": delta}
+    if kind == "usq":
+        return USQ(**step)
+    trellises = {"tcq4": VVC4, "tcq8": ECM8}
+    if kind not in trellises:
+        raise TrellicError(f"unknown quantizer {kind!r}: expected one of usq, tcq4, tcq8")
+    return TCQ(trellises[kind], **step)
