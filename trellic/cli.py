@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "trellic.commands",
     "trellic.train.commands",
     "trellic.eval.commands",
+    "trellic.retrain.commands",
 )
 
 

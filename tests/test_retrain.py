@@ -1,0 +1,64 @@
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import make_tiny_model, synthetic_image
+from trellic.io import image_to_tensor
+from trellic.quant import make_quantizer
+from trellic.retrain.cache import build_cache
+from trellic.retrain.loop import RetrainConfig, retrain
+from trellic.train.data import CropDataset, list_images
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    for seed in range(3):
+        Image.fromarray(synthetic_image(96, 128, seed)).save(folder / f"{seed}.png")
+    return CropDataset(list_images([folder]), crop=64)
+
+
+def _model():
+    return make_tiny_model(gain=3.0)
+
+
+@pytest.mark.parametrize("kind", ["usq", "tcq4"])
+def test_decoder_only_retraining_lowers_mse_and_keeps_bitstreams(tmp_path, dataset, kind):
+    source = _model()
+    config = RetrainConfig(quantizer=kind, part="decoder", mode="offline", steps=20,
+                           batch_size=8, crop=64, lr=1e-3, cache_crops=16, log_every=5)
+    retrained = retrain(source, config, dataset, tmp_path, progress=False)
+    quantizer = make_quantizer(kind)
+    cache = build_cache(source, quantizer, None, dataset, tmp_path / "cache-round0", 16,
+                        progress=False)
+    x, y_hat = cache.x.float() / 255, cache.y_hat
+    with torch.no_grad():
+        before = torch.mean((source.g_s(y_hat) - x) ** 2)
+        after = torch.mean((retrained.g_s(y_hat) - x) ** 2)
+    assert after < 0.9 * before
+
+    image = image_to_tensor(synthetic_image(64, 128, seed=9))
+    assert source.compress(image, quantizer).y_stream == retrained.compress(image, quantizer).y_stream
+    for name in ("g_a", "h_a", "h_s"):
+        for a, b in zip(getattr(source, name).parameters(), getattr(retrained, name).parameters()):
+            assert torch.equal(a, b)
+
+
+def test_offline_cache_is_resumable(tmp_path, dataset):
+    model, quantizer = _model(), make_quantizer("tcq8")
+    first = build_cache(model, quantizer, None, dataset, tmp_path, 10, shard_size=4, progress=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*")}
+    again = build_cache(model, quantizer, None, dataset, tmp_path, 10, shard_size=4, progress=False)
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*")}
+    assert torch.equal(first.y_hat, again.y_hat) and len(again) == 10
+
+
+def test_hyper_decoder_online_retraining_trains_rate_of_true_indices(tmp_path, dataset):
+    source = _model()
+    config = RetrainConfig(quantizer="tcq4", part="hyper+decoder", mode="online", steps=6,
+                           batch_size=2, crop=64, lr=1e-3, lmbda=0.01, log_every=1)
+    retrained = retrain(source, config, dataset, tmp_path, progress=False)
+    assert torch.equal(source.g_a[0].weight, retrained.g_a[0].weight)
+    assert not torch.equal(source.h_s[-1].weight, retrained.h_s[-1].weight)
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and '"bpp"' in lines[0]

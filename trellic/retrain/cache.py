@@ -1,0 +1,92 @@
+"""Offline shards: training crops encoded once with the frozen encoder and the real quantizer.
+
+Each shard ``shard-NNNNN.safetensors`` holds ``x`` (n, 3, H, W) uint8 crops,
+``y`` (n, M, h, w) float32 encoder outputs and ``y_hat`` (n, M, h, w) float32
+truly quantized latents, with metadata naming the model hash, quantizer,
+lambda_t and crop seed. Building is resumable: a shard that exists with
+matching metadata is kept, anything else is rebuilt. Shards of one round go
+stale once the hyperprior changes; the next round writes its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from trellic.models.hyperprior import MeanScaleHyperprior
+from trellic.quant.base import Quantizer
+from trellic.retrain.targets import encode, quantized_latents
+from trellic.train.data import CropDataset
+
+
+@dataclass
+class LatentCache:
+    """All shards of one cache in memory: crops x (float, [0, 1]), y and y_hat."""
+
+    x: Tensor
+    y: Tensor
+    y_hat: Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def batch(self, size: int, seed: int, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        index = torch.randint(len(self), (size,), generator=generator)
+        return self.x[index].float() / 255.0, self.y[index], self.y_hat[index]
+
+
+def build_cache(model: MeanScaleHyperprior, quantizer: Quantizer, lambda_t: float | None,
+                dataset: CropDataset, folder: Path, crops: int, shard_size: int = 64,
+                seed: int = 0, identity: str = "", progress: bool = True) -> LatentCache:
+    """Encode ``crops`` random crops into shards under ``folder`` (resumable) and load them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = -(-crops // shard_size)
+    meta = {"identity": identity, "quantizer": quantizer.kind, "delta": quantizer.delta,
+            "lambda_t": lambda_t, "seed": seed, "crop": dataset.crop}
+    xs, ys, y_hats = [], [], []
+    for shard in tqdm(range(shards), desc="cache", disable=not progress, unit="shard"):
+        path = folder / f"shard-{shard:05d}.safetensors"
+        count = min(shard_size, crops - shard * shard_size)
+        wanted = {**meta, "shard": shard, "count": count}
+        if not _matches(path, wanted):
+            x = dataset.batch(count, seed, shard, rank=7919)  # rank: crops apart from training's
+            y = encode(model, x)
+            y_hat = quantized_latents(model, quantizer, y, lambda_t)
+            _save_atomic(path, {"x": (x * 255).round().to(torch.uint8), "y": y, "y_hat": y_hat},
+                         {"meta": json.dumps(wanted)})
+        tensors = load_file(str(path))
+        xs.append(tensors["x"])
+        ys.append(tensors["y"])
+        y_hats.append(tensors["y_hat"])
+    return LatentCache(torch.cat(xs), torch.cat(ys), torch.cat(y_hats))
+
+
+def _matches(path: Path, wanted: dict) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads(handle.metadata()["meta"]) == wanted
+    except Exception:  # an unreadable or foreign shard is simply rebuilt
+        return False
+
+
+def _save_atomic(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
