@@ -184,11 +184,11 @@ class Quantizer(abc.ABC):
         lam = self.default_lambda_t if lambda_t is None else float(lambda_t)
         if self.trellis.num_states == 1 and lam == 0.0:
             return torch.round(r / self.delta).long()
-        scales = scales.expand_as(r)
+        dtype = torch.promote_types(r.dtype, torch.float32)  # never search in half precision
         k, _ = viterbi_search(
             self,
-            to_sequences(r),
-            to_sequences(scales),
+            to_sequences(r.to(dtype)),
+            to_sequences(scales.to(dtype).expand_as(r)),
             lam,
             GaussianRate(self) if rate is None else rate,
         )

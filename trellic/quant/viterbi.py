@@ -33,8 +33,10 @@ BLOCK_ELEMENTS = 1 << 17
 
 
 def candidates(quantizer: Quantizer, r: Tensor, qid: int) -> Tensor:
-    """Candidate indices of quantizer qid: the even and the odd one of the levels
-    at or below r and above r, and zero.
+    """Candidate indices of quantizer qid: the even and the odd neighbour of r, and zero.
+
+    The neighbours are the levels at or below r and above r, which have
+    consecutive indices, hence one even and one odd.
 
     Args:
         r: (T, S) residuals.
@@ -42,7 +44,7 @@ def candidates(quantizer: Quantizer, r: Tensor, qid: int) -> Tensor:
     Returns:
         (3, T, S) int64: even, odd, zero.
     """
-    below = quantizer.index_below(r, qid)  # below and below + 1: one even, one odd
+    below = quantizer.index_below(r, qid)
     return torch.stack([(below + 1) & -2, below | 1, torch.zeros_like(below)])
 
 
