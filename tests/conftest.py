@@ -11,6 +11,11 @@ from trellic.paths import kodak_dir
 from trellic.zoo import LoadedModel, save_model, sha256_of
 
 
+def pytest_configure(config):
+    """One intra-op thread per test process: the suite runs under xdist on 2 cores."""
+    torch.set_num_threads(1)
+
+
 def make_tiny_model(seed: int = 0, gain: float = 30.0) -> MeanScaleHyperprior:
     """A random N=16/M=24 model whose latents are scaled up so indices are far from all-zero."""
     torch.manual_seed(seed)
