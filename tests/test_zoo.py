@@ -66,3 +66,55 @@ def loaded_path_candidates(name):
     from trellic.zoo import WEIGHTS_DIR, read_manifest
 
     yield WEIGHTS_DIR / read_manifest()["models"][name]["file"]
+
+
+def _rewrite(path, tensors=None, **metadata_changes):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = {**handle.metadata(), **metadata_changes}
+    save_file(load_file(str(path)) if tensors is None else tensors, str(path), metadata=metadata)
+
+
+@pytest.mark.parametrize("config", ['{"N": 1000000000, "M": 24, "tcq_delta": 0.6}',
+                                    '{"N": "16", "M": 24, "tcq_delta": 0.6}',
+                                    '{"N": 16, "M": 24, "tcq_delta": -1}', '[1, 2]'])
+def test_an_absurd_config_is_refused_before_building_the_model(tmp_path, tiny_model, config):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {})
+    _rewrite(path, config=config)
+    with pytest.raises(TrellicError, match="cannot read weights"):
+        load_model_file(path)
+
+
+def test_a_pickle_is_never_loaded(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    torch.save(tiny_model.state_dict(), path)
+    with pytest.raises(TrellicError, match="cannot read weights"):
+        load(str(path))
+
+
+def test_tables_with_the_wrong_row_count_are_refused(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {})
+    tensors = load_file(str(path))
+    for suffix in ("freqs", "lengths", "offsets"):
+        tensors[f"tables.z.{suffix}"] = tensors[f"tables.z.{suffix}"][:3].contiguous()
+    _rewrite(path, tensors)
+    with pytest.raises(TrellicError, match="row counts"):
+        load_model_file(path)
+
+
+def test_a_malformed_manifest_is_a_clear_error(tmp_path):
+    for text in ("{not json", '{"models": []}', "[]"):
+        (tmp_path / "manifest.json").write_text(text)
+        with pytest.raises(TrellicError, match="cannot read model manifest"):
+            load("default", weights_dir=tmp_path)
+
+
+def test_a_weights_file_with_any_name_gets_a_valid_model_id(tmp_path, tiny_model):
+    path = tmp_path / ("modèle très long " * 5 + ".safetensors")
+    save_model(tiny_model, path, {})
+    model_id = load(str(path)).model_id
+    assert model_id.startswith("file:") and len(model_id) <= 64 and model_id.isascii()
+    assert " " not in model_id

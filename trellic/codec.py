@@ -4,6 +4,12 @@
     container bytes -> validate -> model.decompress -> crop -> clamp, round -> uint8
 
 ``Codec`` is what the CLI, the evaluation runner and the benchmarks use.
+
+Images above ``MAX_PIXELS`` are refused on both sides, before any transform
+runs: the transforms are not tiled, and their peak memory grows linearly with
+the pixel count (docs/robustness.md states the measured bound). A decoded image
+that is not finite everywhere can only come from a corrupt stream (the encoder's
+latents are finite), so it is an error rather than an image of clamped NaNs.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from trellic.coding import bitstream
 from trellic.errors import TrellicError
@@ -18,10 +25,10 @@ from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
 from trellic.models.hyperprior import DOWNSCALE, CompressedLatents
 from trellic.quant import make_quantizer
 from trellic.quant.base import Quantizer
-from trellic.zoo import LoadedModel
+from trellic.zoo import LoadedModel, load_named
 from trellic.zoo import load as load_model
 
-MAX_PIXELS = 25_000_000  # about 5000 x 5000: the untiled transforms stay within ~8 GB
+MAX_PIXELS = 25_000_000  # 5000 x 5000: ~5.5 GB peak RSS for N=64/M=96 (docs/robustness.md)
 
 
 @dataclass
@@ -46,8 +53,10 @@ class Codec:
         self.loaded = loaded
         self.quantizer = quantizer
         self.lambda_t = quantizer.default_lambda_t if lambda_t is None else float(lambda_t)
-        if self.lambda_t < 0:
-            raise TrellicError(f"lambda_t must be >= 0, got {lambda_t}")
+        if not 0 <= self.lambda_t < bitstream.MAX_LAMBDA_T:
+            raise TrellicError(
+                f"lambda_t must be in [0, {bitstream.MAX_LAMBDA_T:g}), got {lambda_t}"
+            )
         if quantizer.num_quantizers > 1:
             delta = loaded.model.config.tcq_delta
             if abs(quantizer.delta - delta) > 1e-9:
@@ -114,6 +123,8 @@ class Codec:
             x_hat = self.loaded.model.decompress(compressed, quantizer)
         except (ValueError, RuntimeError, OverflowError) as error:
             raise TrellicError(f"corrupt bitstream: {str(error).splitlines()[0]}") from None
+        if not torch.isfinite(x_hat).all():
+            raise TrellicError("corrupt bitstream: the decoded image is not finite")
         return tensor_to_image(x_hat[..., : header.height, : header.width])
 
 
@@ -122,10 +133,18 @@ def _padded(size: int) -> int:
 
 
 def codec_for_file(data: bytes, model: str | None = None) -> Codec:
-    """The codec that decodes ``data``: the model its header names, or ``model`` if given."""
+    """The codec that decodes ``data``: the model its header names, or ``model`` if given.
+
+    A header names a shipped model only: it is looked up in the manifest, never
+    opened as a path.
+    """
     header = bitstream.unpack(data).header
-    name = model or header.model_id
-    if name.startswith("file:"):
-        raise TrellicError(f"file was coded with weights '{name[5:]}': pass them with --model PATH")
-    loaded = load_model(name)
+    if model is not None:
+        loaded = load_model(model)
+    elif header.model_id.startswith("file:"):
+        raise TrellicError(
+            f"file was coded with weights '{header.model_id[5:]}': pass them with --model PATH"
+        )
+    else:
+        loaded = load_named(header.model_id)
     return Codec.load_from(loaded, header.quantizer, header.lambda_t)

@@ -1,10 +1,19 @@
-"""``trellic compress``, ``decompress`` and ``info``: the codec on files."""
+"""``trellic compress``, ``decompress`` and ``info``: the codec on files.
+
+Exit codes (see trellic.cli): 0 success, 1 an error reported as one line
+``trellic: error: ...`` (missing or unreadable input, corrupt file, unknown
+model, existing output without --force, ...), 2 a usage error (argparse).
+Warnings, such as a dropped alpha channel, are one line ``trellic: warning:``.
+An output never replaces the input (not even with --force).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +28,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not (math.isfinite(value) and 0 <= value < bitstream.MAX_LAMBDA_T):
+        raise argparse.ArgumentTypeError(f"must be in [0, {bitstream.MAX_LAMBDA_T:g}), got {text}")
     return value
 
 
@@ -57,12 +66,36 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _read_image(path: Path) -> np.ndarray:
+    """read_image with its warnings (a dropped alpha channel) as one line each on stderr.
+
+    Images larger than the codec codes are refused from their header, unread.
+    """
+    from trellic.codec import MAX_PIXELS
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = read_image(path, MAX_PIXELS)
+    for warning in caught:
+        _say(f"trellic: warning: {warning.message}")
+    return image
+
+
+def _check_output(args: argparse.Namespace, *inputs: Path | None) -> None:
+    if args.output.is_dir():
+        raise TrellicError(f"output is a directory: {args.output}")
+    if args.output.exists() and not args.force:
+        raise TrellicError(f"output exists (use --force to overwrite): {args.output}")
+    for path in inputs:
+        if path is not None and path.exists() and args.output.resolve() == path.resolve():
+            raise TrellicError(f"output would replace an input: {args.output}")
+
+
 def compress(args: argparse.Namespace) -> int:
     from trellic.codec import Codec
 
-    if args.output.exists() and not args.force:
-        raise TrellicError(f"output exists (use --force to overwrite): {args.output}")
-    image = read_image(args.input)
+    _check_output(args, args.input)
+    image = _read_image(args.input)
     start = time.perf_counter()
     codec = Codec.load(args.model, args.quantizer, args.lambda_t)
     loaded = time.perf_counter()
@@ -83,9 +116,9 @@ def compress(args: argparse.Namespace) -> int:
 def decompress(args: argparse.Namespace) -> int:
     from trellic.codec import codec_for_file
 
-    if args.output.exists() and not args.force:
-        raise TrellicError(f"output exists (use --force to overwrite): {args.output}")
-    data = read_bytes(args.input)
+    _check_output(args, args.input, args.reference)
+    data = read_bytes(args.input, limit=bitstream.MAX_FILE_BYTES)
+    reference = None if args.reference is None else _read_image(args.reference)
     start = time.perf_counter()
     codec = codec_for_file(data, args.model)
     loaded = time.perf_counter()
@@ -93,8 +126,7 @@ def decompress(args: argparse.Namespace) -> int:
     done = time.perf_counter()
     write_atomic(args.output, encode_png(image), force=args.force)
     message = f"{args.input} -> {args.output}: {image.shape[1]}x{image.shape[0]}"
-    if args.reference is not None:
-        reference = read_image(args.reference)
+    if reference is not None:
         if reference.shape != image.shape:
             raise TrellicError(f"reference is {reference.shape[1]}x{reference.shape[0]}, "
                                f"decoded image is {image.shape[1]}x{image.shape[0]}")
@@ -109,7 +141,7 @@ def decompress(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    data = read_bytes(args.input)
+    data = read_bytes(args.input, limit=bitstream.MAX_FILE_BYTES)
     container = bitstream.unpack(data)
     h = container.header
     print(f"file           {args.input} ({len(data)} bytes)")

@@ -1,10 +1,19 @@
 """Images in and out: validated reading, padding to the model's grid, atomic writes.
 
-Input policy (documented for users): PNG, JPEG and the other formats Pillow
-reads are accepted. EXIF orientation is applied. Grayscale and palette images
-are converted to RGB; 16-bit images are scaled to 8 bits; CMYK is converted to
-RGB; an alpha channel is dropped with a warning (the codec codes colour only).
-Anything Pillow cannot decode is refused with a one-line error.
+Input policy (documented for users, see docs/robustness.md): PNG, JPEG and the
+other formats Pillow reads are accepted; of an animation, the first frame.
+EXIF orientation is applied. Grayscale, bilevel and palette images become RGB;
+16-bit samples (``I;16*`` and 32-bit ``I``, read as 0..65535) are scaled to 8
+bits with rounding; CMYK is converted by Pillow; an alpha channel is dropped
+with a warning (the codec codes colour only; transparent pixels keep their
+stored colour). The pixel count is checked from the file header before any
+pixel is decoded. Anything Pillow cannot decode is refused with a one-line
+error.
+
+Outputs are written through a temp file in the destination folder, fsynced,
+then renamed (hard-linked when overwriting is not allowed, so a file that
+appears meanwhile is still not overwritten); they get the usual permissions
+(0666 minus the umask).
 """
 
 from __future__ import annotations
@@ -18,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from trellic.errors import TrellicError
 
-MAX_PIXELS = 100_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_PIXELS = 100_000_000  # reading bound; the codec's own bound is smaller
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def _check_readable(path: Path) -> None:
@@ -32,30 +41,37 @@ def _check_readable(path: Path) -> None:
         raise TrellicError(f"file not found: {path}")
     if path.is_dir():
         raise TrellicError(f"expected a file, got a directory: {path}")
+    if not path.is_file():
+        raise TrellicError(f"not a regular file: {path}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3)."""
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3); more than ``max_pixels`` is refused unread."""
     path = Path(path)
     _check_readable(path)
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image, name=str(path))
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
-        raise TrellicError(f"cannot read image {path}: {error}") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise TrellicError(f"cannot read image {path}: {error}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise TrellicError(f"image of {width}x{height} pixels exceeds the supported "
+                                       f"maximum of {max_pixels} pixels: {path}")
+                return to_rgb(ImageOps.exif_transpose(image), name=str(path))
+    except TrellicError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of a decoder on a hostile file
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TrellicError(f"cannot read image {path}: {message}") from None
 
 
 def to_rgb(image: Image.Image, name: str = "image") -> np.ndarray:
     """Convert any Pillow image to uint8 RGB following the input policy above."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if {"A", "a"} & set(image.getbands()) or "transparency" in image.info:
         warnings.warn(f"{name}: alpha channel dropped (trellic codes RGB only)", stacklevel=3)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode in SIXTEEN_BIT_MODES:
         array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if array.max() > 255 else 255.0
-        gray = np.clip(np.round(array / scale * 255.0), 0, 255).astype(np.uint8)
+        gray = np.clip(np.round(array / 65535.0 * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3 or array.size == 0:
@@ -93,16 +109,39 @@ def write_atomic(path: str | Path, data: bytes, force: bool = False) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise TrellicError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.replace(tmp, path)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        _publish(tmp, path, force)
     except OSError as error:
-        raise TrellicError(f"cannot write {path}: {error}") from None
+        raise TrellicError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _publish(tmp: str, path: Path, force: bool) -> None:
+    if not force:
+        try:
+            os.link(tmp, path)  # atomic, and fails if the path exists
+            return
+        except FileExistsError:
+            raise TrellicError(f"output exists (use --force to overwrite): {path}") from None
+        except OSError:
+            if path.exists():  # a filesystem without hard links: check, then rename
+                raise TrellicError(f"output exists (use --force to overwrite): {path}") from None
+    os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -111,10 +150,15 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def read_bytes(path: str | Path) -> bytes:
+def read_bytes(path: str | Path, limit: int | None = None) -> bytes:
+    """A file's bytes; more than ``limit`` bytes is an error (read no further than that)."""
     path = Path(path)
     _check_readable(path)
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read() if limit is None else handle.read(limit + 1)
     except OSError as error:
-        raise TrellicError(f"cannot read {path}: {error}") from None
+        raise TrellicError(f"cannot read {path}: {error.strerror or error}") from None
+    if limit is not None and len(data) > limit:
+        raise TrellicError(f"file too large (more than {limit} bytes): {path}")
+    return data

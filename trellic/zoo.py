@@ -4,7 +4,9 @@ A weights file holds the model's tensors, its frozen coding tables (prefix
 ``tables.``) and, in the safetensors metadata, the JSON ``config`` (architecture)
 and ``info`` (training recipe, lambda, data, results). Loading never unpickles,
 checks the sha256 listed in the manifest, and fails on any missing or
-unexpected key (no silent partial loads).
+unexpected key (no silent partial loads). The config is bounds-checked before
+the model is built (a weights file cannot size an allocation), and the tables'
+row counts are checked against the model (the decoder indexes them).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from trellic.models import MeanScaleHyperprior, ModelConfig
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = "manifest.json"
 TABLE_PREFIX = "tables."
+MAX_CHANNELS = 1024
 
 
 @dataclass
@@ -67,6 +71,17 @@ def save_model(model: MeanScaleHyperprior, path: Path, info: dict) -> str:
     return sha256_of(path)
 
 
+def _config(metadata: dict) -> ModelConfig:
+    config = ModelConfig.from_dict(json.loads(metadata["config"]))
+    for name in ("N", "M"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or not 1 <= value <= MAX_CHANNELS:
+            raise ValueError(f"config {name}={value!r} is not an integer in 1..{MAX_CHANNELS}")
+    if not isinstance(config.tcq_delta, float | int) or not 0 < config.tcq_delta < 1e3:
+        raise ValueError(f"config tcq_delta={config.tcq_delta!r} out of range")
+    return config
+
+
 def load_model_file(path: Path) -> tuple[MeanScaleHyperprior, dict]:
     """Load a weights file strictly; returns (model in eval mode, info)."""
     path = Path(path)
@@ -76,8 +91,10 @@ def load_model_file(path: Path) -> tuple[MeanScaleHyperprior, dict]:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         tensors = load_file(str(path))
-        config = ModelConfig.from_dict(json.loads(metadata["config"]))
+        config = _config(metadata)
         info = json.loads(metadata.get("info", "{}"))
+        if not isinstance(info, dict):
+            raise ValueError("info is not a JSON object")
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
         raise TrellicError(f"cannot read weights {path}: {error}") from None
     model = MeanScaleHyperprior(config)
@@ -91,8 +108,10 @@ def load_model_file(path: Path) -> tuple[MeanScaleHyperprior, dict]:
     except (RuntimeError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise TrellicError(f"weights {path} do not match the model: {first_line}") from None
-    if set(model.tables) != {"z", "usq", "tcq"}:
-        raise TrellicError(f"weights {path} lack coding tables (have {sorted(model.tables)})")
+    levels = model.scale_table.numel()
+    rows = {"z": config.N, "usq": levels, "tcq": 2 * levels}
+    if {key: t.num_rows for key, t in model.tables.items()} != rows:
+        raise TrellicError(f"weights {path} lack coding tables or have the wrong row counts")
     return model.eval(), info
 
 
@@ -100,7 +119,13 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     path = weights_dir / MANIFEST
     if not path.is_file():
         raise TrellicError(f"model manifest not found: {path}")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest.get("models"), dict) or manifest.get("default") is None:
+            raise ValueError("needs 'default' and a 'models' object")
+    except (OSError, ValueError, AttributeError) as error:
+        raise TrellicError(f"cannot read model manifest {path}: {error}") from None
+    return manifest
 
 
 def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
@@ -112,18 +137,24 @@ def load(name_or_path: str = "default", weights_dir: Path = WEIGHTS_DIR) -> Load
     candidate = Path(name_or_path)
     if candidate.suffix == ".safetensors" or os.sep in name_or_path:
         model, info = load_model_file(candidate)
-        return LoadedModel(model, f"file:{candidate.stem}", sha256_of(candidate), info)
+        stem = re.sub(r"[^A-Za-z0-9._+-]", "_", candidate.stem)[:59]  # a valid bitstream model id
+        return LoadedModel(model, f"file:{stem}", sha256_of(candidate), info)
+    return load_named(name_or_path, weights_dir)
+
+
+def load_named(name: str, weights_dir: Path = WEIGHTS_DIR) -> LoadedModel:
+    """A shipped model by manifest name only (never a path): what a file's header may name."""
     manifest = read_manifest(weights_dir)
-    name = manifest["default"] if name_or_path == "default" else name_or_path
-    entry = manifest["models"].get(name)
-    if entry is None:
+    resolved = manifest["default"] if name == "default" else name
+    entry = manifest["models"].get(resolved)
+    if not isinstance(entry, dict):
         known = ", ".join(sorted(manifest["models"]))
-        raise TrellicError(f"unknown model '{name_or_path}' (available: {known})")
-    path = weights_dir / entry["file"]
+        raise TrellicError(f"unknown model '{name}' (available: {known})")
+    path = weights_dir / str(entry.get("file"))
     if not path.is_file():
-        raise TrellicError(f"weights file of model '{name}' is missing: {path}")
+        raise TrellicError(f"weights file of model '{resolved}' is missing: {path}")
     digest = sha256_of(path)
-    if digest != entry["sha256"]:
+    if digest != entry.get("sha256"):
         raise TrellicError(f"weights file {path} is corrupt or tampered (sha256 mismatch)")
     model, info = load_model_file(path)
-    return LoadedModel(model, name, digest, info)
+    return LoadedModel(model, resolved, digest, info)

@@ -6,12 +6,12 @@ Layout (all integers little-endian; ``varint`` = unsigned LEB128, at most 5 byte
     0       magic            4 bytes  b"TRLC"
     4       version          u8       FORMAT_VERSION
     5       model id length  u8       1..64
-    6       model id         ASCII    zoo name, or "file:<stem>" for a weights file
+    6       model id         ASCII    [A-Za-z0-9._:+-]: zoo name, or "file:<stem>"
     ..      weights sha256   8 bytes  prefix of the weights file's sha256
     ..      quantizer        u8       0 usq, 1 tcq4, 2 tcq8
     ..      delta            f32      quantizer step (reconstruction scale)
     ..      lambda_t         f32      the trellis's rate weight (informative only)
-    ..      height, width    varint   image size in pixels, 1..MAX_SIDE
+    ..      height, width    varint   image size in pixels, 1..MAX_SIDE (minimal varints)
     ..      z length         varint   bytes of the z stream
     ..      z stream         bytes    range-coded hyper-latents (whole 32-bit words)
     ..      y length         varint   bytes of the y stream
@@ -26,11 +26,16 @@ right from trellis state 0; step t codes position t of every sequence, grouped
 by table row = quantizer id of the sequence's current state * L + scale level.
 
 Every field is validated before use: no allocation is sized by an unchecked
-header value, and any inconsistency is a :class:`TrellicError`.
+header value, and any inconsistency is a :class:`TrellicError`. The version is
+checked before the CRC, so a newer file is named as such. ``pack`` refuses what
+``unpack`` would refuse: an encoder never writes a file it cannot read back.
+The model id's alphabet keeps error messages free of control characters and
+ids free of path separators (a file never names a path to load).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -42,6 +47,10 @@ FORMAT_VERSION = 1
 MAX_SIDE = 1 << 16
 QUANTIZER_CODES = {"usq": 0, "tcq4": 1, "tcq8": 2}
 SHA_PREFIX_BYTES = 8
+MAX_DELTA = 1e3
+MAX_LAMBDA_T = 1e6
+MAX_FILE_BYTES = 1 << 28  # 256 MiB, ~80 bpp at the codec's 25 Mpx limit
+_MODEL_ID = re.compile(r"[A-Za-z0-9._:+-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -90,14 +99,26 @@ class _Reader:
             byte = self.take(1, what)[0]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if byte == 0 and shift:
+                    break  # a non-minimal encoding: one file, one byte string
                 return value
         raise TrellicError(f"corrupt bitstream: malformed {what}")
 
 
+def _check_header(header: Header, problem: str) -> None:
+    if header.quantizer not in QUANTIZER_CODES:
+        raise TrellicError(f"{problem}: unknown quantizer {header.quantizer!r}")
+    if not (0.0 < header.delta < MAX_DELTA) or not (0.0 <= header.lambda_t < MAX_LAMBDA_T):
+        raise TrellicError(f"{problem}: quantizer parameters out of range")
+    if not (1 <= header.height <= MAX_SIDE and 1 <= header.width <= MAX_SIDE):
+        raise TrellicError(f"{problem}: image size {header.width}x{header.height} out of range")
+
+
 def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
+    if not _MODEL_ID.fullmatch(header.model_id):
+        raise TrellicError(f"model id must be 1..64 of [A-Za-z0-9._:+-]: {header.model_id!r}")
+    _check_header(header, "cannot write header")
     model_id = header.model_id.encode("ascii")
-    if not 1 <= len(model_id) <= 64:
-        raise TrellicError("model id must be 1..64 ASCII characters")
     out = bytearray(MAGIC)
     out += struct.pack("<BB", FORMAT_VERSION, len(model_id)) + model_id
     out += bytes.fromhex(header.weights_sha256[: 2 * SHA_PREFIX_BYTES])
@@ -105,6 +126,8 @@ def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
     out += _varint(header.height) + _varint(header.width)
     out += _varint(len(z_stream)) + z_stream + _varint(len(y_stream)) + y_stream
     out += struct.pack("<I", zlib.crc32(out))
+    if len(out) > MAX_FILE_BYTES:
+        raise TrellicError(f"cannot write a file of more than {MAX_FILE_BYTES} bytes")
     return bytes(out)
 
 
@@ -112,33 +135,30 @@ def unpack(data: bytes) -> Container:
     """Parse and validate a container; raises TrellicError on any defect."""
     if len(data) < len(MAGIC) + 5 or data[:4] != MAGIC:
         raise TrellicError("not a trellic file (bad magic)")
+    if len(data) > MAX_FILE_BYTES:
+        raise TrellicError(f"not a trellic file (more than {MAX_FILE_BYTES} bytes)")
+    if data[4] != FORMAT_VERSION:
+        raise TrellicError(
+            f"unsupported format version {data[4]} (this trellic reads {FORMAT_VERSION})"
+        )
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise TrellicError("corrupt bitstream: CRC mismatch")
     reader = _Reader(data[:-4])
-    reader.take(4, "magic")
-    version, id_length = struct.unpack("<BB", reader.take(2, "header"))
-    if version != FORMAT_VERSION:
-        raise TrellicError(f"unsupported format version {version} (this trellic reads {FORMAT_VERSION})")
-    try:
-        model_id = reader.take(id_length, "model id").decode("ascii")
-    except UnicodeDecodeError:
-        raise TrellicError("corrupt bitstream: model id is not ASCII") from None
-    if not model_id:
-        raise TrellicError("corrupt bitstream: empty model id")
+    reader.take(5, "magic")
+    model_id = reader.take(reader.take(1, "header")[0], "model id").decode("latin-1")
+    if not _MODEL_ID.fullmatch(model_id):
+        raise TrellicError("corrupt bitstream: malformed model id")
     sha = reader.take(SHA_PREFIX_BYTES, "weights hash").hex()
     code, delta, lambda_t = struct.unpack("<Bff", reader.take(9, "quantizer"))
     names = {v: k for k, v in QUANTIZER_CODES.items()}
     if code not in names:
         raise TrellicError(f"corrupt bitstream: unknown quantizer code {code}")
-    if not (0.0 < delta < 1e3) or not (0.0 <= lambda_t < 1e6):
-        raise TrellicError("corrupt bitstream: quantizer parameters out of range")
     height, width = reader.varint("height"), reader.varint("width")
-    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise TrellicError(f"corrupt bitstream: image size {width}x{height} out of range")
+    header = Header(model_id, sha, names[code], delta, lambda_t, height, width)
+    _check_header(header, "corrupt bitstream")
     z_stream = reader.take(reader.varint("z length"), "z stream")
     y_stream = reader.take(reader.varint("y length"), "y stream")
     if reader.pos != len(reader.data):
         raise TrellicError("corrupt bitstream: trailing bytes")
-    header = Header(model_id, sha, names[code], delta, lambda_t, height, width)
     return Container(header, z_stream, y_stream, len(data) - len(z_stream) - len(y_stream))

@@ -1,0 +1,153 @@
+"""Every kind of input image: the reading policy of trellic.io, through the CLI where it matters.
+
+Images are made here with Pillow (or, for 16-bit RGB and lying headers, by
+writing PNG chunks), never committed.
+"""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import synthetic_image
+from trellic.cli import main
+from trellic.codec import MAX_PIXELS, Codec
+from trellic.errors import TrellicError
+from trellic.io import read_image
+from trellic.quant import make_quantizer
+
+
+def png_bytes(width: int, height: int, depth: int, color_type: int, raw_rows: bytes) -> bytes:
+    """A PNG from raw scanlines (filter bytes included), for what Pillow cannot write."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload)))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw_rows))
+            + chunk(b"IEND", b""))
+
+
+def test_grayscale_and_bilevel_become_equal_rgb_channels(tmp_path):
+    gray = synthetic_image(12, 20)[..., 0]
+    Image.fromarray(gray, "L").save(tmp_path / "g.png")
+    Image.fromarray(gray > 128).save(tmp_path / "b.png")
+    rgb = read_image(tmp_path / "g.png")
+    assert rgb.shape == (12, 20, 3) and (rgb == gray[..., None]).all()
+    assert set(np.unique(read_image(tmp_path / "b.png"))) <= {0, 255}
+
+
+def test_rgba_drops_alpha_with_a_one_line_warning(tmp_path, tiny_weights, capsys):
+    rgba = np.dstack([synthetic_image(16, 16), np.full((16, 16), 7, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        assert (read_image(tmp_path / "a.png") == rgba[..., :3]).all()
+    assert main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.trl"),
+                 "--model", str(tiny_weights[0])]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("trellic: warning:") and err.count("\n") == 1 and "alpha" in err
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_palette_images_are_expanded(tmp_path, transparent):
+    image = Image.fromarray(synthetic_image(10, 14)).convert("P", palette=Image.Palette.ADAPTIVE)
+    options = {"transparency": 0} if transparent else {}
+    image.save(tmp_path / "p.png", **options)
+    expected = np.asarray(image.convert("RGB"))
+    if transparent:
+        with pytest.warns(UserWarning, match="alpha"):
+            assert (read_image(tmp_path / "p.png") == expected).all()
+    else:
+        assert (read_image(tmp_path / "p.png") == expected).all()
+
+
+def test_16_bit_grayscale_is_scaled_by_its_bit_depth_not_its_content(tmp_path):
+    dark = (np.arange(64).reshape(8, 8) * 3).astype(np.uint16)  # max 189: still a 16-bit image
+    Image.fromarray(dark).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    expected = np.round(dark / 65535 * 255).astype(np.uint8)
+    assert (read_image(tmp_path / "g16.png") == expected[..., None]).all()
+
+
+def test_16_bit_rgb_keeps_the_high_byte(tmp_path):
+    samples = np.zeros((3, 5, 3), dtype=">u2")
+    samples[..., 0], samples[..., 1], samples[..., 2] = 0xFFFF, 0x80FF, 0x00FF
+    rows = b"".join(b"\x00" + row.tobytes() for row in samples)
+    (tmp_path / "rgb16.png").write_bytes(png_bytes(5, 3, 16, 2, rows))
+    assert (read_image(tmp_path / "rgb16.png") == [255, 128, 0]).all()
+
+
+def test_cmyk_jpeg_is_converted_to_rgb(tmp_path):
+    Image.new("CMYK", (24, 16), (0, 255, 255, 0)).save(tmp_path / "c.jpg", quality=95)
+    rgb = read_image(tmp_path / "c.jpg")
+    assert rgb.shape == (16, 24, 3)
+    assert rgb[..., 0].min() > 200 and rgb[..., 1:].max() < 60  # red
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    array = synthetic_image(20, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(array).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    rgb = read_image(tmp_path / "r.jpg")
+    assert rgb.shape == (30, 20, 3)
+    expected = np.rot90(array, k=-1).astype(int)
+    assert np.abs(rgb.astype(int) - expected).mean() < 12  # JPEG loss only
+
+
+def test_first_frame_of_an_animation_is_read(tmp_path):
+    frames = [Image.new("RGB", (8, 6), colour) for colour in ((250, 0, 0), (0, 250, 0))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert read_image(tmp_path / "a.gif")[0, 0, 0] > 200
+
+
+@pytest.mark.parametrize("size", [(1, 1), (8, 10000)])
+def test_tiny_and_very_wide_images_round_trip_through_the_cli(tmp_path, tiny_weights, size):
+    array = synthetic_image(*size)
+    Image.fromarray(array).save(tmp_path / "in.png")
+    weights = str(tiny_weights[0])
+    assert main(["compress", str(tmp_path / "in.png"), str(tmp_path / "a.trl"), "--model", weights,
+                 "--quantizer", "tcq8"]) == 0
+    assert main(["decompress", str(tmp_path / "a.trl"), str(tmp_path / "out.png"),
+                 "--model", weights]) == 0
+    assert np.asarray(Image.open(tmp_path / "out.png")).shape == (*size, 3)
+
+
+def test_an_image_over_the_codec_limit_is_refused_from_its_header(tmp_path, tiny_weights, capsys):
+    """8000x6000: refused before a pixel is decoded (the IDAT here holds one row only)."""
+    (tmp_path / "huge.png").write_bytes(png_bytes(8000, 6000, 8, 2, b"\x00" * (1 + 3 * 8000)))
+    argv = ["compress", str(tmp_path / "huge.png"), str(tmp_path / "h.trl"),
+            "--model", str(tiny_weights[0])]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"exceeds the supported maximum of {MAX_PIXELS} pixels" in err and err.count("\n") == 1
+    with pytest.raises(TrellicError, match="exceeds the supported maximum"):
+        Codec(tiny_weights[1], make_quantizer("usq")).encode(np.zeros((6000, 8000, 3), np.uint8))
+
+
+def test_absurd_header_sizes_and_broken_files_are_one_line_errors(tmp_path):
+    (tmp_path / "bomb.png").write_bytes(png_bytes(30000, 30000, 8, 2, b"\x00"))
+    (tmp_path / "cut.png").write_bytes(png_bytes(64, 64, 8, 2, b"\x00" * (64 * 193))[:-40])
+    Image.fromarray(synthetic_image(32, 32)).save(tmp_path / "ok.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "ok.jpg").read_bytes()[:200])
+    (tmp_path / "text.png").write_text("hello")
+    for name, message in (("bomb.png", "exceeds"), ("cut.png", "cannot read image"),
+                          ("cut.jpg", "cannot read image"), ("text.png", "cannot read image")):
+        with pytest.raises(TrellicError, match=message) as info:
+            read_image(tmp_path / name)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_4000x3000_image_codes_and_an_8000x6000_one_is_refused(tmp_path, tiny_weights, capsys):
+    model = ["--model", str(tiny_weights[0])]
+    Image.fromarray(synthetic_image(3000, 4000)).save(tmp_path / "big.png")
+    assert main(["compress", str(tmp_path / "big.png"), str(tmp_path / "b.trl"), *model]) == 0
+    assert main(["decompress", str(tmp_path / "b.trl"), str(tmp_path / "b.png"), *model]) == 0
+    assert Image.open(tmp_path / "b.png").size == (4000, 3000)
+    Image.new("RGB", (8000, 6000)).save(tmp_path / "huge.png")
+    capsys.readouterr()
+    assert main(["compress", str(tmp_path / "huge.png"), str(tmp_path / "h.trl"), *model]) == 1
+    assert "exceeds the supported maximum" in capsys.readouterr().err
