@@ -1,4 +1,4 @@
-"""``trellic train``: end-to-end training from folders of photos."""
+"""``trellic train``: end-to-end training from folders of photos (one process or torchrun)."""
 
 from __future__ import annotations
 
@@ -10,54 +10,106 @@ import torch
 from trellic.errors import TrellicError
 from trellic.paths import data_root
 
+DEFAULT_LAMBDA = {"mse": 0.0067, "ms-ssim": 16.64}  # CompressAI's quality 4 of each
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a model end to end",
         description="Train the mean-scale hyperprior on random crops with a quantizer proxy. "
-                    "Writes log.jsonl, checkpoint.safetensors and model.safetensors to --out.",
+                    "Writes log.jsonl, checkpoint.safetensors and model.safetensors to --out. "
+                    "Runs data-parallel under torchrun --nproc_per_node=K (rank 0 writes).",
     )
     p.add_argument("--data", type=Path, action="append", default=None,
                    help="training folder (repeatable; default: $TRELLIC_DATA/train)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--lambda", dest="lmbda", type=float, default=0.0067,
-                   help="rate-distortion weight (loss = lambda * 255^2 * MSE + bpp)")
+    p.add_argument("--distortion", choices=["mse", "ms-ssim"], default="mse",
+                   help="mse: lambda * 255^2 * MSE + bpp; ms-ssim: lambda * (1 - MS-SSIM) + bpp")
+    p.add_argument("--lambda", dest="lmbda", type=float, default=None,
+                   help="rate-distortion weight (default: 0.0067 for mse, 16.64 for ms-ssim)")
     p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
     p.add_argument("--proxy", choices=["noise", "ste", "mixed"], default="noise")
     p.add_argument("--N", type=int, default=128, help="transform channels")
     p.add_argument("--M", type=int, default=192, help="latent channels")
     p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10, help="steps between log lines")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--val", type=Path, default=None,
+                   help="held-out folder: validate with the real codec (default: no validation)")
+    p.add_argument("--val-every", type=int, default=1000, help="steps between validations")
+    p.add_argument("--val-images", type=int, default=8, help="validation images (first, sorted)")
+    p.add_argument("--val-crop", type=int, default=256, help="center crop side of each image")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: this rank's GPU if CUDA is available, else the CPU")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: the transforms compute in bfloat16, the entropy models in float32")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory layout (faster with --precision bf16 on CPU)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.safetensors")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --out/checkpoint.safetensors")
     p.add_argument("--warm-start", type=Path, default=None,
                    help="initialise the model from a checkpoint or weights file")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from trellic.train.data import CropDataset, list_images
-    from trellic.train.loop import TrainConfig, train
-
-    for name in ("steps", "batch_size", "crop", "N", "M", "checkpoint_every"):
+def _check(args: argparse.Namespace) -> None:
+    for name in ("steps", "batch_size", "crop", "N", "M", "log_every", "checkpoint_every",
+                 "val_every", "val_images", "val_crop"):
         if getattr(args, name) <= 0:
             raise TrellicError(f"--{name.replace('_', '-')} must be positive")
     if args.crop % 64:
         raise TrellicError("--crop must be a multiple of 64")
+    if args.distortion == "ms-ssim" and args.crop < 192:
+        raise TrellicError("--distortion ms-ssim needs --crop of at least 192 (MS-SSIM: 161)")
+    if args.val is not None and not args.val.is_dir():
+        raise TrellicError(f"validation folder not found: {args.val}")
+
+
+def _check_held_out(val: Path | None, folders: list[Path]) -> None:
+    """The validation folder must not overlap a training folder."""
+    if val is None:
+        return
+    held_out = val.resolve()
+    for folder in map(Path.resolve, folders):
+        if held_out == folder or folder in held_out.parents or held_out in folder.parents:
+            raise TrellicError(f"validation folder {val} overlaps training folder {folder}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trellic.train import distributed
+    from trellic.train.data import CropDataset, list_images
+    from trellic.train.loop import EXPORT, TrainConfig, train
+
+    _check(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     folders = args.data or [data_root() / "train"]
+    _check_held_out(args.val, folders)
+    lmbda = DEFAULT_LAMBDA[args.distortion] if args.lmbda is None else args.lmbda
     config = TrainConfig(
-        lmbda=args.lmbda, quantizer=args.quantizer, proxy=args.proxy, N=args.N, M=args.M,
-        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, data=[str(f) for f in folders],
+        lmbda=lmbda, quantizer=args.quantizer, proxy=args.proxy, distortion=args.distortion,
+        N=args.N, M=args.M, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+        lr=args.lr, seed=args.seed, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, val=str(args.val) if args.val else None,
+        val_every=args.val_every, val_images=args.val_images, val_crop=args.val_crop,
+        device=args.device, precision=args.precision, channels_last=args.channels_last,
+        data=[str(f) for f in folders],
     )
-    dataset = CropDataset(list_images(folders), config.crop)
-    print(f"training on {len(dataset)} images from {', '.join(config.data)}")
-    train(config, dataset, args.out, resume=args.resume, warm_start=args.warm_start)
-    print(f"model written to {args.out / 'model.safetensors'}")
+    created = distributed.init_from_env(args.device)
+    try:
+        main = distributed.topology(args.device).is_main
+        dataset = CropDataset(list_images(folders), config.crop)
+        if main:
+            print(f"training on {len(dataset)} images from {', '.join(config.data)}")
+        train(config, dataset, args.out, resume=args.resume, warm_start=args.warm_start)
+        if main:
+            print(f"model written to {args.out / EXPORT}")
+    finally:
+        if created:
+            distributed.shutdown()
     return 0

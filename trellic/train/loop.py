@@ -1,31 +1,47 @@
 """End-to-end training of the hyperprior with a quantizer's proxy.
 
-One step: a batch of random crops -> ``model.forward`` with the proxy ->
-lambda * 255^2 * MSE + bpp -> Adam with gradient clipping; a second Adam fits
-the factorized prior's quantiles (aux loss). Progress goes to a JSONL log, a
-checkpoint (``checkpoint.safetensors``) is written every ``checkpoint_every``
-steps and at the end, and ``resume`` continues from it with the same optimizer
-state and the same future batches and
-proxy noise (both are seeded by (seed, step)). The final model, with its coding tables,
-is exported as ``model.safetensors``.
+One step (:func:`train_step`): a batch of random crops -> ``model.forward`` with
+the proxy -> lambda * 255^2 * MSE + bpp (or lambda * (1 - MS-SSIM) + bpp) plus
+the factorized prior's aux loss, in one backward -> gradient clipping of the
+model's parameters -> Adam for the model, a second Adam for the quantiles.
+
+Around it: a JSONL log (``log.jsonl``), a checkpoint (``checkpoint.safetensors``)
+every ``checkpoint_every`` steps and at the end, validation with the real codec
+every ``val_every`` steps (see :mod:`trellic.train.validate`), and the final
+model with its coding tables exported as ``model.safetensors``. ``resume``
+continues from the checkpoint with the same optimizer state and the same future
+batches and proxy noise (both are seeded by (seed, step, rank)).
+``precision="bf16"`` runs the transforms in bfloat16 (see
+:mod:`trellic.train.precision`), ``channels_last`` changes the memory layout.
+
+Under torchrun (see :mod:`trellic.train.distributed`) the model is wrapped in
+DistributedDataParallel, each rank draws its own ``batch_size`` crops, and rank 0
+alone writes files. The aux loss joins the same backward, so DDP averages its
+gradient too and the quantiles stay identical on every rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.quant import make_quantizer
-from trellic.quant.base import ProxyKind
+from trellic.quant.base import ProxyKind, Quantizer
+from trellic.train import distributed
 from trellic.train.checkpoint import load_model_weights, load_training_state, save_training_state
 from trellic.train.data import CropDataset
-from trellic.train.loss import psnr, rate_distortion
+from trellic.train.loss import LossTerms, psnr, rate_distortion
+from trellic.train.precision import precision_context
+from trellic.train.validate import ValidationSet
 from trellic.zoo import save_model
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -35,11 +51,15 @@ LOG = "log.jsonl"
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run (saved with the checkpoint and the exported model)."""
+    """Everything that defines a run (saved with the checkpoint and the exported model).
+
+    ``batch_size`` is per process: under torchrun with K ranks a step sees K * batch_size crops.
+    """
 
     lmbda: float = 0.0067
     quantizer: str = "usq"
     proxy: str = "noise"
+    distortion: str = "mse"
     N: int = 128
     M: int = 192
     steps: int = 100_000
@@ -52,6 +72,13 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 200
+    val: str | None = None
+    val_every: int = 1000
+    val_images: int = 8
+    val_crop: int = 256
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
     data: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -64,63 +91,115 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * 0.1**drops
 
 
+def make_optimizers(model: MeanScaleHyperprior, config: TrainConfig) -> dict[str, torch.optim.Adam]:
+    """Adam for the model ("main") and for the factorized prior's quantiles ("aux")."""
+    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    return {
+        "main": torch.optim.Adam(main, lr=config.lr),
+        "aux": torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=config.aux_lr),
+    }
+
+
+def train_step(net: torch.nn.Module, model: MeanScaleHyperprior, x: Tensor, quantizer: Quantizer,
+               optimizers: dict[str, torch.optim.Adam], config: TrainConfig,
+               step: int) -> tuple[LossTerms, Tensor]:
+    """One optimizer step on batch x; ``net`` is the model or its DDP wrapper."""
+    for group in optimizers["main"].param_groups:
+        group["lr"] = learning_rate(config, step)
+    proxy = ProxyKind[config.proxy.upper()]
+    terms = rate_distortion(net(x, quantizer, proxy), x, config.lmbda, config.distortion)
+    aux = model.aux_loss()  # reaches only the quantiles; the RD loss never does
+    for optimizer in optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    (terms.loss + aux).backward()
+    torch.nn.utils.clip_grad_norm_(optimizers["main"].param_groups[0]["params"], config.clip)
+    for optimizer in optimizers.values():
+        optimizer.step()
+    return terms, aux
+
+
+def _noise_seed(config: TrainConfig, step: int, rank: int) -> int:
+    """Seed of the proxy noise of one step on one rank (rank 0: the single-process seed)."""
+    return config.seed * 1_000_003 + step + (rank << 40)
+
+
+def _record(step: int, terms: LossTerms, aux: Tensor, config: TrainConfig, elapsed: float) -> dict:
+    """The log line of a step, its losses averaged over the ranks."""
+    values = [terms.loss, terms.mse, terms.bpp, aux]
+    if terms.ms_ssim is not None:
+        values.append(terms.ms_ssim)
+    values = distributed.mean_over_ranks(torch.stack([v.detach() for v in values])).tolist()
+    record = {"step": step, "loss": values[0], "mse": values[1], "psnr": psnr(values[1]),
+              "bpp": values[2], "aux": values[3], "lr": learning_rate(config, step - 1),
+              "elapsed": elapsed}
+    if terms.ms_ssim is not None:
+        record["ms_ssim"] = values[4]
+    return record
+
+
 def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool = False,
           warm_start: Path | None = None, progress: bool = True) -> MeanScaleHyperprior:
     """Run (or continue) a training run in ``out_dir``; returns the trained model."""
+    where = distributed.topology(config.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     quantizer = make_quantizer(config.quantizer)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model = MeanScaleHyperprior(ModelConfig(N=config.N, M=config.M))
-    aux_params = [model.entropy_bottleneck.quantiles]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    optimizers = {
-        "main": torch.optim.Adam(main_params, lr=config.lr),
-        "aux": torch.optim.Adam(aux_params, lr=config.aux_lr),
-    }
+    model.to(where.device, memory_format=layout)
+    optimizers = make_optimizers(model, config)
     start, elapsed = 0, 0.0
     if resume and (out_dir / CHECKPOINT).is_file():
         saved = load_training_state(out_dir / CHECKPOINT, model, optimizers)
         start, elapsed = saved["step"], saved["elapsed"]
     elif warm_start is not None:
         load_model_weights(warm_start, model)
+    validation = None
+    if config.val and where.is_main:
+        validation = ValidationSet.from_folder(Path(config.val), config.val_images, config.val_crop)
+    net = model
+    if where.world_size > 1:
+        device_ids = [where.device.index] if where.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=device_ids)
 
-    proxy = ProxyKind[config.proxy.upper()]
     model.train()
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
-               disable=not progress, desc="train", unit="step")
+               disable=not (progress and where.is_main), desc="train", unit="step")
     began = time.time() - elapsed
-    with open(out_dir / LOG, "a") as log:
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(out_dir / LOG, "a")) if where.is_main else None
+        stack.enter_context(precision_context(model, config.precision, where.device.type))
         for step in bar:
-            for group in optimizers["main"].param_groups:
-                group["lr"] = learning_rate(config, step)
-            x = dataset.batch(config.batch_size, config.seed, step)
-            torch.manual_seed(config.seed * 1_000_003 + step)  # proxy noise: resumable too
-            terms = rate_distortion(model(x, quantizer, proxy), x, config.lmbda)
-            optimizers["main"].zero_grad(set_to_none=True)
-            terms.loss.backward()
-            torch.nn.utils.clip_grad_norm_(main_params, config.clip)
-            optimizers["main"].step()
-            aux = model.aux_loss()
-            optimizers["aux"].zero_grad(set_to_none=True)
-            aux.backward()
-            optimizers["aux"].step()
+            x = dataset.batch(config.batch_size, config.seed, step, where.rank)
+            x = x.to(where.device, memory_format=layout)
+            torch.manual_seed(_noise_seed(config, step, where.rank))  # resumable proxy noise
+            terms, aux = train_step(net, model, x, quantizer, optimizers, config, step)
 
             done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
-                record = {"step": done, "loss": terms.loss.item(), "mse": terms.mse.item(),
-                          "psnr": psnr(terms.mse.item()), "bpp": terms.bpp.item(),
-                          "aux": aux.item(), "lr": learning_rate(config, step),
-                          "elapsed": time.time() - began}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+            last = done == config.steps
+            if done % config.log_every == 0 or last:
+                record = _record(done, terms, aux, config, time.time() - began)
+                if log is not None:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
                 bar.set_postfix(loss=f"{record['loss']:.3f}", bpp=f"{record['bpp']:.3f}",
                                 psnr=f"{record['psnr']:.2f}")
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            if validation is not None and (done % config.val_every == 0 or last):
+                record = {"step": done, **validation.evaluate(model, config.quantizer)}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.write(f"step {done}: val bpp {record['val_bpp']:.4f} "
+                          f"psnr {record['val_psnr']:.2f} dB")
+            if where.is_main and (done % config.checkpoint_every == 0 or last):
                 save_training_state(out_dir / CHECKPOINT, model, optimizers,
                                     {"step": done, "elapsed": time.time() - began,
                                      "config": config.to_dict()})
-    model.eval()
+    model.cpu().eval()  # the coding tables are built on the CPU
     model.update()
-    save_model(model, out_dir / EXPORT, {"training": config.to_dict(),
-                                         "wall_seconds": time.time() - began})
+    if where.is_main:
+        save_model(model, out_dir / EXPORT, {
+            "training": config.to_dict(), "wall_seconds": time.time() - began,
+            "world_size": where.world_size, "device": str(where.device),
+        })
+    distributed.barrier()
     return model
