@@ -8,10 +8,12 @@ from PIL import Image
 from tests.conftest import synthetic_image
 from trellic.cli import main
 from trellic.codec import Codec
+from trellic.errors import TrellicError
 from trellic.eval import metrics
 from trellic.io import image_to_tensor, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.quant import make_quantizer
+from trellic.train.checkpoint import load_model_weights
 from trellic.train.data import CropDataset, list_images
 from trellic.train.loop import CHECKPOINT, EXPORT, LOG, TrainConfig, train
 from trellic.train.loss import ms_ssim, rate_distortion
@@ -139,3 +141,17 @@ def test_bf16_precision_keeps_likelihoods_in_float32_and_removes_its_hooks():
     assert output.x_hat.dtype == torch.float32
     assert abs(rate_distortion(output, x, 0.01).loss.item() / reference.item() - 1) < 0.02
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_warm_start_takes_another_runs_weights_and_rejects_other_architectures(tmp_path):
+    dataset = _dataset(tmp_path)
+    source = train(_config(2), dataset, tmp_path / "a", progress=False)
+    frozen = _config(1)
+    frozen.lr = 0.0  # only the quantiles (aux_lr) move
+    warm = train(frozen, dataset, tmp_path / "b", warm_start=tmp_path / "a" / EXPORT,
+                 progress=False)
+    for key, value in source.state_dict().items():
+        assert key.endswith("quantiles") or torch.equal(value, warm.state_dict()[key]), key
+    wider = MeanScaleHyperprior(ModelConfig(N=24, M=24))
+    with pytest.raises(TrellicError, match="does not match the model"):
+        load_model_weights(tmp_path / "a" / CHECKPOINT, wider)

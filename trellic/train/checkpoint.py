@@ -50,9 +50,8 @@ def load_training_state(path: Path, model: torch.nn.Module,
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(path))
-    model.load_state_dict(
-        {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True
-    )
+    _load_strict(model, {k[len("model."):]: v for k, v in tensors.items()
+                         if k.startswith("model.")}, path)
     groups = json.loads(metadata["param_groups"])
     for name, optimizer in optimizers.items():
         state: dict[int, dict] = {}
@@ -71,4 +70,13 @@ def load_model_weights(path: Path, model: torch.nn.Module) -> None:
     prefix = "model." if any(k.startswith("model.") for k in tensors) else ""
     state = {k[len(prefix):]: v for k, v in tensors.items()
              if k.startswith(prefix) and not k.startswith("tables.")}
-    model.load_state_dict(state, strict=True)
+    _load_strict(model, state, path)
+
+
+def _load_strict(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """load_state_dict(strict=True), a mismatch reported as one line."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1].strip()[:200]
+        raise TrellicError(f"{path} does not match the model ({detail})") from None

@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
     p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--downscale-above", type=int, default=800,
+                   help="halve images whose long side exceeds this first (0: never)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10, help="steps between log lines")
@@ -62,6 +64,8 @@ def _check(args: argparse.Namespace) -> None:
                  "val_every", "val_images", "val_crop"):
         if getattr(args, name) <= 0:
             raise TrellicError(f"--{name.replace('_', '-')} must be positive")
+    if args.downscale_above < 0:
+        raise TrellicError("--downscale-above must be >= 0")
     if args.crop % 64:
         raise TrellicError("--crop must be a multiple of 64")
     if args.distortion == "ms-ssim" and args.crop < 192:
@@ -98,12 +102,12 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, val=str(args.val) if args.val else None,
         val_every=args.val_every, val_images=args.val_images, val_crop=args.val_crop,
         device=args.device, precision=args.precision, channels_last=args.channels_last,
-        data=[str(f) for f in folders],
+        downscale_above=args.downscale_above, data=[str(f) for f in folders],
     )
     created = distributed.init_from_env(args.device)
     try:
         main = distributed.topology(args.device).is_main
-        dataset = CropDataset(list_images(folders), config.crop)
+        dataset = CropDataset(list_images(folders), config.crop, args.downscale_above or None)
         if main:
             print(f"training on {len(dataset)} images from {', '.join(config.data)}")
         train(config, dataset, args.out, resume=args.resume, warm_start=args.warm_start)

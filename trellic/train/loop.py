@@ -79,6 +79,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     channels_last: bool = False
+    downscale_above: int = 800  # recorded for provenance; the dataset applies it
     data: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
