@@ -82,7 +82,8 @@ def run(loaded: LoadedModel, files: list, threads: int) -> dict:
             est_bits += encoded.estimated_bits
             header_bits += 8 * bitstream.unpack(encoded.data).header_bytes
         rows[kind] = {
-            "encode_s": float(np.mean(enc)), "decode_s": float(np.mean(dec)),
+            "encode_s": float(np.mean(enc)),
+            "decode_s": float(np.mean(dec)),
             "viterbi_ms": float(np.mean(vit)),
             "coder_overhead_pct": 100 * (file_bits - header_bits - est_bits) / est_bits,
             "header_pct": 100 * header_bits / file_bits,
@@ -110,21 +111,32 @@ def main() -> None:
     rows = run(loaded, files, args.threads)
     config = loaded.model.config
     result = {
-        "model": loaded.model_id, "N": config.N, "M": config.M, "images": len(files),
-        "threads": args.threads, "torch": torch.__version__, "results": rows,
+        "model": loaded.model_id,
+        "N": config.N,
+        "M": config.M,
+        "images": len(files),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "results": rows,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
-    print(f"\n{loaded.model_id} (N={config.N}, M={config.M}), {len(files)} Kodak images, "
-          f"peak RSS {result['peak_rss_mb']:.0f} MB")
-    print(f"{'quantizer':<10}{'bpp':>8}{'encode s':>10}{'decode s':>10}{'viterbi ms':>12}"
-          f"{'overhead %':>12}{'header %':>10}")
+    print(
+        f"\n{loaded.model_id} (N={config.N}, M={config.M}), {len(files)} Kodak images, "
+        f"peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"{'quantizer':<10}{'bpp':>8}{'encode s':>10}{'decode s':>10}{'viterbi ms':>12}"
+        f"{'overhead %':>12}{'header %':>10}"
+    )
     for kind, row in rows.items():
-        print(f"{kind:<10}{row['bpp']:>8.4f}{row['encode_s']:>10.3f}{row['decode_s']:>10.3f}"
-              f"{row['viterbi_ms']:>12.1f}{row['coder_overhead_pct']:>12.3f}{row['header_pct']:>10.2f}")
+        print(
+            f"{kind:<10}{row['bpp']:>8.4f}{row['encode_s']:>10.3f}{row['decode_s']:>10.3f}"
+            f"{row['viterbi_ms']:>12.1f}{row['coder_overhead_pct']:>12.3f}{row['header_pct']:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

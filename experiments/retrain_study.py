@@ -16,9 +16,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+from tcq_operating_point import measure  # same folder: one RD measurement for both studies
 
-from trellic.codec import Codec
 from trellic.io import read_image
 from trellic.paths import data_root, kodak_dir
 from trellic.retrain.loop import RetrainConfig, retrain
@@ -32,18 +31,6 @@ VARIANTS = {
     "d": ("tcq4", "hyper+decoder", "online", 1),
     "e": ("tcq4", "hyper+decoder", "offline", 3),
 }
-
-
-def kodak(loaded: LoadedModel, kind: str, images: list[np.ndarray], lmbda: float) -> dict:
-    codec = Codec.load_from(loaded, kind)
-    bpp, mse = [], []
-    for image in images:
-        data = codec.encode(image).data
-        decoded = codec.decode(data)
-        bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-        mse.append(np.mean(((image.astype(np.float64) - decoded) / 255.0) ** 2))
-    return {"bpp": float(np.mean(bpp)), "psnr": float(np.mean([-10 * np.log10(m) for m in mse])),
-            "rd_cost": float(lmbda * 255**2 * np.mean(mse) + np.mean(bpp))}
 
 
 def main() -> None:
@@ -66,34 +53,63 @@ def main() -> None:
     dataset = CropDataset(list_images([data_root() / "train"]), args.crop)
     rows = []
     for kind in ("usq", "tcq4", "tcq8"):
-        rows.append({"variant": "before", "quantizer": kind, **kodak(loaded, kind, images, lmbda)})
+        rows.append(
+            {"variant": "before", "quantizer": kind, **measure(loaded, kind, images, lmbda)}
+        )
         print(json.dumps(rows[-1]), flush=True)
     for name in args.variants.split(","):
         kind, part, mode, rounds = VARIANTS[name]
-        config = RetrainConfig(quantizer=kind, part=part, mode=mode, rounds=rounds,
-                               steps=args.steps, batch_size=args.batch_size, crop=args.crop,
-                               lr=args.lr, lmbda=lmbda, cache_crops=args.cache_crops)
+        config = RetrainConfig(
+            quantizer=kind,
+            part=part,
+            mode=mode,
+            rounds=rounds,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            crop=args.crop,
+            lr=args.lr,
+            lmbda=lmbda,
+            cache_crops=args.cache_crops,
+        )
         start = time.time()
         model = retrain(loaded.model, config, dataset, args.runs / name, identity=loaded.sha256)
         seconds = time.time() - start
         variant = LoadedModel(model, loaded.model_id, loaded.sha256, loaded.info)
-        rows.append({"variant": name, "quantizer": kind, "part": part, "mode": mode,
-                     "rounds": rounds, "steps_per_round": args.steps, "lr": args.lr,
-                     "wall_seconds": round(seconds), **kodak(variant, kind, images, lmbda)})
+        rows.append(
+            {
+                "variant": name,
+                "quantizer": kind,
+                "part": part,
+                "mode": mode,
+                "rounds": rounds,
+                "steps_per_round": args.steps,
+                "lr": args.lr,
+                "wall_seconds": round(seconds),
+                **measure(variant, kind, images, lmbda),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
-    result = {"model": loaded.model_id, "sha256": loaded.sha256, "lambda": lmbda,
-              "kodak_images": len(images), "crop": args.crop, "batch_size": args.batch_size,
-              "rows": rows}
+    result = {
+        "model": loaded.model_id,
+        "sha256": loaded.sha256,
+        "lambda": lmbda,
+        "kodak_images": len(images),
+        "crop": args.crop,
+        "batch_size": args.batch_size,
+        "rows": rows,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     before = {r["quantizer"]: r for r in rows if r["variant"] == "before"}
-    print(f"\n| variant | quantizer | part | mode | rounds | bpp | PSNR | dPSNR | RD cost |")
+    print("\n| variant | quantizer | part | mode | rounds | bpp | PSNR | dPSNR | RD cost |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ref = before[r["quantizer"]]
-        print(f"| {r['variant']} | {r['quantizer']} | {r.get('part', '-')} | {r.get('mode', '-')} | "
-              f"{r.get('rounds', '-')} | {r['bpp']:.4f} | {r['psnr']:.3f} | "
-              f"{r['psnr'] - ref['psnr']:+.3f} | {r['rd_cost']:.4f} |")
+        print(
+            f"| {r['variant']} | {r['quantizer']} | {r.get('part', '-')} | {r.get('mode', '-')} | "
+            f"{r.get('rounds', '-')} | {r['bpp']:.4f} | {r['psnr']:.3f} | "
+            f"{r['psnr'] - ref['psnr']:+.3f} | {r['rd_cost']:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Choose the TCQ step delta (and lambda_t = 0.3 delta^2) by measurement on held-out training photos.
+"""Choose the TCQ step delta (lambda_t = 0.3 delta^2) by measurement on held-out training photos.
 
     python experiments/tcq_operating_point.py --checkpoint RUN/checkpoint.safetensors \
         [--images 12] [--deltas 0.5,0.55,0.6,0.65,0.7] [--json out.json]
@@ -35,8 +35,12 @@ def measure(loaded: LoadedModel, kind: str, images: list[np.ndarray], lmbda: flo
         bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
         mse.append(np.mean(((image.astype(np.float64) - decoded) / 255.0) ** 2))
     mean_bpp, mean_mse = float(np.mean(bpp)), float(np.mean(mse))
-    return {"bpp": mean_bpp, "psnr": float(np.mean([10 * np.log10(1 / m) for m in mse])),
-            "rd_cost": lmbda * 255**2 * mean_mse + mean_bpp, "lambda_t": codec.lambda_t}
+    return {
+        "bpp": mean_bpp,
+        "psnr": float(np.mean([10 * np.log10(1 / m) for m in mse])),
+        "rd_cost": lmbda * 255**2 * mean_mse + mean_bpp,
+        "lambda_t": codec.lambda_t,
+    }
 
 
 def main() -> None:
@@ -60,19 +64,29 @@ def main() -> None:
         loaded = LoadedModel(model, "experiment", "0" * 64, {})
         kinds = ("usq", "tcq4", "tcq8") if not rows else ("tcq4", "tcq8")
         for kind in kinds:
-            row = {"delta": delta if kind != "usq" else 1.0, "quantizer": kind,
-                   **measure(loaded, kind, images, lmbda)}
+            row = {
+                "delta": delta if kind != "usq" else 1.0,
+                "quantizer": kind,
+                **measure(loaded, kind, images, lmbda),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = {"checkpoint_step": progress["step"], "lambda": lmbda, "images": len(images),
-              "dataset": "bsds500/val", "rows": rows}
+    result = {
+        "checkpoint_step": progress["step"],
+        "lambda": lmbda,
+        "images": len(images),
+        "dataset": "bsds500/val",
+        "rows": rows,
+    }
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
     print(f"\n{'quantizer':<10}{'delta':>7}{'bpp':>9}{'PSNR':>8}{'RD cost':>10}")
     for row in rows:
-        print(f"{row['quantizer']:<10}{row['delta']:>7.2f}{row['bpp']:>9.4f}{row['psnr']:>8.2f}"
-              f"{row['rd_cost']:>10.4f}")
+        print(
+            f"{row['quantizer']:<10}{row['delta']:>7.2f}{row['bpp']:>9.4f}{row['psnr']:>8.2f}"
+            f"{row['rd_cost']:>10.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,13 @@ def kodak_results(loaded: LoadedModel, count: int) -> dict:
             mse = np.mean((image.astype(np.float64) - decoded) ** 2)
             bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
             psnr.append(10 * np.log10(255.0**2 / mse))
-        results[kind] = {"images": len(files), "bpp": float(np.mean(bpp)),
-                         "psnr_rgb": float(np.mean(psnr)), "lambda_t": codec.lambda_t,
-                         "seconds_per_image": seconds / len(files)}
+        results[kind] = {
+            "images": len(files),
+            "bpp": float(np.mean(bpp)),
+            "psnr_rgb": float(np.mean(psnr)),
+            "lambda_t": codec.lambda_t,
+            "seconds_per_image": seconds / len(files),
+        }
         print(f"{kind}: {results[kind]}", file=sys.stderr)
     return results
 
@@ -76,7 +80,9 @@ def main() -> int:
     model.eval()
     model.update()
     info = {
-        "training": config, "steps": progress["step"], "wall_seconds": progress["elapsed"],
+        "training": config,
+        "steps": progress["step"],
+        "wall_seconds": progress["elapsed"],
         "hardware": f"{platform.processor() or platform.machine()}, 1 CPU thread",
         "torch": torch.__version__,
     }
@@ -86,15 +92,25 @@ def main() -> int:
     info["kodak"] = kodak_results(loaded, args.images)
 
     manifest_path = WEIGHTS_DIR / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {
-        "schema": 1, "default": args.name, "models": {}}
+    manifest = (
+        json.loads(manifest_path.read_text())
+        if manifest_path.is_file()
+        else {"schema": 1, "default": args.name, "models": {}}
+    )
     manifest["models"][args.name] = {
-        "file": path.name, "sha256": loaded.sha256, "architecture": "mbt2018-mean",
-        "N": config["N"], "M": config["M"], "tcq_delta": model.config.tcq_delta,
-        "lambda": config["lmbda"], "quantizer_trained": config["quantizer"],
-        "proxy": config["proxy"], "data": [_data_name(d) for d in config["data"]],
+        "file": path.name,
+        "sha256": loaded.sha256,
+        "architecture": "mbt2018-mean",
+        "N": config["N"],
+        "M": config["M"],
+        "tcq_delta": model.config.tcq_delta,
+        "lambda": config["lmbda"],
+        "quantizer_trained": config["quantizer"],
+        "proxy": config["proxy"],
+        "data": [_data_name(d) for d in config["data"]],
         "steps": progress["step"],
-        "wall_seconds": round(progress["elapsed"]), "hardware": info["hardware"],
+        "wall_seconds": round(progress["elapsed"]),
+        "hardware": info["hardware"],
         "kodak": info["kodak"],
     }
     if args.default:

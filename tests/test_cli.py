@@ -19,9 +19,12 @@ def png(tmp_path):
 def test_compress_decompress_info_round_trip(tmp_path, png, tiny_weights, kind, capsys):
     weights = str(tiny_weights[0])
     trl, out = tmp_path / "a.trl", tmp_path / "a.png"
-    assert main(["compress", str(png), str(trl), "--model", weights, "--quantizer", kind, "-v"]) == 0
-    assert main(["decompress", str(trl), str(out), "--model", weights,
-                 "--reference", str(png)]) == 0
+    assert (
+        main(["compress", str(png), str(trl), "--model", weights, "--quantizer", kind, "-v"]) == 0
+    )
+    assert (
+        main(["decompress", str(trl), str(out), "--model", weights, "--reference", str(png)]) == 0
+    )
     assert "PSNR" in capsys.readouterr().out
     decoded = np.asarray(Image.open(out))
     assert decoded.shape == (40, 72, 3)
@@ -61,13 +64,18 @@ def test_corrupt_and_truncated_files_fail_cleanly(tmp_path, png, tiny_weights, c
     trl = tmp_path / "a.trl"
     assert main(["compress", str(png), str(trl), "--model", weights, "--quantizer", "tcq4"]) == 0
     data = trl.read_bytes()
-    cases = {"truncated": data[: len(data) // 2], "flipped": bytes([data[0] ^ 1]) + data[1:],
-             "garbage": b"\x00" * 40}
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "flipped": bytes([data[0] ^ 1]) + data[1:],
+        "garbage": b"\x00" * 40,
+    }
     for name, payload in cases.items():
         bad = tmp_path / f"{name}.trl"
         bad.write_bytes(payload)
         capsys.readouterr()
-        assert main(["decompress", str(bad), str(tmp_path / f"{name}.png"), "--model", weights]) == 1
+        assert (
+            main(["decompress", str(bad), str(tmp_path / f"{name}.png"), "--model", weights]) == 1
+        )
         err = capsys.readouterr().err
         assert err.startswith("trellic: error:") and err.count("\n") == 1, name
         assert not (tmp_path / f"{name}.png").exists()

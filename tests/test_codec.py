@@ -37,7 +37,9 @@ def test_file_size_is_header_plus_streams(tiny_weights):
     codec = _codec(tiny_weights, "tcq4")
     encoded = codec.encode(synthetic_image(64, 64))
     container = bitstream.unpack(encoded.data)
-    assert len(encoded.data) == container.header_bytes + len(container.z_stream) + len(container.y_stream)
+    assert len(encoded.data) == container.header_bytes + len(container.z_stream) + len(
+        container.y_stream
+    )
     assert container.header.quantizer == "tcq4"
     assert container.header.lambda_t == pytest.approx(codec.lambda_t, rel=1e-6)
 
@@ -56,7 +58,8 @@ def test_a_file_from_another_model_is_refused(tiny_weights):
     header = bitstream.unpack(data)
     forged = bitstream.pack(
         bitstream.Header("other", header.header.weights_sha256, "usq", 1.0, 0.0, 16, 16),
-        header.z_stream, header.y_stream,
+        header.z_stream,
+        header.y_stream,
     )
     with pytest.raises(TrellicError, match="coded with model 'other'"):
         _codec(tiny_weights, "usq").decode(forged)

@@ -25,12 +25,22 @@ def _model():
 @pytest.mark.parametrize("kind", ["usq", "tcq4"])
 def test_decoder_only_retraining_lowers_mse_and_keeps_bitstreams(tmp_path, dataset, kind):
     source = _model()
-    config = RetrainConfig(quantizer=kind, part="decoder", mode="offline", steps=20,
-                           batch_size=8, crop=64, lr=1e-3, cache_crops=16, log_every=5)
+    config = RetrainConfig(
+        quantizer=kind,
+        part="decoder",
+        mode="offline",
+        steps=20,
+        batch_size=8,
+        crop=64,
+        lr=1e-3,
+        cache_crops=16,
+        log_every=5,
+    )
     retrained = retrain(source, config, dataset, tmp_path, progress=False)
     quantizer = make_quantizer(kind)
-    cache = build_cache(source, quantizer, None, dataset, tmp_path / "cache-round0", 16,
-                        progress=False)
+    cache = build_cache(
+        source, quantizer, None, dataset, tmp_path / "cache-round0", 16, progress=False
+    )
     x, y_hat = cache.x.float() / 255, cache.y_hat
     with torch.no_grad():
         before = torch.mean((source.g_s(y_hat) - x) ** 2)
@@ -38,9 +48,13 @@ def test_decoder_only_retraining_lowers_mse_and_keeps_bitstreams(tmp_path, datas
     assert after < 0.9 * before
 
     image = image_to_tensor(synthetic_image(64, 128, seed=9))
-    assert source.compress(image, quantizer).y_stream == retrained.compress(image, quantizer).y_stream
+    assert (
+        source.compress(image, quantizer).y_stream == retrained.compress(image, quantizer).y_stream
+    )
     for name in ("g_a", "h_a", "h_s"):
-        for a, b in zip(getattr(source, name).parameters(), getattr(retrained, name).parameters()):
+        pairs = zip(getattr(source, name).parameters(), getattr(retrained, name).parameters(),
+                    strict=True)
+        for a, b in pairs:
             assert torch.equal(a, b)
 
 
@@ -55,8 +69,17 @@ def test_offline_cache_is_resumable(tmp_path, dataset):
 
 def test_hyper_decoder_online_retraining_trains_rate_of_true_indices(tmp_path, dataset):
     source = _model()
-    config = RetrainConfig(quantizer="tcq4", part="hyper+decoder", mode="online", steps=6,
-                           batch_size=2, crop=64, lr=1e-3, lmbda=0.01, log_every=1)
+    config = RetrainConfig(
+        quantizer="tcq4",
+        part="hyper+decoder",
+        mode="online",
+        steps=6,
+        batch_size=2,
+        crop=64,
+        lr=1e-3,
+        lmbda=0.01,
+        log_every=1,
+    )
     retrained = retrain(source, config, dataset, tmp_path, progress=False)
     assert torch.equal(source.g_a[0].weight, retrained.g_a[0].weight)
     assert not torch.equal(source.h_s[-1].weight, retrained.h_s[-1].weight)

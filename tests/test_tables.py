@@ -26,7 +26,9 @@ def test_values_outside_a_row_map_to_its_escape_symbol():
 def test_bits_of_an_escape_include_its_payload():
     tables = _tables()
     inside = tables.bits(torch.tensor([0]), torch.tensor([0]))
-    assert torch.allclose(inside, torch.tensor([16 - np.log2(tables.freqs[0, 1])], dtype=torch.float64))
+    assert torch.allclose(
+        inside, torch.tensor([16 - np.log2(tables.freqs[0, 1])], dtype=torch.float64)
+    )
     far = tables.bits(torch.tensor([0]), torch.tensor([100]))
     escape = 16 - np.log2(tables.freqs[0, 3])
     assert torch.allclose(far, escape + escape_payload_bits(torch.tensor([98])))

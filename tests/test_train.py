@@ -40,8 +40,19 @@ def _dataset(tmp_path):
 
 
 def _config(steps):
-    return TrainConfig(N=16, M=24, steps=steps, batch_size=4, crop=64, lr=1e-3, lmbda=0.01,
-                       log_every=1, checkpoint_every=5, decay_at=(), device="cpu")
+    return TrainConfig(
+        N=16,
+        M=24,
+        steps=steps,
+        batch_size=4,
+        crop=64,
+        lr=1e-3,
+        lmbda=0.01,
+        log_every=1,
+        checkpoint_every=5,
+        decay_at=(),
+        device="cpu",
+    )
 
 
 def test_batches_are_a_function_of_seed_and_step(tmp_path):
@@ -122,8 +133,20 @@ def test_train_command_checks_its_options(tmp_path, capsys):
     assert main(["train", "--out", out, "--val", str(tmp_path / "missing")]) == 1
     assert "validation folder not found" in capsys.readouterr().err
     (tmp_path / "photos" / "val").mkdir(parents=True)
-    assert main(["train", "--out", out, "--data", str(tmp_path / "photos"),
-                 "--val", str(tmp_path / "photos" / "val")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                out,
+                "--data",
+                str(tmp_path / "photos"),
+                "--val",
+                str(tmp_path / "photos" / "val"),
+            ]
+        )
+        == 1
+    )
     assert "overlaps training folder" in capsys.readouterr().err
 
 
@@ -148,8 +171,9 @@ def test_warm_start_takes_another_runs_weights_and_rejects_other_architectures(t
     source = train(_config(2), dataset, tmp_path / "a", progress=False)
     frozen = _config(1)
     frozen.lr = 0.0  # only the quantiles (aux_lr) move
-    warm = train(frozen, dataset, tmp_path / "b", warm_start=tmp_path / "a" / EXPORT,
-                 progress=False)
+    warm = train(
+        frozen, dataset, tmp_path / "b", warm_start=tmp_path / "a" / EXPORT, progress=False
+    )
     for key, value in source.state_dict().items():
         assert key.endswith("quantiles") or torch.equal(value, warm.state_dict()[key]), key
     wider = MeanScaleHyperprior(ModelConfig(N=24, M=24))

@@ -42,8 +42,12 @@ def test_truncated_weights_are_an_error(tmp_path, tiny_model):
 
 def test_manifest_checks_sha256(tmp_path, tiny_model):
     save_model(tiny_model, tmp_path / "tiny.safetensors", {})
-    manifest = {"default": "tiny", "models": {"tiny": {
-        "file": "tiny.safetensors", "sha256": sha256_of(tmp_path / "tiny.safetensors")}}}
+    manifest = {
+        "default": "tiny",
+        "models": {
+            "tiny": {"file": "tiny.safetensors", "sha256": sha256_of(tmp_path / "tiny.safetensors")}
+        },
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert load("default", weights_dir=tmp_path).model_id == "tiny"
     data = bytearray((tmp_path / "tiny.safetensors").read_bytes())
@@ -76,9 +80,15 @@ def _rewrite(path, tensors=None, **metadata_changes):
     save_file(load_file(str(path)) if tensors is None else tensors, str(path), metadata=metadata)
 
 
-@pytest.mark.parametrize("config", ['{"N": 1000000000, "M": 24, "tcq_delta": 0.6}',
-                                    '{"N": "16", "M": 24, "tcq_delta": 0.6}',
-                                    '{"N": 16, "M": 24, "tcq_delta": -1}', '[1, 2]'])
+@pytest.mark.parametrize(
+    "config",
+    [
+        '{"N": 1000000000, "M": 24, "tcq_delta": 0.6}',
+        '{"N": "16", "M": 24, "tcq_delta": 0.6}',
+        '{"N": 16, "M": 24, "tcq_delta": -1}',
+        "[1, 2]",
+    ],
+)
 def test_an_absurd_config_is_refused_before_building_the_model(tmp_path, tiny_model, config):
     path = tmp_path / "m.safetensors"
     save_model(tiny_model, path, {})

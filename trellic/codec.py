@@ -63,13 +63,15 @@ class Codec:
                 raise TrellicError(f"model {loaded.model_id} codes TCQ with delta {delta} only")
 
     @classmethod
-    def load(cls, model: str = "default", quantizer: str = "usq",
-             lambda_t: float | None = None) -> Codec:
+    def load(
+        cls, model: str = "default", quantizer: str = "usq", lambda_t: float | None = None
+    ) -> Codec:
         return cls.load_from(load_model(model), quantizer, lambda_t)
 
     @classmethod
-    def load_from(cls, loaded: LoadedModel, quantizer: str = "usq",
-                  lambda_t: float | None = None) -> Codec:
+    def load_from(
+        cls, loaded: LoadedModel, quantizer: str = "usq", lambda_t: float | None = None
+    ) -> Codec:
         delta = loaded.model.config.tcq_delta if quantizer.startswith("tcq") else None
         return cls(loaded, make_quantizer(quantizer, delta), lambda_t)
 
@@ -78,8 +80,11 @@ class Codec:
         return {
             "model": self.loaded.model_id,
             "checkpoint_sha256": self.loaded.sha256,
-            "quantizer": {"kind": self.quantizer.kind, "delta": self.quantizer.delta,
-                          "lambda_t": self.lambda_t},
+            "quantizer": {
+                "kind": self.quantizer.kind,
+                "delta": self.quantizer.delta,
+                "lambda_t": self.lambda_t,
+            },
             "lambda": training.get("lmbda"),
             "architecture": {"name": "mbt2018-mean", **self.loaded.model.config.to_dict()},
         }
@@ -87,13 +92,22 @@ class Codec:
     def encode(self, image: np.ndarray) -> EncodedImage:
         """uint8 (H, W, 3) RGB -> a complete trellic file."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise TrellicError(f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
+            raise TrellicError(
+                f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}"
+            )
         height, width = image.shape[:2]
         _check_size(height, width)
         x = pad_to_multiple(image_to_tensor(image), DOWNSCALE)
         latents = self.loaded.model.compress(x, self.quantizer, self.lambda_t)
-        header = bitstream.Header(self.loaded.model_id, self.loaded.sha256, self.quantizer.kind,
-                                  self.quantizer.delta, self.lambda_t, height, width)
+        header = bitstream.Header(
+            self.loaded.model_id,
+            self.loaded.sha256,
+            self.quantizer.kind,
+            self.quantizer.delta,
+            self.lambda_t,
+            height,
+            width,
+        )
         data = bitstream.pack(header, latents.z_stream, latents.y_stream)
         return EncodedImage(data, latents.estimated_bits)
 
@@ -102,7 +116,9 @@ class Codec:
         kind = header.quantizer
         delta = self.loaded.model.config.tcq_delta if kind.startswith("tcq") else 1.0
         if abs(header.delta - delta) > 1e-6 * delta:
-            raise TrellicError(f"file uses {kind} delta {header.delta:g}; this model codes {delta:g}")
+            raise TrellicError(
+                f"file uses {kind} delta {header.delta:g}; this model codes {delta:g}"
+            )
         return make_quantizer(kind, delta)
 
     def decode(self, data: bytes) -> np.ndarray:

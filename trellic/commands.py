@@ -34,25 +34,39 @@ def _positive_float(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compress", help="code an image into a .trl file",
-                              description="Code a PNG/JPEG image into a trellic file.")
+    p = subparsers.add_parser(
+        "compress",
+        help="code an image into a .trl file",
+        description="Code a PNG/JPEG image into a trellic file.",
+    )
     p.add_argument("input", type=Path, help="image to code (PNG, JPEG, ...)")
     p.add_argument("output", type=Path, help="trellic file to write")
     p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
     p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
-    p.add_argument("--lambda-t", type=_positive_float, default=None,
-                   help="TCQ rate weight in latent units (default: 0.3 * delta^2)")
+    p.add_argument(
+        "--lambda-t",
+        type=_positive_float,
+        default=None,
+        help="TCQ rate weight in latent units (default: 0.3 * delta^2)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-v", "--verbose", action="store_true", help="print timing and rates")
     p.set_defaults(func=compress)
 
-    p = subparsers.add_parser("decompress", help="decode a .trl file into a PNG",
-                              description="Decode a trellic file into a PNG image.")
+    p = subparsers.add_parser(
+        "decompress",
+        help="decode a .trl file into a PNG",
+        description="Decode a trellic file into a PNG image.",
+    )
     p.add_argument("input", type=Path, help="trellic file")
     p.add_argument("output", type=Path, help="PNG to write")
     p.add_argument("--model", default=None, help="weights path (for files coded with one)")
-    p.add_argument("--reference", type=Path, default=None,
-                   help="original image: print the PSNR of the decoded one against it")
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="original image: print the PSNR of the decoded one against it",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-v", "--verbose", action="store_true", help="print timing")
     p.set_defaults(func=decompress)
@@ -103,12 +117,17 @@ def compress(args: argparse.Namespace) -> int:
     done = time.perf_counter()
     write_atomic(args.output, encoded.data, force=args.force)
     pixels = image.shape[0] * image.shape[1]
-    print(f"{args.input} -> {args.output}: {len(encoded.data)} bytes, "
-          f"{8 * len(encoded.data) / pixels:.4f} bpp ({codec.quantizer.kind}, "
-          f"model {codec.loaded.model_id})")
+    print(
+        f"{args.input} -> {args.output}: {len(encoded.data)} bytes, "
+        f"{8 * len(encoded.data) / pixels:.4f} bpp ({codec.quantizer.kind}, "
+        f"model {codec.loaded.model_id})"
+    )
     if args.verbose:
-        _say(f"  image {image.shape[1]}x{image.shape[0]}, estimated "
-             f"{encoded.estimated_bits / pixels:.4f} bpp for the streams, lambda_t {codec.lambda_t:g}")
+        _say(
+            f"  image {image.shape[1]}x{image.shape[0]}, estimated "
+            f"{encoded.estimated_bits / pixels:.4f} bpp for the streams, "
+            f"lambda_t {codec.lambda_t:g}"
+        )
         _say(f"  model load {loaded - start:.2f} s, encode {done - loaded:.2f} s")
     return 0
 
@@ -128,8 +147,10 @@ def decompress(args: argparse.Namespace) -> int:
     message = f"{args.input} -> {args.output}: {image.shape[1]}x{image.shape[0]}"
     if reference is not None:
         if reference.shape != image.shape:
-            raise TrellicError(f"reference is {reference.shape[1]}x{reference.shape[0]}, "
-                               f"decoded image is {image.shape[1]}x{image.shape[0]}")
+            raise TrellicError(
+                f"reference is {reference.shape[1]}x{reference.shape[0]}, "
+                f"decoded image is {image.shape[1]}x{image.shape[0]}"
+            )
         mse = np.mean((reference.astype(np.float64) - image) ** 2)
         psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
@@ -149,7 +170,9 @@ def info(args: argparse.Namespace) -> int:
     print(f"model          {h.model_id} (weights sha256 {h.weights_sha256}...)")
     print(f"quantizer      {h.quantizer}, delta {h.delta:g}, lambda_t {h.lambda_t:g}")
     print(f"image          {h.width}x{h.height}")
-    print(f"streams        z {len(container.z_stream)} bytes, y {len(container.y_stream)} bytes, "
-          f"header+crc {container.header_bytes} bytes")
+    print(
+        f"streams        z {len(container.z_stream)} bytes, y {len(container.y_stream)} bytes, "
+        f"header+crc {container.header_bytes} bytes"
+    )
     print(f"bpp            {8 * len(data) / (h.width * h.height):.4f}")
     return 0

@@ -15,16 +15,16 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
 from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.safetensors_io import save_safetensors_atomic
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = "manifest.json"
@@ -58,17 +58,8 @@ def save_model(model: MeanScaleHyperprior, path: Path, info: dict) -> str:
     for key, tables in model.tables.items():
         tensors.update(tables.to_tensors(TABLE_PREFIX + key))
     metadata = {"config": json.dumps(model.config.to_dict()), "info": json.dumps(info)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return sha256_of(path)
+    save_safetensors_atomic(Path(path), tensors, metadata)
+    return sha256_of(Path(path))
 
 
 def _config(metadata: dict) -> ModelConfig:
@@ -101,7 +92,9 @@ def load_model_file(path: Path) -> tuple[MeanScaleHyperprior, dict]:
     state = {k: v for k, v in tensors.items() if not k.startswith(TABLE_PREFIX)}
     try:
         model.load_state_dict(state, strict=True)
-        table_keys = {k[len(TABLE_PREFIX):].split(".")[0] for k in tensors if k.startswith(TABLE_PREFIX)}
+        table_keys = {
+            k[len(TABLE_PREFIX) :].split(".")[0] for k in tensors if k.startswith(TABLE_PREFIX)
+        }
         model.tables = {
             key: PmfTables.from_tensors(tensors, TABLE_PREFIX + key) for key in sorted(table_keys)
         }

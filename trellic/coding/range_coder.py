@@ -30,8 +30,8 @@ synthesis runs. The budget is 1.01 * stream bits + 128: twice the state, and
 
 from __future__ import annotations
 
-import numpy as np
 import constriction
+import numpy as np
 
 from trellic.entropy.tables import EXPONENT_SYMBOLS, MAX_ESCAPE_EXPONENT, PRECISION, PmfTables
 from trellic.errors import TrellicError

@@ -26,7 +26,9 @@ TAIL_MASS = 1e-9
 class FactorizedPrior(nn.Module):
     """Factorized density over C channels. Input z (B, C, H, W)."""
 
-    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+    def __init__(
+        self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0
+    ):
         super().__init__()
         self.channels = channels
         dims = (1, *filters, 1)

@@ -26,7 +26,10 @@ MAX_ESCAPE_EXPONENT = 24
 
 @dataclass(frozen=True)
 class PmfTables:
-    """Integer frequency rows. Shapes: freqs (T, W) int64 (zero-padded), lengths (T,), offsets (T,)."""
+    """Integer frequency rows.
+
+    Shapes: freqs (T, W) int64 (zero-padded), lengths (T,), offsets (T,).
+    """
 
     freqs: np.ndarray
     lengths: np.ndarray
@@ -37,8 +40,9 @@ class PmfTables:
         return int(self.lengths.shape[0])
 
     @classmethod
-    def from_probabilities(cls, pmf: np.ndarray, lengths: np.ndarray,
-                           offsets: np.ndarray) -> PmfTables:
+    def from_probabilities(
+        cls, pmf: np.ndarray, lengths: np.ndarray, offsets: np.ndarray
+    ) -> PmfTables:
         """Quantize float rows to integer frequencies.
 
         Args:

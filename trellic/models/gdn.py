@@ -40,8 +40,9 @@ def lower_bound(x: Tensor, bound: float) -> Tensor:
 class GDN(nn.Module):
     """GDN over channels (``inverse=True`` gives IGDN). Input (B, C, H, W)."""
 
-    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6,
-                 gamma_init: float = 0.1):
+    def __init__(
+        self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1
+    ):
         super().__init__()
         self.inverse = inverse
         self.beta_bound = (beta_min + _PEDESTAL) ** 0.5

@@ -93,8 +93,9 @@ def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
 
 
 def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2,
-                              output_padding=stride - 1)
+    return nn.ConvTranspose2d(
+        cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
+    )
 
 
 @contextlib.contextmanager
@@ -129,16 +130,27 @@ class MeanScaleHyperprior(nn.Module):
             _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M)
         )
         self.g_s = nn.Sequential(
-            _deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
-            _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),
+            _deconv(M, N),
+            GDN(N, inverse=True),
+            _deconv(N, N),
+            GDN(N, inverse=True),
+            _deconv(N, N),
+            GDN(N, inverse=True),
+            _deconv(N, 3),
         )
         self.h_a = nn.Sequential(
-            _conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), _conv(N, N), nn.LeakyReLU(inplace=True),
+            _conv(M, N, 3, 1),
+            nn.LeakyReLU(inplace=True),
+            _conv(N, N),
+            nn.LeakyReLU(inplace=True),
             _conv(N, N),
         )
         self.h_s = nn.Sequential(
-            _deconv(N, M), nn.LeakyReLU(inplace=True), _deconv(M, M * 3 // 2),
-            nn.LeakyReLU(inplace=True), _conv(M * 3 // 2, M * 2, 3, 1),
+            _deconv(N, M),
+            nn.LeakyReLU(inplace=True),
+            _deconv(M, M * 3 // 2),
+            nn.LeakyReLU(inplace=True),
+            _conv(M * 3 // 2, M * 2, 3, 1),
         )
         self.entropy_bottleneck = FactorizedPrior(N)
         self.register_buffer("scale_table", default_scale_table())
@@ -150,8 +162,9 @@ class MeanScaleHyperprior(nn.Module):
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         return means, bound_scales(scales)
 
-    def forward(self, x: Tensor, quantizer: Quantizer,
-                proxy: ProxyKind = ProxyKind.NOISE) -> ForwardOutput:
+    def forward(
+        self, x: Tensor, quantizer: Quantizer, proxy: ProxyKind = ProxyKind.NOISE
+    ) -> ForwardOutput:
         """Differentiable training pass. x (B, 3, H, W) in [0, 1], H and W multiples of 64."""
         y = self.g_a(x)
         z_tilde, z_likelihoods = self.entropy_bottleneck(self.h_a(y))
@@ -177,8 +190,9 @@ class MeanScaleHyperprior(nn.Module):
         self.tables = {
             "z": self.entropy_bottleneck.build_tables(),
             "usq": build_gaussian_tables(make_quantizer("usq"), self.scale_table),
-            "tcq": build_gaussian_tables(make_quantizer("tcq4", self.config.tcq_delta),
-                                         self.scale_table),
+            "tcq": build_gaussian_tables(
+                make_quantizer("tcq4", self.config.tcq_delta), self.scale_table
+            ),
         }
 
     def _y_tables(self, quantizer: Quantizer) -> PmfTables:
@@ -186,7 +200,8 @@ class MeanScaleHyperprior(nn.Module):
             raise RuntimeError("coding tables missing: call update() or load shipped weights")
         if quantizer.num_quantizers > 1 and abs(quantizer.delta - self.config.tcq_delta) > 1e-9:
             raise ValueError(
-                f"this model's TCQ tables are for delta {self.config.tcq_delta}, not {quantizer.delta}"
+                f"this model's TCQ tables are for delta {self.config.tcq_delta}, "
+                f"not {quantizer.delta}"
             )
         return self.tables[self.table_key(quantizer)]
 
@@ -195,8 +210,9 @@ class MeanScaleHyperprior(nn.Module):
 
     # -- bitstreams ---------------------------------------------------------------
     @torch.no_grad()
-    def quantize_latents(self, x: Tensor, quantizer: Quantizer,
-                         lambda_t: float | None = None) -> QuantizedLatents:
+    def quantize_latents(
+        self, x: Tensor, quantizer: Quantizer, lambda_t: float | None = None
+    ) -> QuantizedLatents:
         """The encoder's decisions with the real quantizer: what compress() codes."""
         y = self.g_a(x)
         z_symbols = self.entropy_bottleneck.quantize(self.h_a(y))
@@ -209,8 +225,9 @@ class MeanScaleHyperprior(nn.Module):
         return self.hyper_synthesis(self.entropy_bottleneck.dequantize(z_symbols))
 
     @torch.no_grad()
-    def compress(self, x: Tensor, quantizer: Quantizer,
-                 lambda_t: float | None = None) -> CompressedLatents:
+    def compress(
+        self, x: Tensor, quantizer: Quantizer, lambda_t: float | None = None
+    ) -> CompressedLatents:
         """x (1, 3, H, W), H and W multiples of 64 -> coded z and y streams."""
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time")
@@ -229,8 +246,9 @@ class MeanScaleHyperprior(nn.Module):
 
         estimated = z_tables.bits(torch.from_numpy(z_rows), latents.z_symbols.ravel()).sum()
         estimated += y_tables.bits(rows.ravel(), latents.k.ravel()).sum()
-        return CompressedLatents(z_encoder.finish(), y_encoder.finish(),
-                                 tuple(latents.k.shape[-2:]), float(estimated))
+        return CompressedLatents(
+            z_encoder.finish(), y_encoder.finish(), tuple(latents.k.shape[-2:]), float(estimated)
+        )
 
     def _z_rows(self, shape: torch.Size) -> np.ndarray:
         channels = np.arange(shape[1]).reshape(1, -1, 1, 1)
@@ -271,8 +289,9 @@ def _steps(quantizer: Quantizer, k: Tensor, rows: Tensor):
         yield k_seq[:, t], rows_seq[:, t]
 
 
-def _decode_steps(quantizer: Quantizer, decoder: SymbolDecoder, levels: Tensor,
-                  num_levels: int) -> Tensor:
+def _decode_steps(
+    quantizer: Quantizer, decoder: SymbolDecoder, levels: Tensor, num_levels: int
+) -> Tensor:
     """Decode indices (S, T) in lockstep, each step's rows chosen by the states reached."""
     levels = levels.numpy()
     if quantizer.trellis.num_states == 1:

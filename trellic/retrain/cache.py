@@ -11,20 +11,19 @@ stale once the hyperprior changes; the next round writes its own.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from tqdm import tqdm
 
 from trellic.models.hyperprior import MeanScaleHyperprior
 from trellic.quant.base import Quantizer
 from trellic.retrain.targets import encode, quantized_latents
+from trellic.safetensors_io import save_safetensors_atomic
 from trellic.train.data import CropDataset
 
 
@@ -45,14 +44,29 @@ class LatentCache:
         return self.x[index].float() / 255.0, self.y[index], self.y_hat[index]
 
 
-def build_cache(model: MeanScaleHyperprior, quantizer: Quantizer, lambda_t: float | None,
-                dataset: CropDataset, folder: Path, crops: int, shard_size: int = 64,
-                seed: int = 0, identity: str = "", progress: bool = True) -> LatentCache:
+def build_cache(
+    model: MeanScaleHyperprior,
+    quantizer: Quantizer,
+    lambda_t: float | None,
+    dataset: CropDataset,
+    folder: Path,
+    crops: int,
+    shard_size: int = 64,
+    seed: int = 0,
+    identity: str = "",
+    progress: bool = True,
+) -> LatentCache:
     """Encode ``crops`` random crops into shards under ``folder`` (resumable) and load them."""
     folder.mkdir(parents=True, exist_ok=True)
     shards = -(-crops // shard_size)
-    meta = {"identity": identity, "quantizer": quantizer.kind, "delta": quantizer.delta,
-            "lambda_t": lambda_t, "seed": seed, "crop": dataset.crop}
+    meta = {
+        "identity": identity,
+        "quantizer": quantizer.kind,
+        "delta": quantizer.delta,
+        "lambda_t": lambda_t,
+        "seed": seed,
+        "crop": dataset.crop,
+    }
     xs, ys, y_hats = [], [], []
     for shard in tqdm(range(shards), desc="cache", disable=not progress, unit="shard"):
         path = folder / f"shard-{shard:05d}.safetensors"
@@ -62,8 +76,11 @@ def build_cache(model: MeanScaleHyperprior, quantizer: Quantizer, lambda_t: floa
             x = dataset.batch(count, seed, shard, rank=7919)  # rank: crops apart from training's
             y = encode(model, x)
             y_hat = quantized_latents(model, quantizer, y, lambda_t)
-            _save_atomic(path, {"x": (x * 255).round().to(torch.uint8), "y": y, "y_hat": y_hat},
-                         {"meta": json.dumps(wanted)})
+            save_safetensors_atomic(
+                path,
+                {"x": (x * 255).round().to(torch.uint8), "y": y, "y_hat": y_hat},
+                {"meta": json.dumps(wanted)},
+            )
         tensors = load_file(str(path))
         xs.append(tensors["x"])
         ys.append(tensors["y"])
@@ -79,14 +96,3 @@ def _matches(path: Path, wanted: dict) -> bool:
             return json.loads(handle.metadata()["meta"]) == wanted
     except Exception:  # an unreadable or foreign shard is simply rebuilt
         return False
-
-
-def _save_atomic(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -13,10 +13,11 @@ from trellic.paths import data_root
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "retrain", help="retrain decoder / hyperprior on truly quantized latents",
+        "retrain",
+        help="retrain decoder / hyperprior on truly quantized latents",
         description="Freeze the encoder, quantize with the real quantizer and retrain g_s "
-                    "(decoder) or h_a, h_s, prior and g_s (hyper+decoder). Writes "
-                    "OUT/model.safetensors (a variant of the source model) and OUT/log.jsonl.",
+        "(decoder) or h_a, h_s, prior and g_s (hyper+decoder). Writes "
+        "OUT/model.safetensors (a variant of the source model) and OUT/log.jsonl.",
     )
     p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
     p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
@@ -27,12 +28,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--lambda", dest="lmbda", type=float, default=None,
-                   help="rate weight for hyper+decoder (default: the model's training lambda)")
+    p.add_argument(
+        "--lambda",
+        dest="lmbda",
+        type=float,
+        default=None,
+        help="rate weight for hyper+decoder (default: the model's training lambda)",
+    )
     p.add_argument("--lambda-t", type=float, default=None, help="TCQ rate weight")
     p.add_argument("--cache-crops", type=int, default=512, help="crops per offline round")
-    p.add_argument("--data", type=Path, action="append", default=None,
-                   help="training folder (repeatable; default: $TRELLIC_DATA/train)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help="training folder (repeatable; default: $TRELLIC_DATA/train)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="run folder")
@@ -56,15 +67,28 @@ def run(args: argparse.Namespace) -> int:
     if lmbda is None and args.part != "decoder":
         raise TrellicError("the model records no training lambda: pass --lambda")
     config = RetrainConfig(
-        quantizer=args.quantizer, part=args.part, mode=args.mode, rounds=args.rounds,
-        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
-        lmbda=lmbda or 0.0, lambda_t=args.lambda_t, cache_crops=args.cache_crops, seed=args.seed,
+        quantizer=args.quantizer,
+        part=args.part,
+        mode=args.mode,
+        rounds=args.rounds,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        lmbda=lmbda or 0.0,
+        lambda_t=args.lambda_t,
+        cache_crops=args.cache_crops,
+        seed=args.seed,
     )
     folders = args.data or [data_root() / "train"]
     dataset = CropDataset(list_images(folders), config.crop)
     model = retrain(loaded.model, config, dataset, args.out, identity=loaded.sha256)
-    info = {**loaded.info, "retrained_from": {"model": loaded.model_id, "sha256": loaded.sha256},
-            "retrain": config.to_dict(), "retrain_data": [str(f) for f in folders]}
+    info = {
+        **loaded.info,
+        "retrained_from": {"model": loaded.model_id, "sha256": loaded.sha256},
+        "retrain": config.to_dict(),
+        "retrain_data": [str(f) for f in folders],
+    }
     digest = save_model(model, args.out / "model.safetensors", info)
     print(f"retrained model written to {args.out / 'model.safetensors'} (sha256 {digest[:16]})")
     return 0

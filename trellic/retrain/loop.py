@@ -66,8 +66,14 @@ def trainable_modules(model: MeanScaleHyperprior, part: str) -> list[torch.nn.Mo
     return [model.h_a, model.h_s, model.entropy_bottleneck, model.g_s]
 
 
-def retrain(source: MeanScaleHyperprior, config: RetrainConfig, dataset: CropDataset,
-            out_dir: Path, identity: str = "", progress: bool = True) -> MeanScaleHyperprior:
+def retrain(
+    source: MeanScaleHyperprior,
+    config: RetrainConfig,
+    dataset: CropDataset,
+    out_dir: Path,
+    identity: str = "",
+    progress: bool = True,
+) -> MeanScaleHyperprior:
     """Retrain a copy of ``source``; returns it with rebuilt tables (source is untouched)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(source)
@@ -86,25 +92,40 @@ def retrain(source: MeanScaleHyperprior, config: RetrainConfig, dataset: CropDat
             model.eval()
             cache = None
             if config.mode == "offline":
-                cache = build_cache(model, quantizer, config.lambda_t, dataset,
-                                    out_dir / f"cache-round{round_index}", config.cache_crops,
-                                    seed=config.seed + round_index, progress=progress,
-                                    identity=f"{identity}/round{round_index}")
+                cache = build_cache(
+                    model,
+                    quantizer,
+                    config.lambda_t,
+                    dataset,
+                    out_dir / f"cache-round{round_index}",
+                    config.cache_crops,
+                    seed=config.seed + round_index,
+                    progress=progress,
+                    identity=f"{identity}/round{round_index}",
+                )
             for m in modules:
                 m.train()
-            bar = tqdm(range(config.steps), desc=f"retrain round {round_index + 1}",
-                       disable=not progress, unit="step")
+            bar = tqdm(
+                range(config.steps),
+                desc=f"retrain round {round_index + 1}",
+                disable=not progress,
+                unit="step",
+            )
             for step in bar:
-                terms = _step(model, quantizer, config, dataset, cache,
-                              round_index * config.steps + step)
+                terms = _step(
+                    model, quantizer, config, dataset, cache, round_index * config.steps + step
+                )
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 if (step + 1) % config.log_every == 0:
-                    record = {"round": round_index + 1, "step": step + 1,
-                              **{k: v.item() for k, v in terms.items()},
-                              "elapsed": time.time() - began}
+                    record = {
+                        "round": round_index + 1,
+                        "step": step + 1,
+                        **{k: v.item() for k, v in terms.items()},
+                        "elapsed": time.time() - began,
+                    }
                     record["psnr"] = psnr(record["mse"])
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -119,8 +140,14 @@ def _delta(model: MeanScaleHyperprior, kind: str) -> float | None:
     return model.config.tcq_delta if kind.startswith("tcq") else None
 
 
-def _step(model, quantizer, config: RetrainConfig, dataset: CropDataset,
-          cache: LatentCache | None, step: int) -> dict:
+def _step(
+    model,
+    quantizer,
+    config: RetrainConfig,
+    dataset: CropDataset,
+    cache: LatentCache | None,
+    step: int,
+) -> dict:
     if cache is not None:
         x, y, y_hat = cache.batch(config.batch_size, config.seed, step)
     else:

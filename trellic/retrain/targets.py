@@ -45,8 +45,9 @@ def encode(model: MeanScaleHyperprior, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def quantized_latents(model: MeanScaleHyperprior, quantizer: Quantizer, y: Tensor,
-                      lambda_t: float | None) -> Tensor:
+def quantized_latents(
+    model: MeanScaleHyperprior, quantizer: Quantizer, y: Tensor, lambda_t: float | None
+) -> Tensor:
     """y_hat exactly as compress() produces it (frozen hyperprior), for decoder-only retraining."""
     z_symbols = model.entropy_bottleneck.quantize(model.h_a(y))
     means, scales = model._hyper_from_symbols(z_symbols)
@@ -54,8 +55,9 @@ def quantized_latents(model: MeanScaleHyperprior, quantizer: Quantizer, y: Tenso
     return means + quantizer.dequantize(k)
 
 
-def forward_quantized(model: MeanScaleHyperprior, quantizer: Quantizer, y: Tensor,
-                      lambda_t: float | None) -> QuantizedForward:
+def forward_quantized(
+    model: MeanScaleHyperprior, quantizer: Quantizer, y: Tensor, lambda_t: float | None
+) -> QuantizedForward:
     """Differentiable (w.r.t. h_a, h_s, prior, g_s) pass with truly quantized z and y."""
     prior = model.entropy_bottleneck
     z = model.h_a(y)
@@ -64,7 +66,8 @@ def forward_quantized(model: MeanScaleHyperprior, quantizer: Quantizer, y: Tenso
     z_likelihoods = prior.likelihood(z_hat)
     means, scales = model.hyper_synthesis(z_hat)
     with torch.no_grad():
-        k = quantizer.quantize((y - means).detach(), scales.detach(), lambda_t,
-                               rate=quantizer_rate(model, quantizer))
+        k = quantizer.quantize(
+            (y - means).detach(), scales.detach(), lambda_t, rate=quantizer_rate(model, quantizer)
+        )
     y_hat = means + quantizer.dequantize(k)
     return QuantizedForward(model.g_s(y_hat), quantizer.likelihood(k, scales), z_likelihoods, k)

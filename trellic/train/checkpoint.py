@@ -9,15 +9,14 @@ destroys the previous checkpoint.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from trellic.errors import TrellicError
+from trellic.safetensors_io import save_safetensors_atomic
 
 
 def save_training_state(path: Path, model: torch.nn.Module,
@@ -31,15 +30,7 @@ def save_training_state(path: Path, model: torch.nn.Module,
             for field, value in fields.items():
                 tensors[f"opt.{name}.{index}.{field}"] = torch.as_tensor(value).contiguous()
     metadata = {"progress": json.dumps(progress), "param_groups": json.dumps(groups)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_safetensors_atomic(path, tensors, metadata)
 
 
 def load_training_state(path: Path, model: torch.nn.Module,
