@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -67,6 +68,9 @@ def test_existing_outputs_are_kept_without_force(tmp_path):
     write_output(path, b"second", force=True)
     assert path.read_bytes() == b"second"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode, not mkstemp's 0600
 
 
 def test_non_finite_values_are_refused(tmp_path):

@@ -136,19 +136,19 @@ class Baseline:
 _AVIF = {"speed": 4, "max_threads": 1, "range": "full"}
 BASELINES: dict[str, Baseline] = {
     "jpeg": Baseline("JPEG 4:2:0", PillowCodec, {"subsampling": "4:2:0", "optimize": True},
-                     (1, 3, 5, 8, 12, 18, 26, 36, 50, 65), "JPEG"),
+                     (3, 5, 8, 12, 18, 26, 36, 50, 65, 78, 85), "JPEG"),
     "jpeg444": Baseline("JPEG 4:4:4", PillowCodec, {"subsampling": "4:4:4", "optimize": True},
-                        (1, 3, 5, 8, 12, 18, 26, 36, 48, 60), "JPEG"),
+                        (3, 5, 8, 12, 18, 26, 36, 50, 65, 78), "JPEG"),
     "webp": Baseline("WebP", PillowCodec, {"method": 6},
-                     (0, 2, 5, 10, 18, 28, 40, 55, 70, 78), "WEBP"),
+                     (0, 2, 5, 10, 18, 28, 40, 55, 70, 80, 88), "WEBP"),
     "avif": Baseline("AVIF 4:4:4", PillowCodec, {"subsampling": "4:4:4", **_AVIF},
-                     (4, 10, 16, 22, 28, 35, 42, 50, 58, 65), "AVIF"),
+                     (4, 10, 16, 22, 28, 35, 42, 50, 58, 66, 74), "AVIF"),
     "avif420": Baseline("AVIF 4:2:0", PillowCodec, {"subsampling": "4:2:0", **_AVIF},
-                        (4, 10, 16, 22, 28, 35, 42, 50, 58, 65), "AVIF"),
+                        (4, 10, 16, 22, 28, 35, 42, 50, 58, 66, 74), "AVIF"),
     "jxl": Baseline("JPEG XL", JxlCodec, {"effort": 7},
                     (5, 12, 20, 30, 45, 58, 68, 76, 82, 88), tools=("cjxl", "djxl")),
     "x265": Baseline("HEVC intra (x265)", X265Codec, {"preset": "slow"},
-                     (50, 47, 44, 41, 38, 35, 32, 30, 28, 26), tools=("ffmpeg",),
+                     (50, 47, 44, 41, 38, 35, 32, 30, 28, 26, 24), tools=("ffmpeg",),
                      quality_name="qp"),
 }
 
@@ -197,4 +197,4 @@ def encoder_version(name: str) -> str:
                 f"aom {AvifImagePlugin.get_codec_version('aom')}")
     tool = {"jxl": ["cjxl", "--version"], "x265": ["ffmpeg", "-hide_banner", "-version"]}[name]
     output = subprocess.run(tool, capture_output=True, text=True).stdout.strip()
-    return output.splitlines()[0] if output else tool[0]
+    return output.splitlines()[0].split(" Copyright")[0] if output else tool[0]

@@ -257,7 +257,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_curves(parser)
     parser.add_argument("--anchor", help="anchor curve for BD (file, name or codec)")
     parser.add_argument("--image", help="image for the crops (default: Kodak kodim23.png)")
-    parser.add_argument("--crop", metavar="X,Y,W,H", help="crop box (default: centred 192x192)")
+    parser.add_argument("--crop", metavar="X,Y,W,H",
+                        help="crop box (default: the most detailed 192x192 square)")
     parser.add_argument("--crop-bpp", type=float, default=0.5, help="target rate of the crops")
     parser.add_argument("--method", choices=METHODS, default="pchip")
     parser.add_argument("--max-bpp", type=float, default=2.0)

@@ -3,7 +3,7 @@
 For each curve, the point whose rate on that image (or, without per-image results, whose
 mean rate) is closest to the target bpp is re-run on the image: baselines through their
 quality, trellic through ``Codec.load`` with the arguments recorded by ``trellic eval``.
-Published reference curves carry no reconstructions and get a note instead.
+Published reference curves carry no reconstructions and are left out.
 """
 
 from __future__ import annotations
@@ -44,10 +44,20 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return x, y, width, height
 
 
-def centered_box(image: np.ndarray, size: int = 192) -> tuple[int, int, int, int]:
-    height, width = image.shape[:2]
-    side = min(size, height, width)
-    return (width - side) // 2, (height - side) // 2, side, side
+def detailed_box(image: np.ndarray, size: int = 192, stride: int = 16) -> tuple[int, int, int, int]:
+    """The ``size`` square (on a ``stride`` grid) with the most gradient energy: where
+    coding artefacts show."""
+    gray = image.astype(np.float64).mean(axis=2)
+    energy = np.zeros_like(gray)
+    energy[:, 1:] += np.abs(np.diff(gray, axis=1))
+    energy[1:, :] += np.abs(np.diff(gray, axis=0))
+    table = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    side = min(size, *gray.shape)
+    ys = np.arange(0, gray.shape[0] - side + 1, stride)[:, None]
+    xs = np.arange(0, gray.shape[1] - side + 1, stride)[None, :]
+    sums = table[ys + side, xs + side] - table[ys, xs + side] - table[ys + side, xs] + table[ys, xs]
+    row, column = np.unravel_index(np.argmax(sums), sums.shape)
+    return int(xs[0, column]), int(ys[row, 0]), side, side
 
 
 def _png(image: np.ndarray, box: tuple[int, int, int, int]) -> bytes:
@@ -84,9 +94,9 @@ def _codec_for(curve: Results, point: Point) -> CodecLike:
 
 def make_crops(curves: list[Results], image_path: Path, target_bpp: float,
                box: tuple[int, int, int, int] | None = None) -> list[Crop]:
-    """The original crop, then one crop per curve at the rate closest to ``target_bpp``."""
+    """The original crop, then one crop per measured curve at the rate nearest ``target_bpp``."""
     image = read_image(image_path)
-    box = box or centered_box(image)
+    box = box or detailed_box(image)
     x, y, width, height = box
     if x + width > image.shape[1] or y + height > image.shape[0]:
         raise TrellicError(f"crop {box} falls outside the {image.shape[1]}x{image.shape[0]} "
@@ -95,7 +105,6 @@ def make_crops(curves: list[Results], image_path: Path, target_bpp: float,
                   _png(image, box))]
     for curve in curves:
         if curve.codec == "reference":
-            crops.append(Crop(curve.name, "", note="published curve: no reconstructions"))
             continue
         point = _closest_point(curve, image_path.name, target_bpp)
         try:

@@ -32,7 +32,8 @@ def rd_plot_png(curves: list[Results], max_bpp: float = 2.0, title: str | None =
     """Two panels (PSNR, MS-SSIM dB) against bpp up to ``max_bpp``, as PNG bytes."""
     if not curves:
         raise TrellicError("nothing to plot: no curves given")
-    figure = _figure_class()(figsize=(12, 5), dpi=dpi, layout="constrained")
+    rows = -(-len(curves) // 4)
+    figure = _figure_class()(figsize=(12, 5 + 0.25 * rows), dpi=dpi, layout="constrained")
     panels = figure.subplots(1, 2)
     metrics = (("psnr_rgb", "PSNR-RGB (dB)", float),
                ("ms_ssim_rgb", "MS-SSIM-RGB (dB) = -10 log10(1 - MS-SSIM)", ms_ssim_db))
@@ -57,7 +58,9 @@ def rd_plot_png(curves: list[Results], max_bpp: float = 2.0, title: str | None =
         panel.set_xlabel("bits per pixel (bpp)")
         panel.set_ylabel(label)
         panel.grid(True, alpha=0.3)
-        panel.legend(fontsize=8, loc="lower right")
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
+                  fontsize=9, frameon=False)
     datasets = sorted({curve.dataset.name for curve in curves})
     figure.suptitle(title or f"Rate-distortion on {', '.join(datasets)}")
     buffer = io.BytesIO()

@@ -35,6 +35,7 @@ figure img { width: 384px; height: 384px; image-rendering: pixelated; border: 1p
 .note { width: 384px; height: 384px; display: flex; align-items: center; justify-content: center;
         background: #f3f3f3; color: #666; border: 1px solid #ccc; text-align: center; }
 .rd { max-width: 100%; }
+table.wide { width: 100%; } table.wide td { text-align: left; overflow-wrap: anywhere; }
 """
 
 
@@ -102,9 +103,12 @@ def _bd_table(anchor: Results, rows: list[BDRow], method: str) -> str:
     return "\n".join(lines)
 
 
-def _crops_section(crops: list[Crop], target_bpp: float) -> str:
+def _crops_section(crops: list[Crop], target_bpp: float, curves: list[Results]) -> str:
+    published = [curve.name for curve in curves if curve.codec == "reference"]
     parts = [f"<p>Each codec at the setting whose rate on this image is closest to "
-             f"{target_bpp} bpp (shown at 2x, nearest neighbour).</p>", '<div class="crops">']
+             f"{target_bpp} bpp (shown at 2x, nearest neighbour)."
+             + (f" Published curves have no reconstructions: {html.escape(', '.join(published))}."
+                if published else "") + "</p>", '<div class="crops">']
     for crop in crops:
         body = (_image(crop.png, crop.title) if crop.png
                 else f'<div class="note">{html.escape(crop.note or "")}</div>')
@@ -115,7 +119,7 @@ def _crops_section(crops: list[Crop], target_bpp: float) -> str:
 
 
 def _provenance_table(curves: list[Results], labels: list[str]) -> str:
-    lines = ["<table><tr><th>curve</th><th>file</th><th>encoder</th><th>points</th>"
+    lines = ['<table class="wide"><tr><th>curve</th><th>file</th><th>encoder</th><th>points</th>'
              "<th>bpp range</th><th>dataset</th><th>git commit</th><th>source</th></tr>"]
     for curve, label in zip(curves, labels, strict=True):
         rates = [p.bpp for p in curve.points]
@@ -149,7 +153,7 @@ def render_report(curves: list[Results], labels: list[str], anchor: Results, plo
     others = [curve for curve in curves if curve is not anchor]
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     datasets = ", ".join(sorted({curve.dataset.name for curve in curves}))
-    crop_html = (_crops_section(crops, target_bpp) if crops
+    crop_html = (_crops_section(crops, target_bpp, curves) if crops
                  else f"<p>{html.escape(crop_note or 'No crops.')}</p>")
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

@@ -257,10 +257,17 @@ def write_output(path: str | Path, data: bytes, force: bool = False) -> None:
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def provenance() -> dict[str, str | None]:
