@@ -22,7 +22,7 @@ from trellic.io import read_image
 from trellic.paths import data_root, kodak_dir
 from trellic.retrain.loop import RetrainConfig, retrain
 from trellic.train.data import CropDataset, list_images
-from trellic.zoo import LoadedModel, load
+from trellic.zoo import LoadedModel, load, save_model
 
 VARIANTS = {
     "a": ("usq", "decoder", "offline", 1),
@@ -74,6 +74,13 @@ def main() -> None:
         start = time.time()
         model = retrain(loaded.model, config, dataset, args.runs / name, identity=loaded.sha256)
         seconds = time.time() - start
+        recipe = {
+            **loaded.info,
+            "retrain": config.to_dict(),
+            "retrain_data": ["shared/data/train"],
+            "retrained_from": {"model": loaded.model_id, "sha256": loaded.sha256},
+        }
+        save_model(model, args.runs / name / "model.safetensors", recipe)  # ship_model.py input
         variant = LoadedModel(model, loaded.model_id, loaded.sha256, loaded.info)
         rows.append(
             {

@@ -1,6 +1,7 @@
 """Ship a trained run as a zoo model: weights file, Kodak results, manifest entry.
 
     python scripts/ship_model.py RUN_DIR NAME [--default] [--images 24]
+    python scripts/ship_model.py RETRAIN_DIR/model.safetensors NAME   # a retrained variant
 
 Reads RUN_DIR/checkpoint.safetensors (model tensors) and the run's config,
 rebuilds the coding tables, writes weights/NAME.safetensors, measures Kodak
@@ -26,7 +27,7 @@ from trellic.io import read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.paths import data_root, kodak_dir
 from trellic.train.checkpoint import load_model_weights
-from trellic.zoo import MANIFEST, WEIGHTS_DIR, LoadedModel, save_model, sha256_of
+from trellic.zoo import MANIFEST, WEIGHTS_DIR, LoadedModel, load_model_file, save_model, sha256_of
 
 
 def _data_name(folder: str) -> str:
@@ -63,6 +64,23 @@ def kodak_results(loaded: LoadedModel, count: int) -> dict:
     return results
 
 
+def _from_checkpoint(checkpoint: Path) -> tuple[MeanScaleHyperprior, dict]:
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        progress = json.loads(handle.metadata()["progress"])
+    config = progress["config"]
+    model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"]))
+    load_model_weights(checkpoint, model)
+    model.eval()
+    model.update()
+    return model, {
+        "training": config,
+        "steps": progress["step"],
+        "wall_seconds": progress["elapsed"],
+        "hardware": f"{platform.processor() or platform.machine()}, 1 CPU thread",
+        "torch": torch.__version__,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -71,52 +89,45 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=24, help="Kodak images to measure")
     args = parser.parse_args()
 
-    checkpoint = args.run / "checkpoint.safetensors"
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        progress = json.loads(handle.metadata()["progress"])
-    config = progress["config"]
-    model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"]))
-    load_model_weights(checkpoint, model)
-    model.eval()
-    model.update()
-    info = {
-        "training": config,
-        "steps": progress["step"],
-        "wall_seconds": progress["elapsed"],
-        "hardware": f"{platform.processor() or platform.machine()}, 1 CPU thread",
-        "torch": torch.__version__,
-    }
-    path = WEIGHTS_DIR / f"{args.name}.safetensors"
-    save_model(model, path, info)
-    loaded = LoadedModel(model, args.name, sha256_of(path), info)
-    info["kodak"] = kodak_results(loaded, args.images)
-
     manifest_path = WEIGHTS_DIR / MANIFEST
     manifest = (
         json.loads(manifest_path.read_text())
         if manifest_path.is_file()
         else {"schema": 1, "default": args.name, "models": {}}
     )
-    manifest["models"][args.name] = {
-        "file": path.name,
-        "sha256": loaded.sha256,
-        "architecture": "mbt2018-mean",
-        "N": config["N"],
-        "M": config["M"],
-        "tcq_delta": model.config.tcq_delta,
-        "lambda": config["lmbda"],
-        "quantizer_trained": config["quantizer"],
-        "proxy": config["proxy"],
-        "data": [_data_name(d) for d in config["data"]],
-        "steps": progress["step"],
-        "wall_seconds": round(progress["elapsed"]),
-        "hardware": info["hardware"],
-        "kodak": info["kodak"],
-    }
+    if args.run.is_file():  # a retrained variant: a weights file written by `trellic retrain`
+        model, info = load_model_file(args.run)
+        source = manifest["models"][info["retrained_from"]["model"]]
+        entry = {
+            **source,
+            "variant_of": info["retrained_from"]["model"],
+            "retrain": info["retrain"],
+        }
+    else:
+        model, info = _from_checkpoint(args.run / "checkpoint.safetensors")
+        config = info["training"]
+        entry = {
+            "architecture": "mbt2018-mean",
+            "N": config["N"],
+            "M": config["M"],
+            "tcq_delta": model.config.tcq_delta,
+            "lambda": config["lmbda"],
+            "quantizer_trained": config["quantizer"],
+            "proxy": config["proxy"],
+            "data": [_data_name(d) for d in config["data"]],
+            "steps": info["steps"],
+            "wall_seconds": round(info["wall_seconds"]),
+            "hardware": info["hardware"],
+        }
+    path = WEIGHTS_DIR / f"{args.name}.safetensors"
+    save_model(model, path, info)
+    loaded = LoadedModel(model, args.name, sha256_of(path), info)
+    entry.update(file=path.name, sha256=loaded.sha256, kodak=kodak_results(loaded, args.images))
+    manifest["models"][args.name] = entry
     if args.default:
         manifest["default"] = args.name
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(json.dumps(manifest["models"][args.name], indent=2))
+    print(json.dumps(entry, indent=2))
     return 0
 
 
