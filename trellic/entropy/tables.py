@@ -91,23 +91,35 @@ class PmfTables:
         return np.where(escaped, self.lengths[rows] - 1, s), escaped
 
     def bits(self, rows: Tensor, values: Tensor) -> Tensor:
-        """Exact code length in bits of each value in its row, escape payload included."""
-        log_table = self._log_table()
-        lengths = torch.from_numpy(self.lengths)[rows]
-        s = values - torch.from_numpy(self.offsets)[rows]
-        escaped = (s < 0) | (s >= lengths - 1)
-        symbol = torch.where(escaped, lengths - 1, s)
-        bits = log_table[rows, symbol]
-        distance = torch.where(s < 0, -s - 1, s - (lengths - 1)).clamp_min(0)
-        return bits + escaped * escape_payload_bits(distance)
+        """Exact code length in bits of each value in its row, escape payload included.
 
-    def _log_table(self) -> Tensor:
-        cached = getattr(self, "_log_cache", None)
+        Hot path of the Viterbi (one call per quantizer and block): one gather
+        for every value, the escape payload only where a value escapes.
+        """
+        log_flat, lengths, offsets = self._torch_tables()
+        row_lengths = lengths[rows]
+        s = values - offsets[rows]
+        escaped = (s < 0) | (s >= row_lengths - 1)
+        symbol = torch.where(escaped, row_lengths - 1, s)
+        bits = log_flat.take(rows * self.freqs.shape[1] + symbol)
+        if escaped.any():
+            s_out, top = s[escaped], row_lengths[escaped] - 1
+            distance = torch.where(s_out < 0, -s_out - 1, s_out - top)
+            bits[escaped] += escape_payload_bits(distance)
+        return bits
+
+    def _torch_tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(flattened -log2 p table, lengths, offsets) as tensors, built once."""
+        cached = getattr(self, "_torch_cache", None)
         if cached is None:
             with np.errstate(divide="ignore"):
                 table = PRECISION - np.log2(np.maximum(self.freqs, 1))
-            cached = torch.from_numpy(table)
-            object.__setattr__(self, "_log_cache", cached)
+            cached = (
+                torch.from_numpy(table.ravel()),
+                torch.from_numpy(self.lengths),
+                torch.from_numpy(self.offsets),
+            )
+            object.__setattr__(self, "_torch_cache", cached)
         return cached
 
 
