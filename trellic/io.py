@@ -116,7 +116,7 @@ def write_atomic(path: str | Path, data: bytes, force: bool = False) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         _publish(tmp, path, force)
     except OSError as error:
         raise TrellicError(f"cannot write {path}: {error.strerror or error}") from None
@@ -138,7 +138,8 @@ def _publish(tmp: str, path: Path, force: bool) -> None:
     os.replace(tmp, path)
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process umask (read by setting and restoring it)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -9,6 +9,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 from torch import Tensor
 
+from trellic.io import umask
+
 
 def save_safetensors_atomic(
     path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]
@@ -20,6 +22,7 @@ def save_safetensors_atomic(
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
