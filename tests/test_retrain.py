@@ -52,8 +52,9 @@ def test_decoder_only_retraining_lowers_mse_and_keeps_bitstreams(tmp_path, datas
         source.compress(image, quantizer).y_stream == retrained.compress(image, quantizer).y_stream
     )
     for name in ("g_a", "h_a", "h_s"):
-        pairs = zip(getattr(source, name).parameters(), getattr(retrained, name).parameters(),
-                    strict=True)
+        pairs = zip(
+            getattr(source, name).parameters(), getattr(retrained, name).parameters(), strict=True
+        )
         for a, b in pairs:
             assert torch.equal(a, b)
 
@@ -85,3 +86,35 @@ def test_hyper_decoder_online_retraining_trains_rate_of_true_indices(tmp_path, d
     assert not torch.equal(source.h_s[-1].weight, retrained.h_s[-1].weight)
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert len(lines) == 6 and '"bpp"' in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["usq", "tcq8"])
+def test_rate_of_true_indices_pulls_residuals_towards_zero(kind):
+    quantizer = make_quantizer(kind)
+    r = torch.tensor([[[[1.3, -2.2, 3.1, -1.6]]]], requires_grad=True)  # no index 0
+    scales = torch.ones_like(r)
+    k = quantizer.quantize(r.detach(), scales)
+    p = quantizer.likelihood(k, scales, r)
+    assert torch.equal(p, quantizer.likelihood(k, scales))
+    (-torch.log2(p)).sum().backward()
+    assert (r.grad * r.detach() > 0).all()  # a lower rate moves each residual towards 0
+
+
+def test_decoder_only_variant_decodes_files_of_its_source(tmp_path, dataset):
+    from trellic.codec import Codec
+    from trellic.errors import TrellicError
+    from trellic.zoo import LoadedModel
+
+    source = _model()
+    config = RetrainConfig(
+        quantizer="tcq8", part="decoder", mode="online", steps=2, batch_size=2, crop=64, lr=1e-3
+    )
+    retrained = retrain(source, config, dataset, tmp_path, progress=False)
+    original = LoadedModel(source, "src", "ab" * 32, {})
+    info = {"retrained_from": {"model": "src", "sha256": "ab" * 32}, "retrain": config.to_dict()}
+    variant = LoadedModel(retrained, "src-tcq8dec", "cd" * 32, info)
+    data = Codec.load_from(original, "tcq8").encode(synthetic_image(64, 64)).data
+    assert Codec.load_from(variant, "tcq8").decode(data).shape == (64, 64, 3)
+    info["retrain"]["part"] = "hyper+decoder"  # its hyperprior changed: files differ
+    with pytest.raises(TrellicError, match="coded with model 'src'"):
+        Codec.load_from(variant, "tcq8").decode(data)

@@ -121,13 +121,22 @@ class Codec:
             )
         return make_quantizer(kind, delta)
 
+    def _decodes_files_of(self, model_id: str, sha_prefix: str) -> bool:
+        identities = [(self.loaded.model_id, self.loaded.sha256)]
+        source = self.loaded.info.get("retrained_from")
+        if source and self.loaded.info.get("retrain", {}).get("part") == "decoder":
+            identities.append((source["model"], source["sha256"]))
+        return any(model_id == m and sha.startswith(sha_prefix) for m, sha in identities)
+
     def decode(self, data: bytes) -> np.ndarray:
-        """A trellic file -> uint8 (H, W, 3); the file must name this codec's model."""
+        """A trellic file -> uint8 (H, W, 3); the file must name this codec's model.
+
+        A decoder-only retrained variant also decodes the files of its source
+        model: same encoder, hyperprior and tables, hence the same bitstreams.
+        """
         container = bitstream.unpack(data)
         header = container.header
-        if header.model_id != self.loaded.model_id or not self.loaded.sha256.startswith(
-            header.weights_sha256
-        ):
+        if not self._decodes_files_of(header.model_id, header.weights_sha256):
             raise TrellicError(
                 f"file was coded with model '{header.model_id}', not '{self.loaded.model_id}'"
             )

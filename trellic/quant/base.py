@@ -219,14 +219,24 @@ class Quantizer(abc.ABC):
         """(B, M, H, W) int64 indices -> (B, M, H, W) reconstructed residuals r_hat."""
         return self.level(k, self.quantizer_ids(k))
 
-    def likelihood(self, k: Tensor, scales: Tensor) -> Tensor:
+    def likelihood(self, k: Tensor, scales: Tensor, r: Tensor | None = None) -> Tensor:
         """P(k | quantizer of its state, N(0, scales)), lower-bounded by 1e-9.
+
+        The value depends on the scales only, so the rate of true indices has
+        no gradient w.r.t. the means that produced them. Given the residuals
+        ``r`` (= y - means) the value is unchanged, but the interval moves
+        with r in the backward pass (straight-through), so retraining the
+        hyperprior on true indices still pulls the means towards y.
 
         Args:
             k: (B, M, H, W) int64 indices.
             scales: (B, M, H, W) Gaussian scales; the result is differentiable w.r.t. them.
+            r: optional (B, M, H, W) residuals that k quantizes.
         """
         lo, hi = self.decision_bounds(k, self.quantizer_ids(k))
+        if r is not None:
+            shift = r - r.detach()
+            lo, hi = lo + shift, hi + shift
         return gaussian_mass(lo, hi, scales)
 
     def pmf(self, qid: int, scales: Tensor, k: Tensor) -> Tensor:

@@ -1,0 +1,83 @@
+"""The shipped default model on real Kodak images: rate honesty and TCQ against USQ."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import kodak_images
+from trellic.codec import Codec
+from trellic.coding import bitstream
+from trellic.io import read_image
+from trellic.zoo import load
+
+QUANTIZERS = ("usq", "tcq4", "tcq8")
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load("default")
+
+
+@pytest.fixture(scope="module")
+def first_four():
+    return [read_image(path) for path in kodak_images(4)]
+
+
+@pytest.fixture(scope="module")
+def measured(default_model, first_four):
+    """Per quantizer: real file bits, header bits, estimated stream bits, MSE per image."""
+    results = {}
+    for kind in QUANTIZERS:
+        codec = Codec.load_from(default_model, kind)
+        rows = []
+        for image in first_four:
+            encoded = codec.encode(image)
+            decoded = codec.decode(encoded.data)
+            rows.append(
+                {
+                    "file_bits": 8 * len(encoded.data),
+                    "header_bits": 8 * bitstream.unpack(encoded.data).header_bytes,
+                    "estimated_bits": encoded.estimated_bits,
+                    "pixels": image.shape[0] * image.shape[1],
+                    "mse": float(np.mean(((image.astype(np.float64) - decoded) / 255.0) ** 2)),
+                }
+            )
+        results[kind] = rows
+    return results
+
+
+@pytest.mark.parametrize("kind", QUANTIZERS)
+def test_file_bits_minus_header_match_sum_of_code_lengths_within_one_percent(measured, kind):
+    for row in measured[kind]:
+        coded = row["file_bits"] - row["header_bits"]
+        assert abs(coded - row["estimated_bits"]) <= 0.01 * row["estimated_bits"]
+
+
+def _rd_cost(rows, lmbda):
+    bpp = np.mean([r["file_bits"] / r["pixels"] for r in rows])
+    return lmbda * 255**2 * np.mean([r["mse"] for r in rows]) + bpp
+
+
+def test_tcq_with_its_retrained_decoder_beats_usq_at_the_models_lambda(
+    default_model, measured, first_four
+):
+    """D + lambda R on decoded images and real file sizes, first 4 Kodak images.
+
+    With the decoder trained on USQ noise, TCQ codes ~7% fewer bits but loses
+    ~0.3 dB and its RD cost is ~0.5% above USQ's (measured, README). The
+    shipped variant whose decoder was retrained on true TCQ-4 latents (same
+    encoder, same bitstreams) beats USQ: this is the method's point.
+    """
+    lmbda = default_model.info["training"]["lmbda"]
+    variant = Codec.load_from(load("mbt-mean-n64-l0067-tcq4dec"), "tcq4")
+    rows = []
+    for image in first_four:
+        data = variant.encode(image).data
+        decoded = variant.decode(data)
+        rows.append(
+            {
+                "file_bits": 8 * len(data),
+                "pixels": image.shape[0] * image.shape[1],
+                "mse": float(np.mean(((image.astype(np.float64) - decoded) / 255.0) ** 2)),
+            }
+        )
+    assert _rd_cost(rows, lmbda) < _rd_cost(measured["usq"], lmbda)
