@@ -1,13 +1,12 @@
-"""Choose the TCQ step delta (lambda_t = 0.3 delta^2) by measurement on held-out training photos.
+"""Choose the TCQ step delta (lambda_t = 0.3 delta^2) by measurement on training photos.
 
     python experiments/tcq_operating_point.py --checkpoint RUN/checkpoint.safetensors \
         [--images 12] [--deltas 0.5,0.55,0.6,0.65,0.7] [--json out.json]
 
-For each delta, codes BSDS500 *validation* images (never Kodak: it is the
-reporting set) with USQ and with TCQ-4/TCQ-8 through the real codec and
+For each delta, codes BSDS500 ``val`` images (training photos; never Kodak:
+it is the reporting set) with USQ and with TCQ-4/TCQ-8 through the real codec and
 reports mean bpp (real file size), PSNR and the RD cost lambda*255^2*MSE + bpp
-at the model's training lambda. The delta with the lowest TCQ cost is the
-default shipped in the model config (``tcq_delta``).
+at the model's training lambda (results: docs/codec.md).
 """
 
 from __future__ import annotations
