@@ -1,6 +1,7 @@
 """Retraining study: Kodak bpp / PSNR of a model before and after each retraining variant.
 
-    python experiments/retrain_study.py --model NAME [--steps 600] [--crop 128] [--lr 1e-4]
+    python experiments/retrain_study.py --model NAME [--steps 1500] [--crop 128] [--lr 3e-5]
+        [--hyper-lr 1e-5] [--cache-crops 4096]
         [--variants a,b,c,d,e] [--runs /work/runs/study] [--json docs/retraining.json]
 
 Variants (the issue's list): (a) USQ decoder-only offline, (b) USQ hyper+decoder
@@ -36,11 +37,12 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1500, help="per variant, split over rounds")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--cache-crops", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=3e-5, help="decoder-only variants")
+    parser.add_argument("--hyper-lr", type=float, default=1e-5, help="hyper+decoder variants")
+    parser.add_argument("--cache-crops", type=int, default=4096)
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--variants", default="a,b,c,d,e")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/trellic-retrain-study"))
@@ -59,15 +61,16 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     for name in args.variants.split(","):
         kind, part, mode, rounds = VARIANTS[name]
+        lr = args.lr if part == "decoder" else args.hyper_lr
         config = RetrainConfig(
             quantizer=kind,
             part=part,
             mode=mode,
             rounds=rounds,
-            steps=args.steps,
+            steps=args.steps // rounds,
             batch_size=args.batch_size,
             crop=args.crop,
-            lr=args.lr,
+            lr=lr,
             lmbda=lmbda,
             cache_crops=args.cache_crops,
         )
@@ -89,8 +92,8 @@ def main() -> None:
                 "part": part,
                 "mode": mode,
                 "rounds": rounds,
-                "steps_per_round": args.steps,
-                "lr": args.lr,
+                "steps_per_round": config.steps,
+                "lr": lr,
                 "wall_seconds": round(seconds),
                 **measure(variant, kind, images, lmbda),
             }
