@@ -266,17 +266,23 @@ def default_model_cases(rng) -> dict:
         for name, blobs in cases.items():
             tally = results.setdefault(f"default model: {name}", defaultdict(float))
             for blob in blobs:
-                start = time.perf_counter()
-                outcome, detail = run_case(blob, codecs)
-                seconds = time.perf_counter() - start
-                if seconds > TIME_LIMIT_S:
-                    outcome, detail = "failure", f"took {seconds:.1f} s"
-                tally["tried"] += 1
-                tally[outcome] += 1
-                tally["max_seconds"] = max(tally["max_seconds"], seconds)
+                outcome, detail = timed_case(blob, codecs, tally)
                 if outcome != "image":
                     tally.setdefault("examples", []).append(detail[:60])
     return {name: dict(t) for name, t in results.items()}
+
+
+def timed_case(data: bytes, codecs: dict, tally: defaultdict) -> tuple[str, str]:
+    """Run one case, count it in ``tally``; a case over the time limit is a failure."""
+    start = time.perf_counter()
+    outcome, detail = run_case(data, codecs)
+    seconds = time.perf_counter() - start
+    if seconds > TIME_LIMIT_S:
+        outcome, detail = "failure", f"took {seconds:.1f} s"
+    tally["tried"] += 1
+    tally[outcome] += 1
+    tally["max_seconds"] = max(tally["max_seconds"], seconds)
+    return outcome, detail
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -308,14 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
         for _ in range(round(args.cases * share)):
             seed = seeds[int(rng.integers(len(seeds)))]
             data = mutate(rng, seed, ctx)
-            start = time.perf_counter()
-            outcome, detail = run_case(data, codecs)
-            seconds = time.perf_counter() - start
-            if seconds > TIME_LIMIT_S:
-                outcome, detail = "failure", f"took {seconds:.1f} s"
-            tally["tried"] += 1
-            tally[outcome] += 1
-            tally["max_seconds"] = max(tally["max_seconds"], seconds)
+            outcome, detail = timed_case(data, codecs, tally)
             if outcome == "failure" and len(examples) < 5:
                 examples.append(detail)
             if outcome == "error":
