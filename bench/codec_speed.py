@@ -24,7 +24,6 @@ import torch
 
 from trellic.codec import Codec
 from trellic.coding import bitstream
-from trellic.entropy.gaussian import TableRate
 from trellic.io import image_to_tensor, pad_to_multiple, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.models.hyperprior import single_threaded
@@ -55,8 +54,8 @@ def viterbi_ms(codec: Codec, image: np.ndarray) -> float:
     x = pad_to_multiple(image_to_tensor(image), 64)
     with torch.no_grad(), single_threaded():
         y = model.g_a(x)
-        means, scales = model._hyper_from_symbols(model.entropy_bottleneck.quantize(model.h_a(y)))
-        rate = TableRate(model._y_tables(codec.quantizer), model.scale_table)
+        means, scales = model.hyper_from_symbols(model.entropy_bottleneck.quantize(model.h_a(y)))
+        rate = model.rate_model(codec.quantizer)
         start = time.perf_counter()
         codec.quantizer.quantize(y - means, scales, codec.lambda_t, rate=rate)
     return 1000 * (time.perf_counter() - start)

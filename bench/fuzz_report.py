@@ -182,11 +182,11 @@ def absurd_escapes(rng, seed, ctx):
 
     z_decoder = SymbolDecoder(seed.container.z_stream, model.tables["z"])
     z = z_decoder.decode_step(model._z_rows(z_shape))
-    means, scales = model._hyper_from_symbols(torch.from_numpy(z).view(z_shape))
+    means, scales = model.hyper_from_symbols(torch.from_numpy(z).view(z_shape))
     magnitude = int(2 ** rng.uniform(4, 25))
     k = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, means.shape))
     rows = model._rows(codec.quantizer.quantizer_ids(k), scales)
-    encoder = SymbolEncoder(model._y_tables(codec.quantizer))
+    encoder = SymbolEncoder(model.y_tables(codec.quantizer))
     for values, step_rows in _steps(codec.quantizer, k, rows):
         encoder.encode_step(values, step_rows)
     return repack(seed, y=encoder.finish())

@@ -132,10 +132,10 @@ def test_absurd_escape_values_are_an_error_not_an_image_of_nans(codecs, files, k
     container = bitstream.unpack(files[kind])
     z_shape = torch.Size((1, model.config.N, 1, 2))  # 40x70 pads to 64x128
     z = SymbolDecoder(container.z_stream, model.tables["z"]).decode_step(model._z_rows(z_shape))
-    means, scales = model._hyper_from_symbols(torch.from_numpy(z).view(z_shape))
+    means, scales = model.hyper_from_symbols(torch.from_numpy(z).view(z_shape))
     k = torch.full(means.shape, 2**20, dtype=torch.long)
     k[..., ::2] *= -1
-    encoder = SymbolEncoder(model._y_tables(quantizer))
+    encoder = SymbolEncoder(model.y_tables(quantizer))
     for values, rows in _steps(quantizer, k, model._rows(quantizer.quantizer_ids(k), scales)):
         encoder.encode_step(values, rows)
     with pytest.raises(TrellicError, match="not finite"):

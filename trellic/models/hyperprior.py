@@ -195,7 +195,8 @@ class MeanScaleHyperprior(nn.Module):
             ),
         }
 
-    def _y_tables(self, quantizer: Quantizer) -> PmfTables:
+    def y_tables(self, quantizer: Quantizer) -> PmfTables:
+        """The frozen integer tables that code y with this quantizer."""
         if not self.tables:
             raise RuntimeError("coding tables missing: call update() or load shipped weights")
         if quantizer.num_quantizers > 1 and abs(quantizer.delta - self.config.tcq_delta) > 1e-9:
@@ -214,14 +215,24 @@ class MeanScaleHyperprior(nn.Module):
         self, x: Tensor, quantizer: Quantizer, lambda_t: float | None = None
     ) -> QuantizedLatents:
         """The encoder's decisions with the real quantizer: what compress() codes."""
-        y = self.g_a(x)
+        return self.quantize_y(self.g_a(x), quantizer, lambda_t)
+
+    @torch.no_grad()
+    def quantize_y(
+        self, y: Tensor, quantizer: Quantizer, lambda_t: float | None = None
+    ) -> QuantizedLatents:
+        """Quantize latents y (B, M, H/16, W/16): z symbols, then k given the decoded hyperprior."""
         z_symbols = self.entropy_bottleneck.quantize(self.h_a(y))
-        means, scales = self._hyper_from_symbols(z_symbols)
-        rate = TableRate(self._y_tables(quantizer), self.scale_table)
-        k = quantizer.quantize(y - means, scales, lambda_t, rate=rate)
+        means, scales = self.hyper_from_symbols(z_symbols)
+        k = quantizer.quantize(y - means, scales, lambda_t, rate=self.rate_model(quantizer))
         return QuantizedLatents(z_symbols, k, means, scales)
 
-    def _hyper_from_symbols(self, z_symbols: Tensor) -> tuple[Tensor, Tensor]:
+    def rate_model(self, quantizer: Quantizer) -> TableRate:
+        """The coder's exact code lengths, as the Viterbi's rate term."""
+        return TableRate(self.y_tables(quantizer), self.scale_table)
+
+    def hyper_from_symbols(self, z_symbols: Tensor) -> tuple[Tensor, Tensor]:
+        """What the decoder derives from the z symbols: means and scales of y."""
         return self.hyper_synthesis(self.entropy_bottleneck.dequantize(z_symbols))
 
     @torch.no_grad()
@@ -233,7 +244,7 @@ class MeanScaleHyperprior(nn.Module):
             raise ValueError("compress codes one image at a time")
         with single_threaded():
             latents = self.quantize_latents(x, quantizer, lambda_t)
-        z_tables, y_tables = self.tables["z"], self._y_tables(quantizer)
+        z_tables, y_tables = self.tables["z"], self.y_tables(quantizer)
 
         z_rows = self._z_rows(latents.z_symbols.shape)
         z_encoder = SymbolEncoder(z_tables)
@@ -265,8 +276,8 @@ class MeanScaleHyperprior(nn.Module):
         z_shape = torch.Size((1, self.config.N, h // 4, w // 4))
         z_decoder = SymbolDecoder(compressed.z_stream, self.tables["z"])
         z_symbols = torch.from_numpy(z_decoder.decode_step(self._z_rows(z_shape))).view(z_shape)
-        means, scales = self._hyper_from_symbols(z_symbols)
-        y_decoder = SymbolDecoder(compressed.y_stream, self._y_tables(quantizer))
+        means, scales = self.hyper_from_symbols(z_symbols)
+        y_decoder = SymbolDecoder(compressed.y_stream, self.y_tables(quantizer))
         levels = to_sequences(scale_levels(scales, self.scale_table))
         k = _decode_steps(quantizer, y_decoder, levels, self.scale_table.numel())
         return means + quantizer.dequantize(from_sequences(k, means.shape))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from trellic.entropy.gaussian import TableRate
 from trellic.models.hyperprior import MeanScaleHyperprior
 from trellic.quant.base import Quantizer
 
@@ -37,11 +36,6 @@ class QuantizedForward:
     k: Tensor
 
 
-def quantizer_rate(model: MeanScaleHyperprior, quantizer: Quantizer) -> TableRate:
-    """The coder's own code lengths, for the Viterbi (tables depend on the scale table only)."""
-    return TableRate(model._y_tables(quantizer), model.scale_table)
-
-
 @torch.no_grad()
 def encode(model: MeanScaleHyperprior, x: Tensor) -> Tensor:
     """The frozen analysis transform: x (B, 3, H, W) -> y (B, M, H/16, W/16)."""
@@ -53,10 +47,8 @@ def quantized_latents(
     model: MeanScaleHyperprior, quantizer: Quantizer, y: Tensor, lambda_t: float | None
 ) -> Tensor:
     """y_hat exactly as compress() produces it (frozen hyperprior), for decoder-only retraining."""
-    z_symbols = model.entropy_bottleneck.quantize(model.h_a(y))
-    means, scales = model._hyper_from_symbols(z_symbols)
-    k = quantizer.quantize(y - means, scales, lambda_t, rate=quantizer_rate(model, quantizer))
-    return means + quantizer.dequantize(k)
+    latents = model.quantize_y(y, quantizer, lambda_t)
+    return latents.means + quantizer.dequantize(latents.k)
 
 
 def forward_quantized(
@@ -71,7 +63,7 @@ def forward_quantized(
     means, scales = model.hyper_synthesis(z_hat)
     r = y - means
     with torch.no_grad():
-        k = quantizer.quantize(r, scales, lambda_t, rate=quantizer_rate(model, quantizer))
+        k = quantizer.quantize(r, scales, lambda_t, rate=model.rate_model(quantizer))
     y_hat = means + quantizer.dequantize(k)
     likelihoods = quantizer.likelihood(k, scales, r)  # straight-through to the means
     return QuantizedForward(model.g_s(y_hat), likelihoods, z_likelihoods, k)
