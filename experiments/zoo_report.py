@@ -11,14 +11,16 @@ mbt2018-mean with ``trellic bdrate --table``, and plots them with ``trellic plot
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from trellic.cli import main as trellic
 from trellic.paths import kodak_dir
 from trellic.zoo import read_manifest
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-BASELINES = Path(__file__).resolve().parents[1] / "docs" / "baselines"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path("docs/results")  # relative to ROOT, so the tables name no machine paths
+BASELINES = Path("docs/baselines")
 
 
 def base_models() -> list[str]:
@@ -35,6 +37,7 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    os.chdir(ROOT)
     models = args.models.split(",") if args.models else base_models()
     curves = []
     for kind in ("usq", "tcq4", "tcq8"):
