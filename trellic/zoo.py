@@ -121,10 +121,6 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     return manifest
 
 
-def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
-    return sorted(read_manifest(weights_dir)["models"])
-
-
 def load(name_or_path: str = "default", weights_dir: Path = WEIGHTS_DIR) -> LoadedModel:
     """A shipped model by name (``default`` = the manifest's default) or a weights file path."""
     candidate = Path(name_or_path)
