@@ -3,10 +3,13 @@
     python scripts/ship_model.py RUN_DIR NAME [--default] [--images 24]
     python scripts/ship_model.py RETRAIN_DIR/model.safetensors NAME   # a retrained variant
 
-Reads RUN_DIR/checkpoint.safetensors (model tensors) and the run's config,
-rebuilds the coding tables, writes weights/NAME.safetensors, measures Kodak
-bpp (real file size) and PSNR for usq, tcq4 and tcq8 with the real codec, and
-records everything in weights/manifest.json.
+Reads RUN_DIR/checkpoint.safetensors (model tensors) and the run's config, or
+a weights file (a retrained variant, or a shipped model to re-ship), writes
+weights/NAME.safetensors in the compact shipped form (fp16 parameters, tables
+rebuilt after rounding; a retrained variant stores only what differs from its
+base), measures Kodak bpp (real file size) and PSNR for usq, tcq4 and tcq8 with
+the real codec on the file as written, and records everything in
+weights/manifest.json.
 """
 
 from __future__ import annotations
@@ -23,11 +26,20 @@ import torch
 from safetensors import safe_open
 
 from trellic.codec import Codec
-from trellic.io import read_image
+from trellic.errors import TrellicError
+from trellic.io import read_image, write_atomic
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.paths import data_root, kodak_dir
 from trellic.train.checkpoint import load_model_weights
-from trellic.zoo import MANIFEST, WEIGHTS_DIR, LoadedModel, load_model_file, save_model, sha256_of
+from trellic.zoo import (
+    MANIFEST,
+    WEIGHTS_DIR,
+    LoadedModel,
+    load_model_file,
+    load_named,
+    save_model,
+    sha256_of,
+)
 
 
 def _data_name(folder: str) -> str:
@@ -95,18 +107,25 @@ def main() -> int:
         if manifest_path.is_file()
         else {"schema": 1, "default": args.name, "models": {}}
     )
-    if args.run.is_file():  # a retrained variant: a weights file written by `trellic retrain`
+    if args.run.is_file():  # a weights file: a retrained variant, or a shipped model
         model, info = load_model_file(args.run)
-        source = manifest["models"][info["retrained_from"]["model"]]
+    else:
+        model, info = _from_checkpoint(args.run / "checkpoint.safetensors")
+    source = info.get("retrained_from")
+    base = None
+    if source:
+        base = load_named(source["model"])
+        if base.sha256 != source["sha256"]:
+            raise TrellicError(f"{args.run} was retrained from another version of {base.model_id}")
         entry = {
-            **source,
-            "variant_of": info["retrained_from"]["model"],
+            **manifest["models"][base.model_id],
+            "variant_of": base.model_id,
             "retrain": info["retrain"],
         }
     else:
-        model, info = _from_checkpoint(args.run / "checkpoint.safetensors")
         config = info["training"]
         entry = {
+            **manifest["models"].get(args.name, {}),
             "architecture": "mbt2018-mean",
             "N": config["N"],
             "M": config["M"],
@@ -119,14 +138,21 @@ def main() -> int:
             "wall_seconds": round(info["wall_seconds"]),
             "hardware": info["hardware"],
         }
+    info = {k: v for k, v in info.items() if k != "base"}
     path = WEIGHTS_DIR / f"{args.name}.safetensors"
-    save_model(model, path, info)
-    loaded = LoadedModel(model, args.name, sha256_of(path), info)
-    entry.update(file=path.name, sha256=loaded.sha256, kodak=kodak_results(loaded, args.images))
+    save_model(model, path, info, half=True, base=base)
+    shipped, shipped_info = load_model_file(path)
+    loaded = LoadedModel(shipped, args.name, sha256_of(path), shipped_info)
+    entry.update(
+        file=path.name,
+        storage="fp16" if base is None else f"fp16, tensors that differ from {base.model_id}",
+        sha256=loaded.sha256,
+        kodak=kodak_results(loaded, args.images),
+    )
     manifest["models"][args.name] = entry
     if args.default:
         manifest["default"] = args.name
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode(), force=True)
     print(json.dumps(entry, indent=2))
     return 0
 

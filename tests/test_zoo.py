@@ -1,5 +1,7 @@
+import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -128,3 +130,57 @@ def test_a_weights_file_with_any_name_gets_a_valid_model_id(tmp_path, tiny_model
     model_id = load(str(path)).model_id
     assert model_id.startswith("file:") and len(model_id) <= 64 and model_id.isascii()
     assert " " not in model_id
+
+
+def _write_manifest(folder, *names):
+    models = {
+        name: {"file": f"{name}.safetensors", "sha256": sha256_of(folder / f"{name}.safetensors")}
+        for name in names
+    }
+    (folder / "manifest.json").write_text(json.dumps({"default": names[0], "models": models}))
+
+
+def test_fp16_weights_store_parameters_in_half_and_code_bit_exactly(tmp_path):
+    from tests.conftest import make_tiny_model, synthetic_image
+    from trellic.codec import Codec
+    from trellic.zoo import LoadedModel
+
+    save_model(make_tiny_model(seed=1), tmp_path / "full.safetensors", {})
+    model = make_tiny_model(seed=1)
+    path = tmp_path / "half.safetensors"
+    save_model(model, path, {}, half=True)
+    stored = load_file(str(path))
+    names = {name for name, _ in model.named_parameters()}
+    assert all((stored[k].dtype == torch.float16) == (k in names) for k in stored)
+    assert path.stat().st_size < (tmp_path / "full.safetensors").stat().st_size
+    loaded, _ = load_model_file(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    in_memory = Codec.load_from(LoadedModel(model, "file:half", sha256_of(path), {}), "tcq4")
+    data = in_memory.encode(synthetic_image(64, 80)).data
+    assert np.array_equal(Codec.load(str(path), "tcq4").decode(data), in_memory.decode(data))
+
+
+def test_variant_file_holds_only_what_changed_and_loads_over_its_base(tmp_path):
+    from tests.conftest import make_tiny_model
+
+    save_model(make_tiny_model(seed=2), tmp_path / "base.safetensors", {}, half=True)
+    _write_manifest(tmp_path, "base")
+    base = load("base", weights_dir=tmp_path)
+    variant = copy.deepcopy(base.model)
+    with torch.no_grad():
+        variant.g_s[0].weight.add_(0.01)
+    save_model(variant, tmp_path / "var.safetensors", {"note": 1}, half=True, base=base)
+    assert set(load_file(str(tmp_path / "var.safetensors"))) == {"g_s.0.weight"}
+    _write_manifest(tmp_path, "base", "var")
+    loaded = load("var", weights_dir=tmp_path)
+    assert loaded.info["note"] == 1 and loaded.info["base"]["model"] == "base"
+    for key, value in variant.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key]), key
+    with pytest.raises(TrellicError, match="must be a full model"):
+        save_model(variant, tmp_path / "chain.safetensors", {}, half=True, base=loaded)
+
+    save_model(make_tiny_model(seed=3), tmp_path / "base.safetensors", {}, half=True)
+    _write_manifest(tmp_path, "base", "var")
+    with pytest.raises(TrellicError, match="another version of 'base'"):
+        load("var", weights_dir=tmp_path)

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from trellic.errors import TrellicError
 from trellic.safetensors_io import save_safetensors_atomic
+from trellic.zoo import load_model_file
 
 
 def save_training_state(path: Path, model: torch.nn.Module,
@@ -56,11 +57,20 @@ def load_training_state(path: Path, model: torch.nn.Module,
 
 
 def load_model_weights(path: Path, model: torch.nn.Module) -> None:
-    """Warm start: take only the model tensors of a training checkpoint or weights file."""
-    tensors = load_file(str(path))
-    prefix = "model." if any(k.startswith("model.") for k in tensors) else ""
-    state = {k[len(prefix):]: v for k, v in tensors.items()
-             if k.startswith(prefix) and not k.startswith("tables.")}
+    """Warm start: the model tensors of a training checkpoint or a weights file.
+
+    Weights files go through the zoo loader (fp16 storage, variant files).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrellicError(f"warm-start file not found: {path}")
+    with safe_open(str(path), framework="pt") as handle:
+        is_checkpoint = "progress" in (handle.metadata() or {})
+    if is_checkpoint:
+        tensors = load_file(str(path))
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    else:
+        state = load_model_file(path)[0].state_dict()
     _load_strict(model, state, path)
 
 
