@@ -1,9 +1,11 @@
 """Kodak RD curves and BD-rates of the zoo: docs/results/zoo-*.json, zoo_bdrate.md, zoo_rd.png.
 
-    python experiments/zoo_report.py [--models A,B,C,D] [--workers 2]
+    python experiments/zoo_report.py [--workers 2]
 
 Runs the real codec (``trellic eval``) over the 24 Kodak images for every zoo
-model (one point per model) with usq, tcq4 and tcq8, then tabulates BD-rates
+model (one point per model): the USQ-trained models with usq, tcq4 and tcq8, the
+TCQ-4-proxy-trained models with tcq4, and the TCQ-4 hyper+decoder retrained
+variants (``*-tcq4hyper``) with tcq4; then tabulates BD-rates
 against JPEG, WebP, AVIF (docs/baselines) and CompressAI's published
 mbt2018-mean with ``trellic bdrate --table``, and plots them with ``trellic plot``.
 """
@@ -23,25 +25,38 @@ RESULTS = Path("docs/results")  # relative to ROOT, so the tables name no machin
 BASELINES = Path("docs/baselines")
 
 
-def base_models() -> list[str]:
-    """Zoo models that are not retrained variants, by lambda."""
+def zoo_curves() -> list[tuple[str, str, list[str]]]:
+    """(file stem, quantizer, models by lambda) for each zoo curve that has every rate point."""
     models = read_manifest()["models"]
-    bases = [name for name, entry in models.items() if "variant_of" not in entry]
-    return sorted(bases, key=lambda name: models[name]["lambda"])
+    by_lambda = sorted(models, key=lambda name: models[name]["lambda"])
+    usq = [n for n in by_lambda if "variant_of" not in models[n] and
+           models[n]["quantizer_trained"] == "usq"]
+    tcq = [n for n in by_lambda if "variant_of" not in models[n] and
+           models[n]["quantizer_trained"] == "tcq4"]
+    hyper = [n for n in by_lambda if models[n].get("retrain", {}).get("quantizer") == "tcq4"
+             and models[n]["retrain"]["part"] == "hyper+decoder"]
+    curves = [(f"zoo-{kind}", kind, usq) for kind in ("usq", "tcq4", "tcq8")]
+    curves += [("zoo-tcq4-trained", "tcq4", tcq), ("zoo-tcq4-retrained", "tcq4", hyper)]
+    return [curve for curve in curves if len(curve[2]) == len(usq)]
+
+
+NAMES = {
+    "zoo-usq": "trellic zoo (usq)",
+    "zoo-tcq4": "trellic zoo (tcq4)",
+    "zoo-tcq8": "trellic zoo (tcq8)",
+    "zoo-tcq4-trained": "trellic zoo, TCQ-4 proxy fine-tuned (tcq4)",
+    "zoo-tcq4-retrained": "trellic zoo, TCQ-4 hyper+decoder retrained (tcq4)",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models", default=None, help="comma-separated (default: every base model)"
-    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     os.chdir(ROOT)
-    models = args.models.split(",") if args.models else base_models()
     curves = []
-    for kind in ("usq", "tcq4", "tcq8"):
-        out = RESULTS / f"zoo-{kind}.json"
+    for stem, kind, models in zoo_curves():
+        out = RESULTS / f"{stem}.json"
         model_args = [arg for name in models for arg in ("--model", name)]
         trellic(
             [
@@ -53,7 +68,7 @@ def main() -> None:
                 "--workers",
                 str(args.workers),
                 "--name",
-                f"trellic zoo ({kind})",
+                NAMES[stem],
                 "-o",
                 str(out),
                 "--force",

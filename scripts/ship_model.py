@@ -93,20 +93,24 @@ def _from_checkpoint(checkpoint: Path) -> tuple[MeanScaleHyperprior, dict]:
     }
 
 
+def _read(manifest_path: Path, name: str) -> dict:
+    if manifest_path.is_file():
+        return json.loads(manifest_path.read_text())
+    return {"schema": 1, "default": name, "models": {}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
     parser.add_argument("--default", action="store_true", help="make it the default model")
     parser.add_argument("--images", type=int, default=24, help="Kodak images to measure")
+    parser.add_argument("--warm-start", default=None, metavar="MODEL",
+                        help="the shipped model the run was warm-started from (recorded)")
     args = parser.parse_args()
 
     manifest_path = WEIGHTS_DIR / MANIFEST
-    manifest = (
-        json.loads(manifest_path.read_text())
-        if manifest_path.is_file()
-        else {"schema": 1, "default": args.name, "models": {}}
-    )
+    manifest = _read(manifest_path, args.name)
     if args.run.is_file():  # a weights file: a retrained variant, or a shipped model
         model, info = load_model_file(args.run)
     else:
@@ -138,6 +142,12 @@ def main() -> int:
             "wall_seconds": round(info["wall_seconds"]),
             "hardware": info["hardware"],
         }
+        if args.warm_start:
+            steps = manifest["models"][args.warm_start]["steps"]
+            entry["warm_start"] = (
+                f"{args.warm_start} (its {steps:,} steps; steps and wall_seconds here count"
+                " the fine-tune only)"
+            )
     info = {k: v for k, v in info.items() if k != "base"}
     path = WEIGHTS_DIR / f"{args.name}.safetensors"
     save_model(model, path, info, half=True, base=base)
@@ -149,6 +159,7 @@ def main() -> int:
         sha256=loaded.sha256,
         kodak=kodak_results(loaded, args.images),
     )
+    manifest = _read(manifest_path, args.name)  # again: another ship may have finished meanwhile
     manifest["models"][args.name] = entry
     if args.default:
         manifest["default"] = args.name
