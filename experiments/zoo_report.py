@@ -23,6 +23,8 @@ from trellic.zoo import read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")  # relative to ROOT, so the tables name no machine paths
 BASELINES = Path("docs/baselines")
+WEIGHTS = ROOT / "weights"
+QUANTIZERS = ("usq", "tcq4", "tcq8")
 
 
 def zoo_curves() -> list[tuple[str, str, list[str]]]:
@@ -35,7 +37,7 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
            models[n]["quantizer_trained"] == "tcq4"]
     hyper = [n for n in by_lambda if models[n].get("retrain", {}).get("quantizer") == "tcq4"
              and models[n]["retrain"]["part"] == "hyper+decoder"]
-    curves = [(f"zoo-{kind}", kind, usq) for kind in ("usq", "tcq4", "tcq8")]
+    curves = [(f"zoo-{kind}", kind, usq) for kind in QUANTIZERS]
     curves += [("zoo-tcq4-trained", "tcq4", tcq), ("zoo-tcq4-retrained", "tcq4", hyper)]
     return [curve for curve in curves if len(curve[2]) == len(usq)]
 
@@ -49,11 +51,44 @@ NAMES = {
 }
 
 
+def write_model_table(path: Path) -> None:
+    """Every shipped model with its recipe summary, file size and Kodak numbers (manifest)."""
+    manifest = read_manifest()
+    lines = [
+        "# Shipped models (from weights/manifest.json)",
+        "",
+        "Kodak, 24 images: bpp from real file sizes / PSNR-RGB (dB), measured by",
+        "`scripts/ship_model.py` on the shipped file.",
+        "",
+        "| model | lambda | trained | steps | retrained | file | usq | tcq4 | tcq8 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    models = manifest["models"]
+    for name in sorted(models, key=lambda n: (models[n]["lambda"], n)):
+        entry = models[name]
+        retrain = entry.get("retrain")
+        how = "-" if retrain is None else (
+            f"{retrain['quantizer']} {retrain['part']}, {retrain['mode']}, {retrain['steps']} steps"
+        )
+        size = (WEIGHTS / entry["file"]).stat().st_size / 1e6
+        kodak = entry["kodak"]
+        cells = [f"{kodak[q]['bpp']:.4f} / {kodak[q]['psnr_rgb']:.2f}" for q in QUANTIZERS]
+        warm = " (warm)" if "warm_start" in entry else ""
+        lines.append(
+            f"| `{name}` | {entry['lambda']} | {entry['quantizer_trained']} {entry['proxy']} | "
+            f"{entry['steps']}{warm} | {how} | {size:.2f} MB | " + " | ".join(cells) + " |"
+        )
+    total = sum((WEIGHTS / e["file"]).stat().st_size for e in models.values()) / 1e6
+    lines += ["", f"All weights together: {total:.1f} MB.", ""]
+    path.write_text("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     os.chdir(ROOT)
+    write_model_table(RESULTS / "zoo_models.md")
     curves = []
     for stem, kind, models in zoo_curves():
         out = RESULTS / f"{stem}.json"
