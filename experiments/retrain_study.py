@@ -13,7 +13,7 @@ before retraining and against USQ before retraining) and docs/results/retraining
 Variants (the issue's list): (a) USQ decoder-only offline, (b) USQ hyper+decoder
 online, (c) TCQ-4 decoder-only offline, (d) TCQ-4 hyper+decoder online, (e) TCQ-4
 hyper+decoder offline in 3 rounds (re-quantizing between rounds); (c8), (d8): (c),
-(d) with TCQ-8. Training data:
+(d) with TCQ-8; (b10): (b) at 10x the learning rate. Training data:
 $TRELLIC_DATA/train; Kodak only measures. Every number comes from real files.
 """
 
@@ -42,7 +42,9 @@ VARIANTS = {
     "e": ("tcq4", "hyper+decoder", "offline", 3),
     "c8": ("tcq8", "decoder", "offline", 1),
     "d8": ("tcq8", "hyper+decoder", "online", 1),
+    "b10": ("usq", "hyper+decoder", "online", 1),  # (b) at 10x the hyper+decoder lr
 }
+LR_SCALE = {"b10": 10.0}
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +60,18 @@ LABELS = {
     "e": "(e) TCQ-4 hyper+decoder, offline, 3 rounds",
     "c8": "(c8) TCQ-8 decoder-only",
     "d8": "(d8) TCQ-8 hyper+decoder, online",
+    "b10": "(b, lr x10) USQ hyper+decoder, online",
 }
+
+
+def _merge(studies: list[dict]) -> list[dict]:
+    """One study per model: the rows of its runs, each (variant, quantizer) once."""
+    merged: dict[str, dict] = {}
+    for study in studies:
+        into = merged.setdefault(study["model"], {**study, "rows": []})
+        seen = {(r["variant"], r["quantizer"]) for r in into["rows"]}
+        into["rows"] += [r for r in study["rows"] if (r["variant"], r["quantizer"]) not in seen]
+    return list(merged.values())
 
 
 def _curves(studies: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -72,7 +85,10 @@ def _curves(studies: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 def _bd_cell(anchor: list[dict], test: list[dict]) -> str:
     try:
-        result = bd(*(([r["bpp"] for r in c], [r["psnr"] for r in c]) for c in (anchor, test)))
+        result = bd(
+            [r["bpp"] for r in anchor], [r["psnr"] for r in anchor],
+            [r["bpp"] for r in test], [r["psnr"] for r in test],
+        )
     except TrellicError:
         return "n/a"
     psnr = "" if result.quality_delta is None else f" / {result.quality_delta:+.3f} dB"
@@ -81,7 +97,7 @@ def _bd_cell(anchor: list[dict], test: list[dict]) -> str:
 
 def report(paths: list[Path]) -> None:
     """Rewrite the generated part of docs/retraining.md and the RD plot."""
-    studies = [json.loads(p.read_text()) for p in paths]
+    studies = _merge([json.loads(p.read_text()) for p in paths])
     curves = _curves(studies)
     lines = [BEGIN, ""]
     for study in sorted(studies, key=lambda s: s["lambda"]):
@@ -95,14 +111,17 @@ def report(paths: list[Path]) -> None:
         ]
         for r in study["rows"]:
             ref = before[r["quantizer"]]
-            steps = r.get("steps_per_round", "-")
-            if r.get("rounds", 1) > 1:
-                steps = f"{r['rounds']} x {steps}"
+            if r["variant"] == "before":
+                deltas, recipe = "- | -", "- | - | -"
+            else:
+                steps = r["steps_per_round"]
+                steps = f"{r['rounds']} x {steps}" if r["rounds"] > 1 else steps
+                dbpp = 100 * (r["bpp"] / ref["bpp"] - 1)
+                deltas = f"{r['psnr'] - ref['psnr']:+.3f} | {dbpp:+.1f}%"
+                recipe = f"{steps} | {r['lr']} | {r['wall_seconds']} s"
             lines.append(
                 f"| {LABELS[r['variant']]} | {r['quantizer']} | {r['bpp']:.4f} | "
-                f"{r['psnr']:.3f} | {r['psnr'] - ref['psnr']:+.3f} | "
-                f"{100 * (r['bpp'] / ref['bpp'] - 1):+.1f}% | {r['rd_cost']:.4f} | {steps} | "
-                f"{r.get('lr', '-')} | {r.get('wall_seconds', '-')} s |"
+                f"{r['psnr']:.3f} | {deltas} | {r['rd_cost']:.4f} | {recipe} |"
             )
         lines.append("")
     points = len(studies)
@@ -181,7 +200,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     for name in args.variants.split(","):
         kind, part, mode, rounds = VARIANTS[name]
-        lr = args.lr if part == "decoder" else args.hyper_lr
+        lr = (args.lr if part == "decoder" else args.hyper_lr) * LR_SCALE.get(name, 1.0)
         config = RetrainConfig(
             quantizer=kind,
             part=part,
