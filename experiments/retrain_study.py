@@ -13,7 +13,8 @@ before retraining and against USQ before retraining) and docs/results/retraining
 Variants (the issue's list): (a) USQ decoder-only offline, (b) USQ hyper+decoder
 online, (c) TCQ-4 decoder-only offline, (d) TCQ-4 hyper+decoder online, (e) TCQ-4
 hyper+decoder offline in 3 rounds (re-quantizing between rounds); (c8), (d8): (c),
-(d) with TCQ-8; (b10): (b) at 10x the learning rate. Training data:
+(d) with TCQ-8; (b10): (b) at 10x the learning rate; (e1): (e) in one round of
+as many steps (the paper's offline way, no re-quantization). Training data:
 $TRELLIC_DATA/train; Kodak only measures. Every number comes from real files.
 """
 
@@ -43,8 +44,10 @@ VARIANTS = {
     "c8": ("tcq8", "decoder", "offline", 1),
     "d8": ("tcq8", "hyper+decoder", "online", 1),
     "b10": ("usq", "hyper+decoder", "online", 1),  # (b) at 10x the hyper+decoder lr
+    "e1": ("tcq4", "hyper+decoder", "offline", 1),  # (e) without re-quantization
 }
 LR_SCALE = {"b10": 10.0}
+QUANTIZERS = ("usq", "tcq4", "tcq8")
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +64,7 @@ LABELS = {
     "c8": "(c8) TCQ-8 decoder-only",
     "d8": "(d8) TCQ-8 hyper+decoder, online",
     "b10": "(b, lr x10) USQ hyper+decoder, online",
+    "e1": "(e, 1 round) TCQ-4 hyper+decoder, offline",
 }
 
 
@@ -71,6 +75,11 @@ def _merge(studies: list[dict]) -> list[dict]:
         into = merged.setdefault(study["model"], {**study, "rows": []})
         seen = {(r["variant"], r["quantizer"]) for r in into["rows"]}
         into["rows"] += [r for r in study["rows"] if (r["variant"], r["quantizer"]) not in seen]
+    variants = list(LABELS)
+    for study in merged.values():
+        study["rows"].sort(
+            key=lambda r: (variants.index(r["variant"]), QUANTIZERS.index(r["quantizer"]))
+        )
     return list(merged.values())
 
 
