@@ -184,3 +184,21 @@ def test_variant_file_holds_only_what_changed_and_loads_over_its_base(tmp_path):
     _write_manifest(tmp_path, "base", "var")
     with pytest.raises(TrellicError, match="another version of 'base'"):
         load("var", weights_dir=tmp_path)
+
+
+def test_shipped_models_load_and_variants_hold_only_their_retrained_parts():
+    """Every manifest entry loads (sha256 checked); a variant never carries an encoder."""
+    from trellic.zoo import WEIGHTS_DIR, read_manifest
+
+    retrained = {
+        "decoder": {"g_s"},
+        "hyper+decoder": {"g_s", "h_a", "h_s", "entropy_bottleneck", "tables"},
+    }
+    for name, entry in read_manifest()["models"].items():
+        loaded = load(name)
+        stored = {key.split(".")[0] for key in load_file(str(WEIGHTS_DIR / entry["file"]))}
+        if "variant_of" in entry:
+            assert loaded.info["base"]["model"] == entry["variant_of"]
+            assert "g_a" not in stored and stored <= retrained[entry["retrain"]["part"]], name
+        else:
+            assert "g_a" in stored, name
