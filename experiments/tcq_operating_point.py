@@ -15,13 +15,11 @@ import argparse
 import json
 
 import numpy as np
-from safetensors import safe_open
 
 from trellic.codec import Codec
 from trellic.io import read_image
-from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.paths import data_root
-from trellic.train.checkpoint import load_model_weights
+from trellic.train.checkpoint import model_from_checkpoint
 from trellic.zoo import LoadedModel
 
 
@@ -49,17 +47,13 @@ def main() -> None:
     parser.add_argument("--deltas", default="0.5,0.55,0.6,0.65,0.7")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    with safe_open(args.checkpoint, framework="pt") as handle:
-        progress = json.loads(handle.metadata()["progress"])
-    config, lmbda = progress["config"], progress["config"]["lmbda"]
+    progress = model_from_checkpoint(args.checkpoint)[1]
+    lmbda = progress["config"]["lmbda"]
     files = sorted((data_root() / "train" / "bsds500" / "val").glob("*.jpg"))[: args.images]
     images = [read_image(f) for f in files]
     rows = []
     for delta in [float(d) for d in args.deltas.split(",")]:
-        model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"], tcq_delta=delta))
-        load_model_weights(args.checkpoint, model)
-        model.eval()
-        model.update()
+        model, _ = model_from_checkpoint(args.checkpoint, tcq_delta=delta)
         loaded = LoadedModel(model, "experiment", "0" * 64, {})
         kinds = ("usq", "tcq4", "tcq8") if not rows else ("tcq4", "tcq8")
         for kind in kinds:

@@ -15,13 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-from safetensors import safe_open
 from tcq_operating_point import measure  # same folder: one RD measurement for all studies
 
 from trellic.io import read_image
-from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.paths import kodak_dir
-from trellic.train.checkpoint import load_model_weights
+from trellic.train.checkpoint import model_from_checkpoint
 from trellic.zoo import LoadedModel, load
 
 
@@ -31,13 +29,8 @@ def load_any(source: str) -> tuple[LoadedModel, dict]:
     if not checkpoint.is_file():
         loaded = load(source)
         return loaded, {**loaded.info["training"], "step": loaded.info.get("steps")}
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        progress = json.loads(handle.metadata()["progress"])
+    model, progress = model_from_checkpoint(checkpoint)
     config = progress["config"]
-    model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"]))
-    load_model_weights(checkpoint, model)
-    model.eval()
-    model.update()
     return LoadedModel(model, "experiment", "0" * 64, {}), {**config, "step": progress["step"]}
 
 

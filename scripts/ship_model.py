@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from trellic.codec import Codec
 from trellic.errors import TrellicError
 from trellic.io import read_image, write_atomic
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import MeanScaleHyperprior
 from trellic.paths import data_root, kodak_dir
-from trellic.train.checkpoint import load_model_weights
+from trellic.train.checkpoint import model_from_checkpoint
 from trellic.zoo import (
     MANIFEST,
     WEIGHTS_DIR,
@@ -77,13 +76,8 @@ def kodak_results(loaded: LoadedModel, count: int) -> dict:
 
 
 def _from_checkpoint(checkpoint: Path) -> tuple[MeanScaleHyperprior, dict]:
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        progress = json.loads(handle.metadata()["progress"])
+    model, progress = model_from_checkpoint(checkpoint)
     config = progress["config"]
-    model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"]))
-    load_model_weights(checkpoint, model)
-    model.eval()
-    model.update()
     return model, {
         "training": config,
         "steps": progress["step"],

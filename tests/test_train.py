@@ -13,7 +13,7 @@ from trellic.eval import metrics
 from trellic.io import image_to_tensor, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.quant import make_quantizer
-from trellic.train.checkpoint import load_model_weights
+from trellic.train.checkpoint import load_model_weights, model_from_checkpoint
 from trellic.train.data import CropDataset, list_images
 from trellic.train.loop import CHECKPOINT, EXPORT, LOG, TrainConfig, train
 from trellic.train.loss import ms_ssim, rate_distortion
@@ -68,6 +68,10 @@ def test_tiny_model_loss_goes_down_and_exports_weights(tmp_path):
     assert last < 0.7 * first
     model, info = load_model_file(tmp_path / "run" / EXPORT)
     assert info["training"]["steps"] == 40 and model.tables
+    from_checkpoint, progress = model_from_checkpoint(tmp_path / "run" / CHECKPOINT, tcq_delta=0.5)
+    assert progress["step"] == 40 and from_checkpoint.config.tcq_delta == 0.5
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, from_checkpoint.state_dict()[key]), key
 
 
 def test_resume_continues_like_an_uninterrupted_run(tmp_path):

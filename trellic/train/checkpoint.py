@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from trellic.errors import TrellicError
+from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.safetensors_io import save_safetensors_atomic
 from trellic.zoo import load_model_file
 
@@ -72,6 +73,28 @@ def load_model_weights(path: Path, model: torch.nn.Module) -> None:
     else:
         state = load_model_file(path)[0].state_dict()
     _load_strict(model, state, path)
+
+
+def model_from_checkpoint(
+    path: Path, tcq_delta: float | None = None
+) -> tuple[MeanScaleHyperprior, dict]:
+    """The model of a training checkpoint (eval mode, coding tables built) and its progress.
+
+    Args:
+        tcq_delta: the TCQ step to build the tables for (default: the model's default).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrellicError(f"checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as handle:
+        progress = json.loads((handle.metadata() or {})["progress"])
+    config = progress["config"]
+    extra = {} if tcq_delta is None else {"tcq_delta": tcq_delta}
+    model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"], **extra))
+    load_model_weights(path, model)
+    model.eval()
+    model.update()
+    return model, progress
 
 
 def _load_strict(model: torch.nn.Module, state: dict, path: Path) -> None:
