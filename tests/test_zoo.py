@@ -180,10 +180,22 @@ def test_variant_file_holds_only_what_changed_and_loads_over_its_base(tmp_path):
     with pytest.raises(TrellicError, match="must be a full model"):
         save_model(variant, tmp_path / "chain.safetensors", {}, half=True, base=loaded)
 
-    save_model(make_tiny_model(seed=3), tmp_path / "base.safetensors", {}, half=True)
-    _write_manifest(tmp_path, "base", "var")
-    with pytest.raises(TrellicError, match="another version of 'base'"):
+    (tmp_path / "chain.safetensors").write_bytes((tmp_path / "var.safetensors").read_bytes())
+    tensors = load_file(str(tmp_path / "var.safetensors"))  # now a variant of a variant
+    metadata = {
+        "config": json.dumps(variant.config.to_dict()),
+        "info": "{}",
+        "base": json.dumps({"model": "chain", "sha256": sha256_of(tmp_path / "chain.safetensors")}),
+    }
+    save_file(tensors, str(tmp_path / "var.safetensors"), metadata=metadata)
+    _write_manifest(tmp_path, "chain", "var")
+    with pytest.raises(TrellicError, match="cannot be the base of another"):
         load("var", weights_dir=tmp_path)
+
+    save_model(make_tiny_model(seed=3), tmp_path / "base.safetensors", {}, half=True)
+    _write_manifest(tmp_path, "base")
+    with pytest.raises(TrellicError, match="another version of 'base'"):
+        load_model_file(tmp_path / "chain.safetensors", weights_dir=tmp_path)
 
 
 def test_shipped_models_load_and_variants_hold_only_their_retrained_parts():

@@ -120,11 +120,12 @@ def _config(metadata: dict) -> ModelConfig:
 
 
 def load_model_file(
-    path: Path, weights_dir: Path = WEIGHTS_DIR
+    path: Path, weights_dir: Path = WEIGHTS_DIR, allow_variant: bool = True
 ) -> tuple[MeanScaleHyperprior, dict]:
     """Load a weights file strictly; returns (model in eval mode, info).
 
-    A variant file's base is looked up by name in ``weights_dir``'s manifest.
+    A variant file's base is looked up by name in ``weights_dir``'s manifest;
+    the base must be a full model (``allow_variant=False`` when loading it).
     """
     path = Path(path)
     if not path.is_file():
@@ -146,6 +147,8 @@ def load_model_file(
             raise ValueError("base is not {model, sha256}")
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
         raise TrellicError(f"cannot read weights {path}: {error}") from None
+    if base is not None and not allow_variant:
+        raise TrellicError(f"weights {path} are a variant and cannot be the base of another")
     if base is not None:
         tensors = _overlay_on_base(path, tensors, base, weights_dir)
         info = {**info, "base": base}
@@ -223,7 +226,5 @@ def load_named(
     digest = sha256_of(path)
     if digest != entry.get("sha256"):
         raise TrellicError(f"weights file {path} is corrupt or tampered (sha256 mismatch)")
-    model, info = load_model_file(path, weights_dir)
-    if "base" in info and not allow_variant:
-        raise TrellicError(f"model '{resolved}' is a variant and cannot be the base of another")
+    model, info = load_model_file(path, weights_dir, allow_variant)
     return LoadedModel(model, resolved, digest, info)
