@@ -13,8 +13,8 @@ before retraining and against USQ before retraining) and docs/results/retraining
 Variants (the issue's list): (a) USQ decoder-only offline, (b) USQ hyper+decoder
 online, (c) TCQ-4 decoder-only offline, (d) TCQ-4 hyper+decoder online, (e) TCQ-4
 hyper+decoder offline in 3 rounds (re-quantizing between rounds); (c8), (d8): (c),
-(d) with TCQ-8; (b10): (b) at 10x the learning rate; (e1): (e) in one round of
-as many steps (the paper's offline way, no re-quantization). Training data:
+(d) with TCQ-8; (b10): (b) at 10x the learning rate; (e1), (e2): (e) in one round
+of as many steps (the paper's offline way, no re-quantization) and in two. Training data:
 $TRELLIC_DATA/train; Kodak only measures. Every number comes from real files.
 """
 
@@ -45,6 +45,7 @@ VARIANTS = {
     "d8": ("tcq8", "hyper+decoder", "online", 1),
     "b10": ("usq", "hyper+decoder", "online", 1),  # (b) at 10x the hyper+decoder lr
     "e1": ("tcq4", "hyper+decoder", "offline", 1),  # (e) without re-quantization
+    "e2": ("tcq4", "hyper+decoder", "offline", 2),
 }
 LR_SCALE = {"b10": 10.0}
 QUANTIZERS = ("usq", "tcq4", "tcq8")
@@ -65,6 +66,7 @@ LABELS = {
     "d8": "(d8) TCQ-8 hyper+decoder, online",
     "b10": "(b, lr x10) USQ hyper+decoder, online",
     "e1": "(e, 1 round) TCQ-4 hyper+decoder, offline",
+    "e2": "(e, 2 rounds) TCQ-4 hyper+decoder, offline",
 }
 
 
