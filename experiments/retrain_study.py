@@ -49,6 +49,7 @@ VARIANTS = {
 }
 LR_SCALE = {"b10": 10.0}
 QUANTIZERS = ("usq", "tcq4", "tcq8")
+CONTROLS = {"b10", "e1", "e2"}  # tabulated, left out of the plot
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ def _plot(curves: dict[tuple[str, str], list[dict]], points: int) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 5), dpi=120)
     for (variant, kind), rows in curves.items():
-        if len(rows) != points:
+        if len(rows) != points or variant in CONTROLS:
             continue
         style = "--" if variant == "before" else "-"
         axes.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], style, marker="o",
