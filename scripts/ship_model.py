@@ -87,6 +87,26 @@ def _from_checkpoint(checkpoint: Path) -> tuple[MeanScaleHyperprior, dict]:
     }
 
 
+def _stage(info: dict) -> dict:
+    """One training run of a model: its length, cost and recipe (for the manifest)."""
+    config = info["training"]
+    return {
+        "steps": info["steps"],
+        "wall_seconds": round(info["wall_seconds"]),
+        "hardware": info["hardware"],
+        **{k: config.get(k) for k in ("quantizer", "proxy", "lr", "batch_size", "crop")},
+        "precision": config.get("precision", "fp32"),
+    }
+
+
+def _first_stage(entry: dict) -> dict:
+    """The stage of a shipped model recorded before stages existed, from its file's recipe."""
+    _, info = load_model_file(WEIGHTS_DIR / entry["file"])
+    info = {**info, "steps": entry["steps"], "wall_seconds": entry["wall_seconds"],
+            "hardware": entry["hardware"]}
+    return {"from": entry.get("warm_start", "scratch"), **_stage(info)}
+
+
 def _read(manifest_path: Path, name: str) -> dict:
     if manifest_path.is_file():
         return json.loads(manifest_path.read_text())
@@ -122,8 +142,18 @@ def main() -> int:
         }
     else:
         config = info["training"]
+        stage = {"from": "scratch", **_stage(info)}
+        stages, previous = [], manifest["models"].get(args.name, {})
+        if args.warm_start == args.name:  # continues the shipped model of the same name
+            stages = previous.get("stages") or [_first_stage(previous)]
+            stage["from"] = f"{args.name} as shipped before (sha256 {previous['sha256'][:12]})"
+        elif args.warm_start:
+            source = manifest["models"][args.warm_start]
+            stage["from"] = (f"{args.warm_start} (sha256 {source['sha256'][:12]}, "
+                             f"{source['steps']:,} steps)")
+            previous = {}
         entry = {
-            **manifest["models"].get(args.name, {}),
+            **{k: v for k, v in previous.items() if k == "warm_start"},
             "architecture": "mbt2018-mean",
             "N": config["N"],
             "M": config["M"],
@@ -132,15 +162,14 @@ def main() -> int:
             "quantizer_trained": config["quantizer"],
             "proxy": config["proxy"],
             "data": [_data_name(d) for d in config["data"]],
-            "steps": info["steps"],
-            "wall_seconds": round(info["wall_seconds"]),
+            "steps": sum(s["steps"] for s in stages) + stage["steps"],
+            "wall_seconds": sum(s["wall_seconds"] for s in stages) + stage["wall_seconds"],
             "hardware": info["hardware"],
+            "stages": stages + [stage],
         }
-        if args.warm_start:
-            steps = manifest["models"][args.warm_start]["steps"]
+        if args.warm_start and args.warm_start != args.name:
             entry["warm_start"] = (
-                f"{args.warm_start} (its {steps:,} steps; steps and wall_seconds here count"
-                " the fine-tune only)"
+                f"{stage['from']}; steps and wall_seconds here count this model's own training"
             )
     info = {k: v for k, v in info.items() if k != "base"}
     path = WEIGHTS_DIR / f"{args.name}.safetensors"
@@ -163,4 +192,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except TrellicError as error:
+        sys.exit(f"ship_model: {error}")
