@@ -60,6 +60,8 @@ def write_model_table(path: Path) -> None:
         "Kodak, 24 images: bpp from real file sizes / PSNR-RGB (dB), measured by",
         "`scripts/ship_model.py` on the shipped file.",
         "",
+        "Steps: each training stage of the model, after the model it was warm-started from.",
+        "",
         "| model | lambda | trained | steps | retrained | file | usq | tcq4 | tcq8 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -73,10 +75,13 @@ def write_model_table(path: Path) -> None:
         size = (WEIGHTS / entry["file"]).stat().st_size / 1e6
         kodak = entry["kodak"]
         cells = [f"{kodak[q]['bpp']:.4f} / {kodak[q]['psnr_rgb']:.2f}" for q in QUANTIZERS]
-        warm = " (warm)" if "warm_start" in entry else ""
+        stages = entry.get("stages") or [{"steps": entry["steps"]}]
+        steps = " + ".join(f"{stage['steps']:,}" for stage in stages)
+        if "warm_start" in entry:
+            steps = f"{entry['warm_start'].split(' (')[0]} + {steps}"
         lines.append(
             f"| `{name}` | {entry['lambda']} | {entry['quantizer_trained']} {entry['proxy']} | "
-            f"{entry['steps']}{warm} | {how} | {size:.2f} MB | " + " | ".join(cells) + " |"
+            f"{steps} | {how} | {size:.2f} MB | " + " | ".join(cells) + " |"
         )
     total = sum((WEIGHTS / e["file"]).stat().st_size for e in models.values()) / 1e6
     lines += ["", f"All weights together: {total:.1f} MB.", ""]
