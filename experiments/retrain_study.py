@@ -81,10 +81,12 @@ LABELS = {
 
 
 def _merge(studies: list[dict]) -> list[dict]:
-    """One study per model: the rows of its runs, each (variant, quantizer) once."""
+    """One study per model version: the rows of its runs, each (variant, quantizer) once."""
     merged: dict[str, dict] = {}
     for study in studies:
         into = merged.setdefault(study["model"], {**study, "rows": []})
+        if into["sha256"] != study["sha256"]:
+            raise TrellicError(f"studies of two versions of {study['model']} (sha256 differs)")
         seen = {(r["variant"], r["quantizer"]) for r in into["rows"]}
         into["rows"] += [r for r in study["rows"] if (r["variant"], r["quantizer"]) not in seen]
     variants = list(LABELS)
