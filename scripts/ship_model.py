@@ -1,6 +1,7 @@
 """Ship a trained run as a zoo model: weights file, Kodak results, manifest entry.
 
-    python scripts/ship_model.py RUN_DIR NAME [--default] [--images 24]
+    python scripts/ship_model.py RUN_DIR NAME [--default] [--images 24] [--warm-start MODEL]
+        [--weights-dir weights]
     python scripts/ship_model.py RETRAIN_DIR/model.safetensors NAME   # a retrained variant
 
 Reads RUN_DIR/checkpoint.safetensors (model tensors) and the run's config, or
@@ -99,9 +100,9 @@ def _stage(info: dict) -> dict:
     }
 
 
-def _first_stage(entry: dict) -> dict:
+def _first_stage(entry: dict, weights_dir: Path) -> dict:
     """The stage of a shipped model recorded before stages existed, from its file's recipe."""
-    _, info = load_model_file(WEIGHTS_DIR / entry["file"])
+    _, info = load_model_file(weights_dir / entry["file"], weights_dir)
     info = {**info, "steps": entry["steps"], "wall_seconds": entry["wall_seconds"],
             "hardware": entry["hardware"]}
     return {"from": entry.get("warm_start", "scratch"), **_stage(info)}
@@ -121,18 +122,21 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=24, help="Kodak images to measure")
     parser.add_argument("--warm-start", default=None, metavar="MODEL",
                         help="the shipped model the run was warm-started from (recorded)")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR,
+                        help="the zoo to ship into (default: the package's weights/)")
     args = parser.parse_args()
 
-    manifest_path = WEIGHTS_DIR / MANIFEST
+    weights_dir = args.weights_dir
+    manifest_path = weights_dir / MANIFEST
     manifest = _read(manifest_path, args.name)
     if args.run.is_file():  # a weights file: a retrained variant, or a shipped model
-        model, info = load_model_file(args.run)
+        model, info = load_model_file(args.run, weights_dir)
     else:
         model, info = _from_checkpoint(args.run / "checkpoint.safetensors")
     source = info.get("retrained_from")
     base = None
     if source:
-        base = load_named(source["model"])
+        base = load_named(source["model"], weights_dir)
         if base.sha256 != source["sha256"]:
             raise TrellicError(f"{args.run} was retrained from another version of {base.model_id}")
         entry = {
@@ -145,9 +149,11 @@ def main() -> int:
         stage = {"from": "scratch", **_stage(info)}
         stages, previous = [], manifest["models"].get(args.name, {})
         if args.warm_start == args.name:  # continues the shipped model of the same name
-            stages = previous.get("stages") or [_first_stage(previous)]
+            stages = previous.get("stages") or [_first_stage(previous, weights_dir)]
             stage["from"] = f"{args.name} as shipped before (sha256 {previous['sha256'][:12]})"
         elif args.warm_start:
+            if args.warm_start not in manifest["models"]:
+                raise TrellicError(f"--warm-start: no model '{args.warm_start}' in {manifest_path}")
             source = manifest["models"][args.warm_start]
             stage["from"] = (f"{args.warm_start} (sha256 {source['sha256'][:12]}, "
                              f"{source['steps']:,} steps)")
@@ -172,9 +178,9 @@ def main() -> int:
                 f"{stage['from']}; steps and wall_seconds here count this model's own training"
             )
     info = {k: v for k, v in info.items() if k != "base"}
-    path = WEIGHTS_DIR / f"{args.name}.safetensors"
+    path = weights_dir / f"{args.name}.safetensors"
     save_model(model, path, info, half=True, base=base)
-    shipped, shipped_info = load_model_file(path)
+    shipped, shipped_info = load_model_file(path, weights_dir)
     loaded = LoadedModel(shipped, args.name, sha256_of(path), shipped_info)
     entry.update(
         file=path.name,
