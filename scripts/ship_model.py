@@ -148,12 +148,12 @@ def main() -> int:
         config = info["training"]
         stage = {"from": "scratch", **_stage(info)}
         stages, previous = [], manifest["models"].get(args.name, {})
+        if args.warm_start and args.warm_start not in manifest["models"]:
+            raise TrellicError(f"--warm-start: no model '{args.warm_start}' in {manifest_path}")
         if args.warm_start == args.name:  # continues the shipped model of the same name
             stages = previous.get("stages") or [_first_stage(previous, weights_dir)]
             stage["from"] = f"{args.name} as shipped before (sha256 {previous['sha256'][:12]})"
         elif args.warm_start:
-            if args.warm_start not in manifest["models"]:
-                raise TrellicError(f"--warm-start: no model '{args.warm_start}' in {manifest_path}")
             source = manifest["models"][args.warm_start]
             stage["from"] = (f"{args.warm_start} (sha256 {source['sha256'][:12]}, "
                              f"{source['steps']:,} steps)")

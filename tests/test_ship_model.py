@@ -60,7 +60,8 @@ def test_ship_then_continue_records_stages_and_measures_the_written_file(tmp_pat
 def test_unknown_warm_start_is_a_one_line_error(tmp_path):
     train(_config(1), _dataset(tmp_path), tmp_path / "run", progress=False)
     assert (tmp_path / "run" / EXPORT).is_file()
-    result = _ship(tmp_path / "run", "tiny", tmp_path, "--warm-start", "nope")
-    assert result.returncode != 0
-    assert result.stderr.strip() == (
-        f"ship_model: --warm-start: no model 'nope' in {tmp_path / MANIFEST}")
+    for warm_start in ("nope", "tiny"):  # another model, or the model itself, not shipped yet
+        result = _ship(tmp_path / "run", "tiny", tmp_path, "--warm-start", warm_start)
+        assert result.returncode != 0
+        assert result.stderr.strip() == (
+            f"ship_model: --warm-start: no model '{warm_start}' in {tmp_path / MANIFEST}")
