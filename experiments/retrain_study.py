@@ -64,7 +64,10 @@ def _begin(section: str) -> str:
 
 
 def _plot_path(section: str) -> Path:
+    """docs/results/retraining_rd[_SECTION].png."""
     return ROOT / "docs" / "results" / f"retraining_rd{'_' + section if section else ''}.png"
+
+
 LABELS = {
     "before": "before retraining",
     "a": "(a) USQ decoder-only",
