@@ -17,6 +17,7 @@ import json
 import numpy as np
 
 from trellic.codec import Codec
+from trellic.eval.runner import rate_point
 from trellic.io import read_image
 from trellic.paths import data_root
 from trellic.train.checkpoint import model_from_checkpoint
@@ -25,17 +26,11 @@ from trellic.zoo import LoadedModel
 
 def measure(loaded: LoadedModel, kind: str, images: list[np.ndarray], lmbda: float) -> dict:
     codec = Codec.load_from(loaded, kind)
-    bpp, mse = [], []
-    for image in images:
-        data = codec.encode(image).data
-        decoded = codec.decode(data)
-        bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-        mse.append(np.mean(((image.astype(np.float64) - decoded) / 255.0) ** 2))
-    mean_bpp, mean_mse = float(np.mean(bpp)), float(np.mean(mse))
+    point = rate_point(codec, images)
     return {
-        "bpp": mean_bpp,
-        "psnr": float(np.mean([10 * np.log10(1 / m) for m in mse])),
-        "rd_cost": lmbda * 255**2 * mean_mse + mean_bpp,
+        "bpp": point.bpp,
+        "psnr": point.psnr_rgb,
+        "rd_cost": point.rd_cost(lmbda),
         "lambda_t": codec.lambda_t,
     }
 

@@ -80,8 +80,8 @@ def write_model_table(path: Path) -> None:
         cells = [f"{kodak[q]['bpp']:.4f} / {kodak[q]['psnr_rgb']:.2f}" for q in QUANTIZERS]
         stages = entry.get("stages") or [{"steps": entry["steps"]}]
         steps = " + ".join(f"{stage['steps']:,}" for stage in stages)
-        if "warm_start" in entry:
-            steps = f"{entry['warm_start'].split(' (')[0]} + {steps}"
+        if "warm_start_model" in entry:
+            steps = f"{entry['warm_start_model']} + {steps}"
         lines.append(
             f"| `{name}` | {entry['lambda']} | {entry['quantizer_trained']} {entry['proxy']} | "
             f"{steps} | {how} | {size:.2f} MB | " + " | ".join(cells) + " |"

@@ -19,14 +19,13 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from trellic.codec import Codec
 from trellic.errors import TrellicError
+from trellic.eval.runner import rate_point
 from trellic.io import read_image, write_atomic
 from trellic.models import MeanScaleHyperprior
 from trellic.paths import data_root, kodak_dir
@@ -51,26 +50,17 @@ def _data_name(folder: str) -> str:
 
 
 def kodak_results(loaded: LoadedModel, count: int) -> dict:
-    files = sorted(kodak_dir().glob("kodim*.png"))[:count]
+    images = [read_image(path) for path in sorted(kodak_dir().glob("kodim*.png"))[:count]]
     results = {}
     for kind in ("usq", "tcq4", "tcq8"):
         codec = Codec.load_from(loaded, kind)
-        bpp, psnr, seconds = [], [], 0.0
-        for path in files:
-            image = read_image(path)
-            start = time.perf_counter()
-            data = codec.encode(image).data
-            decoded = codec.decode(data)
-            seconds += time.perf_counter() - start
-            mse = np.mean((image.astype(np.float64) - decoded) ** 2)
-            bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-            psnr.append(10 * np.log10(255.0**2 / mse))
+        point = rate_point(codec, images)
         results[kind] = {
-            "images": len(files),
-            "bpp": float(np.mean(bpp)),
-            "psnr_rgb": float(np.mean(psnr)),
+            "images": point.images,
+            "bpp": point.bpp,
+            "psnr_rgb": point.psnr_rgb,
             "lambda_t": codec.lambda_t,
-            "seconds_per_image": seconds / len(files),
+            "seconds_per_image": point.seconds_per_image,
         }
         print(f"{kind}: {results[kind]}", file=sys.stderr)
     return results
@@ -159,7 +149,7 @@ def main() -> int:
                              f"{source['steps']:,} steps)")
             previous = {}
         entry = {
-            **{k: v for k, v in previous.items() if k == "warm_start"},
+            **{k: v for k, v in previous.items() if k in ("warm_start", "warm_start_model")},
             "architecture": "mbt2018-mean",
             "N": config["N"],
             "M": config["M"],
@@ -177,6 +167,7 @@ def main() -> int:
             entry["warm_start"] = (
                 f"{stage['from']}; steps and wall_seconds here count this model's own training"
             )
+            entry["warm_start_model"] = args.warm_start
     info = {k: v for k, v in info.items() if k != "base"}
     path = weights_dir / f"{args.name}.safetensors"
     save_model(model, path, info, half=True, base=base)

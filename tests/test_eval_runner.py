@@ -12,7 +12,7 @@ from PIL import Image
 
 from trellic.errors import TrellicError
 from trellic.eval.metrics import ms_ssim, psnr
-from trellic.eval.runner import Setting, list_images, run
+from trellic.eval.runner import Setting, list_images, rate_point, run
 
 HEADER = b"FAKE" + bytes(60)
 
@@ -106,3 +106,23 @@ def test_missing_or_empty_folders_are_clear_errors(tmp_path):
         list_images(tmp_path / "nowhere")
     with pytest.raises(TrellicError, match="no images"):
         list_images(tmp_path)
+
+
+def test_rate_point_means_real_bytes_and_rgb_distortion():
+    images = [_synthetic(64, 96, 0), _synthetic(80, 64, 1)]
+    codec = FakeCodec(step=16)
+    point = rate_point(codec, images)
+    bits = [8 * len(codec.encode(image).data) for image in images]
+    errors = [
+        np.mean(((image.astype(np.float64) - codec.decode(codec.encode(image).data)) / 255) ** 2)
+        for image in images
+    ]
+    assert point.images == 2
+    assert point.bpp == pytest.approx((bits[0] / (64 * 96) + bits[1] / (80 * 64)) / 2)
+    assert point.mse == pytest.approx(np.mean(errors))
+    assert point.psnr_rgb == pytest.approx(
+        np.mean([psnr(image, codec.decode(codec.encode(image).data)) for image in images]))
+    assert point.rd_cost(0.01) == pytest.approx(0.01 * 255**2 * point.mse + point.bpp)
+    assert point.seconds_per_image > 0
+    with pytest.raises(TrellicError, match="at least one image"):
+        rate_point(codec, [])

@@ -55,6 +55,10 @@ def test_ship_then_continue_records_stages_and_measures_the_written_file(tmp_pat
     assert _ship(tmp_path / "more", "tiny-b", zoo, "--warm-start", "tiny").returncode == 0
     other = _entry(zoo, "tiny-b")
     assert other["steps"] == 4 and other["warm_start"].startswith("tiny (sha256 ")
+    assert other["warm_start_model"] == "tiny"
+    assert _ship(tmp_path / "more", "tiny-b", zoo, "--warm-start", "tiny-b").returncode == 0
+    again = _entry(zoo, "tiny-b")
+    assert again["warm_start_model"] == "tiny" and again["steps"] == 8
 
 
 def test_unknown_warm_start_is_a_one_line_error(tmp_path):
