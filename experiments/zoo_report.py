@@ -7,8 +7,8 @@ model (one point per model): the USQ-trained models with usq, tcq4 and tcq8, the
 TCQ-4-proxy-trained models with tcq4, and the TCQ-4 hyper+decoder retrained
 variants (``*-tcq4hyper``) with tcq4; then tabulates BD-rates
 against JPEG, WebP, AVIF (docs/baselines), CompressAI's published
-mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/: what the
-zoo measured before its models were trained longer) with ``trellic bdrate --table``,
+mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/, v2/: what
+the zoo measured before its models were trained longer) with ``trellic bdrate --table``,
 and plots them with ``trellic plot``.
 """
 
@@ -25,7 +25,7 @@ from trellic.zoo import read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")  # relative to ROOT, so the tables name no machine paths
 BASELINES = Path("docs/baselines")
-EARLIER = RESULTS / "v1"  # the first zoo's curves, kept to measure what longer training bought
+EARLIER = (RESULTS / "v1", RESULTS / "v2")  # earlier zoos' curves: what longer training bought
 WEIGHTS = ROOT / "weights"
 QUANTIZERS = ("usq", "tcq4", "tcq8")
 
@@ -119,7 +119,7 @@ def main() -> None:
         )
         curves.append(str(out))
     anchors = [str(BASELINES / f"{name}.json") for name in ("jpeg", "webp", "avif")]
-    anchors += [str(path) for path in sorted(EARLIER.glob("*.json"))]
+    anchors += [str(path) for folder in EARLIER for path in sorted(folder.glob("*.json"))]
     for metric, suffix in (("psnr", ""), ("ms-ssim", "_msssim")):
         trellic(
             [
