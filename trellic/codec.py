@@ -14,6 +14,7 @@ latents are finite), so it is an error rather than an image of clamped NaNs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from trellic.coding import bitstream
 from trellic.errors import TrellicError
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
 from trellic.models.hyperprior import DOWNSCALE, CompressedLatents
+from trellic.models.refine import RefineConfig, refine_latents
 from trellic.quant import make_quantizer
 from trellic.quant.base import Quantizer
 from trellic.zoo import LoadedModel, load_named
@@ -47,11 +49,22 @@ def _check_size(height: int, width: int) -> None:
 
 
 class Codec:
-    """A loaded model with a quantizer, ready to encode and decode images."""
+    """A loaded model with a quantizer, ready to encode and decode images.
 
-    def __init__(self, loaded: LoadedModel, quantizer: Quantizer, lambda_t: float | None = None):
+    refine: optimise each image's latents before coding (``trellic.models.refine``):
+    a slower encoder, the same decoder and file format.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        quantizer: Quantizer,
+        lambda_t: float | None = None,
+        refine: RefineConfig | None = None,
+    ):
         self.loaded = loaded
         self.quantizer = quantizer
+        self.refine = refine
         self.lambda_t = quantizer.default_lambda_t if lambda_t is None else float(lambda_t)
         if not 0 <= self.lambda_t < bitstream.MAX_LAMBDA_T:
             raise TrellicError(
@@ -61,19 +74,34 @@ class Codec:
             delta = loaded.model.config.tcq_delta
             if abs(quantizer.delta - delta) > 1e-9:
                 raise TrellicError(f"model {loaded.model_id} codes TCQ with delta {delta} only")
+        if refine is not None:
+            if quantizer.num_quantizers != 1:
+                raise TrellicError(f"latent refinement codes with usq, not {quantizer.kind}")
+            if "lmbda" not in loaded.info.get("training", {}):
+                raise TrellicError(
+                    f"model {loaded.model_id} records no training lambda to refine latents for"
+                )
 
     @classmethod
     def load(
-        cls, model: str = "default", quantizer: str = "usq", lambda_t: float | None = None
+        cls,
+        model: str = "default",
+        quantizer: str = "usq",
+        lambda_t: float | None = None,
+        refine: RefineConfig | None = None,
     ) -> Codec:
-        return cls.load_from(load_model(model), quantizer, lambda_t)
+        return cls.load_from(load_model(model), quantizer, lambda_t, refine)
 
     @classmethod
     def load_from(
-        cls, loaded: LoadedModel, quantizer: str = "usq", lambda_t: float | None = None
+        cls,
+        loaded: LoadedModel,
+        quantizer: str = "usq",
+        lambda_t: float | None = None,
+        refine: RefineConfig | None = None,
     ) -> Codec:
         delta = loaded.model.config.tcq_delta if quantizer.startswith("tcq") else None
-        return cls(loaded, make_quantizer(quantizer, delta), lambda_t)
+        return cls(loaded, make_quantizer(quantizer, delta), lambda_t, refine)
 
     def describe(self) -> dict:
         training = self.loaded.info.get("training", {})
@@ -87,6 +115,7 @@ class Codec:
             },
             "lambda": training.get("lmbda"),
             "architecture": {"name": "mbt2018-mean", **self.loaded.model.config.to_dict()},
+            "refine": None if self.refine is None else dataclasses.asdict(self.refine),
         }
 
     def encode(self, image: np.ndarray) -> EncodedImage:
@@ -98,7 +127,14 @@ class Codec:
         height, width = image.shape[:2]
         _check_size(height, width)
         x = pad_to_multiple(image_to_tensor(image), DOWNSCALE)
-        latents = self.loaded.model.compress(x, self.quantizer, self.lambda_t)
+        model = self.loaded.model
+        if self.refine is None:
+            latents = model.compress(x, self.quantizer, self.lambda_t)
+        else:
+            lmbda = self.loaded.info["training"]["lmbda"]
+            y, z = refine_latents(model, x, (height, width), lmbda, self.quantizer, self.lambda_t,
+                                  self.refine)
+            latents = model.compress_latents(y, self.quantizer, self.lambda_t, z)
         header = bitstream.Header(
             self.loaded.model_id,
             self.loaded.sha256,

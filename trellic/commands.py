@@ -33,6 +33,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compress",
@@ -48,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_float,
         default=None,
         help="TCQ rate weight in latent units (default: 0.3 * delta^2)",
+    )
+    p.add_argument(
+        "--refine",
+        type=_non_negative_int,
+        default=0,
+        metavar="STEPS",
+        help="optimise the image's latents for STEPS steps first (usq; slower encoder, same file)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-v", "--verbose", action="store_true", help="print timing and rates")
@@ -107,11 +124,13 @@ def _check_output(args: argparse.Namespace, *inputs: Path | None) -> None:
 
 def compress(args: argparse.Namespace) -> int:
     from trellic.codec import Codec
+    from trellic.models.refine import RefineConfig
 
     _check_output(args, args.input)
     image = _read_image(args.input)
     start = time.perf_counter()
-    codec = Codec.load(args.model, args.quantizer, args.lambda_t)
+    refine = RefineConfig(steps=args.refine) if args.refine else None
+    codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine)
     loaded = time.perf_counter()
     encoded = codec.encode(image)
     done = time.perf_counter()

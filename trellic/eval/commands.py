@@ -37,13 +37,18 @@ from trellic.paths import kodak_dir
 QUANTIZERS = ("usq", "tcq4", "tcq8")
 
 
-def load_learned(model: str, quantizer: str, lambda_t: float | None):
-    """Build the learned codec (module level, so worker processes can unpickle it)."""
+def load_learned(model: str, quantizer: str, lambda_t: float | None, refine: int = 0):
+    """Build the learned codec (module level, so worker processes can unpickle it).
+
+    refine: latent refinement steps per image (0: the plain encoder).
+    """
     try:
         from trellic.codec import Codec
+        from trellic.models.refine import RefineConfig
     except ImportError as error:
         raise TrellicError(f"the learned codec (trellic.codec) is not available: {error}") from None
-    return Codec.load(model, quantizer=quantizer, lambda_t=lambda_t)
+    config = RefineConfig(steps=refine) if refine else None
+    return Codec.load(model, quantizer=quantizer, lambda_t=lambda_t, refine=config)
 
 
 def _dataset(folder: str, files: list[Path]) -> Dataset:
@@ -52,10 +57,13 @@ def _dataset(folder: str, files: list[Path]) -> Dataset:
 
 def _eval(args: argparse.Namespace) -> int:
     output = check_writable(args.output, args.force)
+    if args.refine < 0:
+        raise TrellicError(f"--refine must be at least 0, got {args.refine}")
     files = list_images(args.data_dir, args.limit)
     settings = []
     for model in args.model:
-        load = {"model": model, "quantizer": args.quantizer, "lambda_t": args.lambda_t}
+        load = {"model": model, "quantizer": args.quantizer, "lambda_t": args.lambda_t,
+                "refine": args.refine}
         info = dict(load_learned(**load).describe())
         fields = {"model": info.pop("model", model),
                   "checkpoint_sha256": info.pop("checkpoint_sha256", None),
@@ -230,6 +238,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model name (repeat for a curve: one point per model)")
     parser.add_argument("--quantizer", choices=QUANTIZERS, default="usq")
     parser.add_argument("--lambda-t", type=float, help="TCQ rate-distortion trade-off")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="latent refinement steps per image (usq; default 0: off)")
     parser.set_defaults(func=_eval)
 
     parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")

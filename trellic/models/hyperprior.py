@@ -219,10 +219,17 @@ class MeanScaleHyperprior(nn.Module):
 
     @torch.no_grad()
     def quantize_y(
-        self, y: Tensor, quantizer: Quantizer, lambda_t: float | None = None
+        self,
+        y: Tensor,
+        quantizer: Quantizer,
+        lambda_t: float | None = None,
+        z: Tensor | None = None,
     ) -> QuantizedLatents:
-        """Quantize latents y (B, M, H/16, W/16): z symbols, then k given the decoded hyperprior."""
-        z_symbols = self.entropy_bottleneck.quantize(self.h_a(y))
+        """Quantize latents y (B, M, H/16, W/16): z symbols, then k given the decoded hyperprior.
+
+        z: hyper-latents (B, N, H/64, W/64) before rounding; default h_a(y).
+        """
+        z_symbols = self.entropy_bottleneck.quantize(self.h_a(y) if z is None else z)
         means, scales = self.hyper_from_symbols(z_symbols)
         k = quantizer.quantize(y - means, scales, lambda_t, rate=self.rate_model(quantizer))
         return QuantizedLatents(z_symbols, k, means, scales)
@@ -243,7 +250,24 @@ class MeanScaleHyperprior(nn.Module):
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time")
         with single_threaded():
-            latents = self.quantize_latents(x, quantizer, lambda_t)
+            y = self.g_a(x)
+        return self.compress_latents(y, quantizer, lambda_t)
+
+    @torch.no_grad()
+    def compress_latents(
+        self,
+        y: Tensor,
+        quantizer: Quantizer,
+        lambda_t: float | None = None,
+        z: Tensor | None = None,
+    ) -> CompressedLatents:
+        """Code latents y (1, M, h, w) and hyper-latents z (default h_a(y)): compress() after g_a.
+
+        Encoder-side latent optimisation (``trellic.models.refine``) enters here:
+        any y and z give a valid bitstream for the unchanged decoder.
+        """
+        with single_threaded():
+            latents = self.quantize_y(y, quantizer, lambda_t, z)
         z_tables, y_tables = self.tables["z"], self.y_tables(quantizer)
 
         z_rows = self._z_rows(latents.z_symbols.shape)
@@ -255,11 +279,20 @@ class MeanScaleHyperprior(nn.Module):
         for values, step_rows in _steps(quantizer, latents.k, rows):
             y_encoder.encode_step(values, step_rows)
 
-        estimated = z_tables.bits(torch.from_numpy(z_rows), latents.z_symbols.ravel()).sum()
-        estimated += y_tables.bits(rows.ravel(), latents.k.ravel()).sum()
         return CompressedLatents(
-            z_encoder.finish(), y_encoder.finish(), tuple(latents.k.shape[-2:]), float(estimated)
+            z_encoder.finish(),
+            y_encoder.finish(),
+            tuple(latents.k.shape[-2:]),
+            self.estimated_bits(latents, quantizer),
         )
+
+    def estimated_bits(self, latents: QuantizedLatents, quantizer: Quantizer) -> float:
+        """Code length of z symbols and y indices under the integer tables the coder uses."""
+        z_rows = torch.from_numpy(self._z_rows(latents.z_symbols.shape))
+        rows = self._rows(quantizer.quantizer_ids(latents.k), latents.scales)
+        bits = self.tables["z"].bits(z_rows, latents.z_symbols.ravel()).sum()
+        bits += self.y_tables(quantizer).bits(rows.ravel(), latents.k.ravel()).sum()
+        return float(bits)
 
     def _z_rows(self, shape: torch.Size) -> np.ndarray:
         channels = np.arange(shape[1]).reshape(1, -1, 1, 1)
