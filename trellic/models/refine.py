@@ -39,7 +39,7 @@ class RefineConfig:
     """Adam steps on (y, z), its peak learning rate (cosine decay) and the noise seed."""
 
     steps: int = 100
-    lr: float = 0.02
+    lr: float = 0.01
     seed: int = 0
 
     def __post_init__(self):
