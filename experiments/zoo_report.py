@@ -1,11 +1,13 @@
 """Kodak RD curves and BD-rates of the zoo: docs/results/zoo-*.json, zoo_bdrate.md, zoo_rd.png.
 
-    python experiments/zoo_report.py [--workers 2]
+    python experiments/zoo_report.py [--workers 2] [--curves zoo-usq,zoo-tcq4,...]
 
 Runs the real codec (``trellic eval``) over the 24 Kodak images for every zoo
-model (one point per model): the USQ-trained models with usq, tcq4 and tcq8, the
-TCQ-4-proxy-trained models with tcq4, and the TCQ-4 hyper+decoder retrained
-variants (``*-tcq4hyper``) with tcq4; then tabulates BD-rates
+model (one point per model): the USQ-trained models with usq, tcq4 and tcq8 and
+with usq after latent refinement, the TCQ-4-proxy-trained models with tcq4, and
+the TCQ-4 hyper+decoder retrained variants (``*-tcq4hyper``) with tcq4. The
+refined curve costs ~1 CPU-core-hour (100 optimisation steps per image); with
+``--curves`` only the named curves are re-measured. Then it tabulates BD-rates
 against JPEG, WebP, AVIF (docs/baselines), CompressAI's published
 mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/, v2/: what
 the zoo measured before its models were trained longer) with ``trellic bdrate --table``,
@@ -15,6 +17,7 @@ and plots them with ``trellic plot``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -28,10 +31,15 @@ BASELINES = Path("docs/baselines")
 EARLIER = (RESULTS / "v1", RESULTS / "v2")  # earlier zoos' curves: what longer training bought
 WEIGHTS = ROOT / "weights"
 QUANTIZERS = ("usq", "tcq4", "tcq8")
+REFINED = "zoo-usq-refine100"
 
 
 def zoo_curves() -> list[tuple[str, str, list[str]]]:
-    """(file stem, quantizer, models by lambda) for each zoo curve that has every rate point."""
+    """(file stem, quantizer, models by lambda) for each zoo curve that has every rate point.
+
+    ``zoo-usq-refine100``: the USQ models with 100 steps of latent refinement per
+    image (``--refine 100``, trellic.models.refine): a slower encoder, same files.
+    """
     models = read_manifest()["models"]
     by_lambda = sorted(models, key=lambda name: models[name]["lambda"])
     usq = [n for n in by_lambda if "variant_of" not in models[n] and
@@ -42,6 +50,7 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
              and models[n]["retrain"]["part"] == "hyper+decoder"]
     curves = [(f"zoo-{kind}", kind, usq) for kind in QUANTIZERS]
     curves += [("zoo-tcq4-trained", "tcq4", tcq), ("zoo-tcq4-retrained", "tcq4", hyper)]
+    curves += [(REFINED, "usq", usq)]
     return [curve for curve in curves if len(curve[2]) == len(usq)]
 
 
@@ -51,7 +60,20 @@ NAMES = {
     "zoo-tcq8": "trellic zoo (tcq8)",
     "zoo-tcq4-trained": "trellic zoo, TCQ-4 proxy fine-tuned (tcq4)",
     "zoo-tcq4-retrained": "trellic zoo, TCQ-4 hyper+decoder retrained (tcq4)",
+    REFINED: "trellic zoo (usq), latents refined 100 steps",
 }
+EXTRA_ARGS = {REFINED: ["--refine", "100"]}
+
+
+def check_current(path: Path, models: list[str]) -> None:
+    """Refuse a curve that was not re-measured on the shipped weights of its models."""
+    manifest = read_manifest()["models"]
+    points = json.loads(path.read_text())["points"]
+    measured = {p["model"]: p["checkpoint_sha256"] for p in points}
+    stale = [m for m in models if measured.get(m) != manifest[m]["sha256"]]
+    if stale:
+        raise SystemExit(f"zoo_report: {path} predates the shipped {', '.join(stale)}: "
+                         f"rerun with --curves {path.stem}")
 
 
 def write_model_table(path: Path) -> None:
@@ -94,12 +116,20 @@ def write_model_table(path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--curves", default=None, metavar="STEMS",
+                        help="re-measure only these curves (comma-separated file stems); "
+                             "the others are read back, and must match the shipped weights")
     args = parser.parse_args()
     os.chdir(ROOT)
     write_model_table(RESULTS / "zoo_models.md")
+    chosen = None if args.curves is None else set(args.curves.split(","))
     curves = []
     for stem, kind, models in zoo_curves():
         out = RESULTS / f"{stem}.json"
+        if chosen is not None and stem not in chosen:
+            check_current(out, models)
+            curves.append(str(out))
+            continue
         model_args = [arg for name in models for arg in ("--model", name)]
         trellic(
             [
@@ -108,6 +138,7 @@ def main() -> None:
                 *model_args,
                 "--quantizer",
                 kind,
+                *EXTRA_ARGS.get(stem, []),
                 "--workers",
                 str(args.workers),
                 "--name",
