@@ -3,11 +3,12 @@
     python experiments/zoo_report.py [--workers 2] [--curves zoo-usq,zoo-tcq4,...]
 
 Runs the real codec (``trellic eval``) over the 24 Kodak images for every zoo
-model (one point per model): the USQ-trained models with usq, tcq4 and tcq8 and
-with usq after latent refinement, the TCQ-4-proxy-trained models with tcq4, and
-the TCQ-4 hyper+decoder retrained variants (``*-tcq4hyper``) with tcq4. The
-refined curve costs ~1 CPU-core-hour (100 optimisation steps per image); with
-``--curves`` only the named curves are re-measured. Then it tabulates BD-rates
+model (one point per model): the USQ-trained models with usq, tcq4 and tcq8, the
+TCQ-4-proxy-trained models with tcq4, the TCQ-4 hyper+decoder retrained variants
+(``*-tcq4hyper``) with tcq4, the USQ decoder-only retrained ones (``*-usqdec``)
+with usq, and the USQ models and ``*-usqdec`` with usq after latent refinement.
+Each refined curve costs ~1 CPU-core-hour (100 optimisation steps per image);
+with ``--curves`` only the named curves are re-measured. Then it tabulates BD-rates
 against JPEG, WebP, AVIF (docs/baselines), CompressAI's published
 mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/, v2/: what
 the zoo measured before its models were trained longer) with ``trellic bdrate --table``,
@@ -32,13 +33,14 @@ EARLIER = (RESULTS / "v1", RESULTS / "v2")  # earlier zoos' curves: what longer 
 WEIGHTS = ROOT / "weights"
 QUANTIZERS = ("usq", "tcq4", "tcq8")
 REFINED = "zoo-usq-refine100"
+REFINED_RETRAINED = "zoo-usq-retrained-refine100"
 
 
 def zoo_curves() -> list[tuple[str, str, list[str]]]:
     """(file stem, quantizer, models by lambda) for each zoo curve that has every rate point.
 
-    ``zoo-usq-refine100``: the USQ models with 100 steps of latent refinement per
-    image (``--refine 100``, trellic.models.refine): a slower encoder, same files.
+    ``*-refine100``: 100 steps of latent refinement per image (``--refine 100``,
+    trellic.models.refine): a slower encoder, the same decoder and files.
     """
     models = read_manifest()["models"]
     by_lambda = sorted(models, key=lambda name: models[name]["lambda"])
@@ -46,11 +48,16 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
            models[n]["quantizer_trained"] == "usq"]
     tcq = [n for n in by_lambda if "variant_of" not in models[n] and
            models[n]["quantizer_trained"] == "tcq4"]
-    hyper = [n for n in by_lambda if models[n].get("retrain", {}).get("quantizer") == "tcq4"
-             and models[n]["retrain"]["part"] == "hyper+decoder"]
+    def retrained(quantizer: str, part: str) -> list[str]:
+        return [n for n in by_lambda if models[n].get("retrain", {}).get("quantizer") == quantizer
+                and models[n]["retrain"]["part"] == part]
+
+    usq_decoders = retrained("usq", "decoder")
     curves = [(f"zoo-{kind}", kind, usq) for kind in QUANTIZERS]
-    curves += [("zoo-tcq4-trained", "tcq4", tcq), ("zoo-tcq4-retrained", "tcq4", hyper)]
-    curves += [(REFINED, "usq", usq)]
+    curves += [("zoo-tcq4-trained", "tcq4", tcq),
+               ("zoo-tcq4-retrained", "tcq4", retrained("tcq4", "hyper+decoder")),
+               ("zoo-usq-retrained", "usq", usq_decoders)]
+    curves += [(REFINED, "usq", usq), (REFINED_RETRAINED, "usq", usq_decoders)]
     return [curve for curve in curves if len(curve[2]) == len(usq)]
 
 
@@ -60,9 +67,11 @@ NAMES = {
     "zoo-tcq8": "trellic zoo (tcq8)",
     "zoo-tcq4-trained": "trellic zoo, TCQ-4 proxy fine-tuned (tcq4)",
     "zoo-tcq4-retrained": "trellic zoo, TCQ-4 hyper+decoder retrained (tcq4)",
+    "zoo-usq-retrained": "trellic zoo, USQ decoder retrained (usq)",
     REFINED: "trellic zoo (usq), latents refined 100 steps",
+    REFINED_RETRAINED: "trellic zoo, USQ decoder retrained (usq), latents refined 100 steps",
 }
-EXTRA_ARGS = {REFINED: ["--refine", "100"]}
+EXTRA_ARGS = {REFINED: ["--refine", "100"], REFINED_RETRAINED: ["--refine", "100"]}
 
 
 def check_current(path: Path, models: list[str]) -> None:
