@@ -110,3 +110,17 @@ def test_eval_runs_the_learned_codec_on_a_folder(folder, tmp_path, tiny_weights)
     assert point.quantizer["kind"] == "usq" and point.options["load"]["model"] == str(weights)
     assert point.estimated_bpp is not None and point.bpp > 0
     assert json.loads(out.read_text())["points"][0]["images"][0]["name"] == "img0.png"
+
+
+def test_eval_refine_records_the_setting_and_rejects_negative_steps(folder, tmp_path,
+                                                                    tiny_weights, capsys):
+    pytest.importorskip("trellic.codec", reason="trellic.codec (the learned codec) is missing")
+    weights, _ = tiny_weights
+    out = tmp_path / "refined.json"
+    argv = ["eval", str(folder), "--model", str(weights), "--quantizer", "usq", "-o", str(out)]
+    assert main([*argv, "--refine", "2"]) == 0
+    (point,) = read_results(out).points
+    assert point.options["refine"] == {"steps": 2, "lr": 0.01, "seed": 0}
+    assert point.options["load"]["refine"] == 2 and point.bpp > 0
+    assert main([*argv, "--refine", "-1", "--force"]) == 1
+    assert "--refine must be at least 0, got -1" in capsys.readouterr().err
