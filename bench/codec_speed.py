@@ -1,12 +1,14 @@
 """Codec speed on Kodak: encode / decode seconds, Viterbi ms, coder overhead, peak RSS.
 
     python bench/codec_speed.py [--model NAME|PATH] [--arch N,M] [--images 24] [--json out.json]
+        [--refine STEPS]
 
 ``--model`` benchmarks a shipped model (default: the zoo default). ``--arch
 128,192`` instead benchmarks a randomly initialised model of that size whose
 latents are scaled to a realistic range (the transforms cost the same as a
 trained model's; the coding cost is representative, not exact), for a
 comparison with CompressAI's mbt2018-mean at N=128/M=192.
+``--refine STEPS`` adds a row for USQ after latent refinement (docs/codec.md).
 Prints one JSON object and a table. Targets (issue 2, 2-core CPU, 768x512,
 N=128/M=192): encode <= 0.75 s, decode <= 0.98 s, TCQ-4 Viterbi <= 60 ms,
 TCQ encode <= 1.3x USQ encode, coder overhead <= 0.3 %.
@@ -27,6 +29,7 @@ from trellic.coding import bitstream
 from trellic.io import image_to_tensor, pad_to_multiple, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.models.hyperprior import single_threaded
+from trellic.models.refine import RefineConfig
 from trellic.paths import kodak_dir
 from trellic.zoo import LoadedModel
 from trellic.zoo import load as load_model
@@ -61,11 +64,14 @@ def viterbi_ms(codec: Codec, image: np.ndarray) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-def run(loaded: LoadedModel, files: list, threads: int) -> dict:
+def run(loaded: LoadedModel, files: list, threads: int, refine_steps: int = 0) -> dict:
     torch.set_num_threads(threads)
+    codecs = {kind: Codec.load_from(loaded, kind) for kind in QUANTIZERS}
+    if refine_steps:
+        refine = RefineConfig(steps=refine_steps)
+        codecs[f"usq+refine{refine_steps}"] = Codec.load_from(loaded, "usq", refine=refine)
     rows = {}
-    for kind in QUANTIZERS:
-        codec = Codec.load_from(loaded, kind)
+    for kind, codec in codecs.items():
         codec.decode(codec.encode(read_image(files[0])).data)  # warm-up: lazy tables, allocator
         enc, dec, vit, file_bits, est_bits, header_bits = [], [], [], 0, 0.0, 0
         for path in files:
@@ -76,7 +82,7 @@ def run(loaded: LoadedModel, files: list, threads: int) -> dict:
             codec.decode(encoded.data)
             enc.append(middle - start)
             dec.append(time.perf_counter() - middle)
-            vit.append(viterbi_ms(codec, image) if kind != "usq" else 0.0)
+            vit.append(viterbi_ms(codec, image) if codec.quantizer.num_quantizers > 1 else 0.0)
             file_bits += 8 * len(encoded.data)
             est_bits += encoded.estimated_bits
             header_bits += 8 * bitstream.unpack(encoded.data).header_bytes
@@ -100,14 +106,18 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the JSON here")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="also time usq with latent refinement (a shipped model only)")
     args = parser.parse_args()
+    if args.refine and args.arch:
+        parser.error("--refine needs a trained model's lambda: use --model, not --arch")
     files = sorted(kodak_dir().glob("kodim*.png"))[: args.images]
     if args.arch:
         n, m = (int(v) for v in args.arch.split(","))
         loaded = synthetic_model(n, m, read_image(files[0]))
     else:
         loaded = load_model(args.model)
-    rows = run(loaded, files, args.threads)
+    rows = run(loaded, files, args.threads, args.refine)
     config = loaded.model.config
     result = {
         "model": loaded.model_id,
@@ -128,12 +138,12 @@ def main() -> None:
         f"peak RSS {result['peak_rss_mb']:.0f} MB"
     )
     print(
-        f"{'quantizer':<10}{'bpp':>8}{'encode s':>10}{'decode s':>10}{'viterbi ms':>12}"
+        f"{'quantizer':<14}{'bpp':>8}{'encode s':>10}{'decode s':>10}{'viterbi ms':>12}"
         f"{'overhead %':>12}{'header %':>10}"
     )
     for kind, row in rows.items():
         print(
-            f"{kind:<10}{row['bpp']:>8.4f}{row['encode_s']:>10.3f}{row['decode_s']:>10.3f}"
+            f"{kind:<14}{row['bpp']:>8.4f}{row['encode_s']:>10.3f}{row['decode_s']:>10.3f}"
             f"{row['viterbi_ms']:>12.1f}{row['coder_overhead_pct']:>12.3f}{row['header_pct']:>10.2f}"
         )
 
