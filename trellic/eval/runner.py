@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from trellic.errors import TrellicError
-from trellic.eval.metrics import ms_ssim, psnr, to_uint8
+from trellic.eval.metrics import ms_ssim, mse, psnr, to_uint8
 from trellic.eval.results import ImageResult, Point
 from trellic.io import read_image
 
@@ -58,27 +58,45 @@ def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def evaluate_image(codec: CodecLike, path: Path) -> ImageResult:
-    """Encode, decode and measure one image; bpp counts every byte the encoder produced."""
-    image = read_image(path)
+@dataclass(frozen=True)
+class RoundTrip:
+    """One image through a codec: what the encoder returned, its bytes, the decoded image."""
+
+    encoded: Any
+    data: bytes
+    reconstruction: np.ndarray  # uint8, the original's shape
+    encode_seconds: float
+    decode_seconds: float
+
+
+def round_trip(codec: CodecLike, image: np.ndarray, name: str = "image") -> RoundTrip:
+    """Encode then decode one uint8 image, timing both; a decoded shape that differs is an error."""
     start = time.perf_counter()
     encoded = codec.encode(image)
     encoded_at = time.perf_counter()
-    data = encoded if isinstance(encoded, bytes | bytearray) else encoded.data
-    reconstruction = np.asarray(codec.decode(bytes(data)))
+    data = bytes(encoded if isinstance(encoded, bytes | bytearray) else encoded.data)
+    reconstruction = np.asarray(codec.decode(data))
     decoded_at = time.perf_counter()
     if reconstruction.shape != image.shape:
-        raise TrellicError(f"{path.name}: decoded shape {reconstruction.shape} "
+        raise TrellicError(f"{name}: decoded shape {reconstruction.shape} "
                            f"differs from the original {image.shape}")
-    reconstruction = to_uint8(reconstruction)
+    return RoundTrip(encoded, data, to_uint8(reconstruction), encoded_at - start,
+                     decoded_at - encoded_at)
+
+
+def evaluate_image(codec: CodecLike, path: Path) -> ImageResult:
+    """Encode, decode and measure one image; bpp counts every byte the encoder produced."""
+    image = read_image(path)
+    result = round_trip(codec, image, path.name)
     height, width = image.shape[:2]
-    bits = getattr(encoded, "estimated_bits", None)
+    bits = getattr(result.encoded, "estimated_bits", None)
     return ImageResult(
-        name=path.name, width=width, height=height, bytes=len(data),
-        bpp=8 * len(data) / (width * height),
+        name=path.name, width=width, height=height, bytes=len(result.data),
+        bpp=8 * len(result.data) / (width * height),
         estimated_bpp=None if bits is None else float(bits) / (width * height),
-        psnr_rgb=psnr(image, reconstruction), ms_ssim_rgb=ms_ssim(image, reconstruction),
-        encode_seconds=encoded_at - start, decode_seconds=decoded_at - encoded_at,
+        psnr_rgb=psnr(image, result.reconstruction),
+        ms_ssim_rgb=ms_ssim(image, result.reconstruction),
+        encode_seconds=result.encode_seconds, decode_seconds=result.decode_seconds,
     )
 
 
@@ -101,20 +119,18 @@ def rate_point(codec: CodecLike, images: list[np.ndarray]) -> RatePoint:
     """Encode and decode each uint8 (H, W, 3) image; rate from the bytes, distortion in RGB."""
     if not images:
         raise TrellicError("rate_point needs at least one image")
-    bpp, mse, seconds = [], [], 0.0
+    bpp, quality, error, seconds = [], [], [], 0.0
     for image in images:
-        start = time.perf_counter()
-        encoded = codec.encode(image)
-        data = encoded if isinstance(encoded, bytes | bytearray) else encoded.data
-        decoded = to_uint8(np.asarray(codec.decode(bytes(data))))
-        seconds += time.perf_counter() - start
-        bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-        mse.append(float(np.mean(((image.astype(np.float64) - decoded) / 255.0) ** 2)))
+        result = round_trip(codec, image)
+        bpp.append(8 * len(result.data) / (image.shape[0] * image.shape[1]))
+        quality.append(psnr(image, result.reconstruction))
+        error.append(mse(image, result.reconstruction) / 255**2)
+        seconds += result.encode_seconds + result.decode_seconds
     return RatePoint(
         images=len(images),
         bpp=float(np.mean(bpp)),
-        psnr_rgb=float(np.mean([-10 * np.log10(m) for m in mse])),
-        mse=float(np.mean(mse)),
+        psnr_rgb=float(np.mean(quality)),
+        mse=float(np.mean(error)),
         seconds_per_image=seconds / len(images),
     )
 
