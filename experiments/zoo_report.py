@@ -10,7 +10,7 @@ with usq, and the USQ models and ``*-usqdec`` with usq after latent refinement.
 Each refined curve costs ~1 CPU-core-hour (100 optimisation steps per image);
 with ``--curves`` only the named curves are re-measured. Then it tabulates BD-rates
 against JPEG, WebP, AVIF (docs/baselines), CompressAI's published
-mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/, v2/: what
+mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/, v2/, v3/: what
 the zoo measured before its models were trained longer) with ``trellic bdrate --table``,
 and plots them with ``trellic plot``.
 """
@@ -29,7 +29,7 @@ from trellic.zoo import read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")  # relative to ROOT, so the tables name no machine paths
 BASELINES = Path("docs/baselines")
-EARLIER = (RESULTS / "v1", RESULTS / "v2")  # earlier zoos' curves: what longer training bought
+EARLIER = (RESULTS / "v1", RESULTS / "v2", RESULTS / "v3")  # earlier zoos' curves: what longer training bought
 WEIGHTS = ROOT / "weights"
 QUANTIZERS = ("usq", "tcq4", "tcq8")
 REFINED = "zoo-usq-refine100"
