@@ -29,7 +29,8 @@ from trellic.zoo import read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")  # relative to ROOT, so the tables name no machine paths
 BASELINES = Path("docs/baselines")
-EARLIER = (RESULTS / "v1", RESULTS / "v2", RESULTS / "v3")  # earlier zoos' curves: what longer training bought
+# earlier zoos' curves: what longer training bought
+EARLIER = (RESULTS / "v1", RESULTS / "v2", RESULTS / "v3")
 WEIGHTS = ROOT / "weights"
 QUANTIZERS = ("usq", "tcq4", "tcq8")
 REFINED = "zoo-usq-refine100"
