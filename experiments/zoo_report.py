@@ -40,8 +40,8 @@ REFINED = "zoo-usq-refine100"
 def zoo_curves() -> list[tuple[str, str, list[str]]]:
     """(file stem, quantizer, models by lambda) for each zoo curve that has every rate point.
 
-    ``*-refine100``: 100 steps of latent refinement per image (``--refine 100``,
-    trellic.models.refine): a slower encoder, the same decoder and files.
+    ``zoo-usq-refine100``: the USQ models with 100 steps of latent refinement per
+    image (``--refine 100``, trellic.models.refine): a slower encoder, same files.
     """
     models = read_manifest()["models"]
     by_lambda = sorted(models, key=lambda name: models[name]["lambda"])
@@ -53,12 +53,11 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
         return [n for n in by_lambda if models[n].get("retrain", {}).get("quantizer") == quantizer
                 and models[n]["retrain"]["part"] == part]
 
-    usq_decoders = retrained("usq", "decoder")
     curves = [(f"zoo-{kind}", kind, usq) for kind in QUANTIZERS]
     curves += [("zoo-tcq4-trained", "tcq4", tcq),
                ("zoo-tcq4-retrained", "tcq4", retrained("tcq4", "hyper+decoder")),
-               ("zoo-usq-retrained", "usq", usq_decoders)]
-    curves.append((REFINED, "usq", usq))
+               ("zoo-usq-retrained", "usq", retrained("usq", "decoder")),
+               (REFINED, "usq", usq)]
     return [curve for curve in curves if len(curve[2]) == len(usq)]
 
 
