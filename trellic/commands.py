@@ -10,7 +10,6 @@ An output never replaces the input (not even with --force).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -18,29 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from trellic.argtypes import float_in, non_negative_int
 from trellic.coding import bitstream
 from trellic.errors import TrellicError
 from trellic.io import encode_png, read_bytes, read_image, write_atomic
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value < bitstream.MAX_LAMBDA_T):
-        raise argparse.ArgumentTypeError(f"must be in [0, {bitstream.MAX_LAMBDA_T:g}), got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,13 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
     p.add_argument(
         "--lambda-t",
-        type=_positive_float,
+        type=float_in(0.0, bitstream.MAX_LAMBDA_T, high_open=True),
         default=None,
         help="TCQ rate weight in latent units (default: 0.3 * delta^2)",
     )
     p.add_argument(
         "--refine",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="STEPS",
         help="optimise the image's latents for STEPS steps first (usq; slower encoder, same file)",

@@ -1,0 +1,38 @@
+"""Option values are checked against their domain at parse time (usage error, exit 2)."""
+
+import argparse
+
+import pytest
+
+from trellic.argtypes import float_in, int_in, non_negative_int, positive_float
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "abc", "0", "-1"])
+def test_positive_float_refuses_outside_its_domain(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_float(text)
+
+
+def test_float_in_bounds_and_open_ends():
+    parse = float_in(0.0, 1.0, high_open=True)
+    assert parse("0") == 0.0 and parse("0.5") == 0.5
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\[0, 1\)"):
+        parse("1")
+
+
+def test_int_in_refuses_out_of_range_and_non_integers():
+    quality = int_in(0, 100)
+    assert quality("100") == 100
+    for text in ["150", "-5", "2.5", "x"]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            quality(text)
+    assert non_negative_int("0") == 0
+
+
+def test_cli_reports_a_bad_value_as_usage_error(capsys):
+    from trellic.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", "a.png", "b.trl", "--refine", "-3"])
+    assert exit_info.value.code == 2
+    assert "must be in [0, inf]" in capsys.readouterr().err
