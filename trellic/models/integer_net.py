@@ -1,0 +1,155 @@
+"""Integer hyper-synthesis: entropy parameters that are bit-identical on every machine.
+
+The decoder picks every pmf row (and, for TCQ, nothing else: states follow from
+the decoded indices) from the scales that h_s predicts. In float arithmetic a
+convolution's last bit depends on the kernel (AVX-512 or AVX2 oneDNN, plain
+ATen, the thread count, a GPU), a scale near a table boundary then selects a
+different row on the decoder, and the range decoder desynchronises. Ballé,
+Johnston and Minnen, "Integer networks for data compression with latent-variable
+models" (ICLR 2019), remove the cause: the entropy-parameter network computes
+in integers.
+
+Here h_s (a stack of Conv2d / ConvTranspose2d with LeakyReLU between them) runs
+in fixed point:
+
+- activations are integers in units of ``2**-FRACTION_BITS``, clamped to
+  ``[-ACTIVATION_LIMIT, ACTIVATION_LIMIT]``;
+- each layer's weights are integers in ``[-WEIGHT_MAX, WEIGHT_MAX]`` with one
+  scale per output channel, the scale a dyadic rational ``multiplier / 2**MULTIPLIER_BITS``;
+- a convolution of integer tensors runs in float64 and is exact: every product
+  and every partial sum is an integer below ``2**53`` in magnitude (checked for
+  each layer from its weights and the activation limit), so no rounding happens
+  in any order of summation, on any kernel;
+- rescaling, bias, LeakyReLU (slope as ``LEAKY_NUMERATOR / 2**LEAKY_BITS``) and
+  clamping are int64 operations with floor division by powers of two.
+
+The integer weights are a deterministic function of the stored float weights:
+``round(w / s)`` with ``s = max|w| / WEIGHT_MAX`` per output channel uses only
+correctly rounded IEEE operations (max, division, rounding) on the float64
+copies of the weights, so every machine derives the same integers. The output,
+integers divided by ``2**FRACTION_BITS``, is exactly representable in float32
+and float64, so means and scales (and the scale levels chosen from them by
+comparison) are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+FRACTION_BITS = 8
+ACTIVATION_LIMIT = 1 << (FRACTION_BITS + 12)  # |activation| <= 4096 in real units
+WEIGHT_MAX = 127
+MULTIPLIER_BITS = 20
+LEAKY_BITS = 16
+_EXACT_FLOAT64 = 1 << 53
+
+
+@dataclass(frozen=True)
+class IntegerConv:
+    """One convolution in fixed point.
+
+    weight: float64 tensor of integers (the layer's own layout); multiplier: (C_out,) int64,
+    the channel scale times 2**MULTIPLIER_BITS; bias: (C_out,) int64 in units of
+    2**-(FRACTION_BITS + MULTIPLIER_BITS); leaky_numerator: the LeakyReLU slope
+    times 2**LEAKY_BITS, or None for no activation.
+    """
+
+    weight: Tensor
+    multiplier: Tensor
+    bias: Tensor
+    transposed: bool
+    stride: int
+    padding: int
+    output_padding: int
+    leaky_numerator: int | None
+
+    @classmethod
+    def from_float(cls, layer: nn.Conv2d | nn.ConvTranspose2d, slope: float | None) -> IntegerConv:
+        transposed = isinstance(layer, nn.ConvTranspose2d)
+        weight = layer.weight.detach().to(torch.float64)
+        out_dim = 1 if transposed else 0
+        reduce = [d for d in range(weight.dim()) if d != out_dim]
+        amax = weight.abs().amax(dim=reduce)
+        scale = torch.where(amax > 0, amax / WEIGHT_MAX, torch.ones_like(amax))
+        shape = [1] * weight.dim()
+        shape[out_dim] = -1
+        integer_weight = torch.round(weight / scale.view(shape))
+        multiplier = torch.round(scale * (1 << MULTIPLIER_BITS)).to(torch.int64)
+        bias = layer.bias.detach().to(torch.float64) if layer.bias is not None else 0 * amax
+        fixed_bias = torch.round(bias * (1 << (FRACTION_BITS + MULTIPLIER_BITS))).to(torch.int64)
+        per_output = integer_weight.abs().sum(dim=reduce)
+        if float(per_output.max()) * ACTIVATION_LIMIT >= _EXACT_FLOAT64:
+            raise ValueError("layer too wide for an exact float64 convolution")
+        if float(per_output.max()) * ACTIVATION_LIMIT * float(multiplier.max()) >= 2.0**62:
+            raise ValueError("layer rescale would overflow int64")
+        return cls(
+            integer_weight,
+            multiplier,
+            fixed_bias,
+            transposed,
+            layer.stride[0],
+            layer.padding[0],
+            layer.output_padding[0] if transposed else 0,
+            None if slope is None else round(slope * (1 << LEAKY_BITS)),
+        )
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """x: int64 (B, C_in, h, w) fixed point -> int64 (B, C_out, h', w') fixed point."""
+        if self.transposed:
+            acc = F.conv_transpose2d(
+                x.to(torch.float64),
+                self.weight,
+                stride=self.stride,
+                padding=self.padding,
+                output_padding=self.output_padding,
+            )
+        else:
+            acc = F.conv2d(x.to(torch.float64), self.weight, stride=self.stride,
+                           padding=self.padding)
+        scaled = acc.to(torch.int64) * self.multiplier.view(1, -1, 1, 1)
+        scaled += self.bias.view(1, -1, 1, 1) + (1 << (MULTIPLIER_BITS - 1))
+        out = scaled >> MULTIPLIER_BITS  # floor division: round half up
+        if self.leaky_numerator is not None:
+            out = torch.where(out >= 0, out, (out * self.leaky_numerator) >> LEAKY_BITS)
+        return out.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
+
+
+class IntegerSynthesis:
+    """A float Sequential of convolutions and LeakyReLUs, run exactly in fixed point.
+
+    Args:
+        network: ``nn.Sequential`` of Conv2d / ConvTranspose2d layers, each optionally
+            followed by ``nn.LeakyReLU`` (h_s of the mean-scale hyperprior).
+    Raises:
+        ValueError: a layer of another kind, or one too wide for exact arithmetic.
+    """
+
+    def __init__(self, network: nn.Sequential):
+        layers = list(network)
+        self.layers: list[IntegerConv] = []
+        for index, layer in enumerate(layers):
+            if isinstance(layer, nn.LeakyReLU):
+                continue
+            if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+                raise ValueError(f"integer synthesis cannot run a {type(layer).__name__}")
+            after = layers[index + 1] if index + 1 < len(layers) else None
+            slope = after.negative_slope if isinstance(after, nn.LeakyReLU) else None
+            self.layers.append(IntegerConv.from_float(layer, slope))
+
+    @staticmethod
+    def to_fixed(values: Tensor) -> Tensor:
+        """Real values -> int64 fixed point (round half to even, clamped to the limit)."""
+        fixed = torch.round(values.to(torch.float64) * (1 << FRACTION_BITS))
+        return fixed.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT).to(torch.int64)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        """x: real input (B, C, h, w) -> real output, float32, exactly the same on every machine."""
+        out = self.to_fixed(x)
+        for layer in self.layers:
+            out = layer(out)
+        return out.to(torch.float32) / (1 << FRACTION_BITS)
