@@ -221,3 +221,18 @@ def test_a_failing_sweep_keeps_the_points_it_finished(folder, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert f"encoder crashed (2 of 3 points finished, kept in {out})" in err
     assert [p.quality for p in read_results(out).points] == [10, 30]
+
+
+def test_a_losslessly_coded_image_gives_a_finite_curve_and_a_warning(tmp_path, capsys):
+    """An all-black image is lossless in JPEG: PSNR_MAX by the MSE floor, not inf."""
+    from trellic.eval.metrics import PSNR_MAX
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((176, 176, 3), np.uint8)).save(images / "black.png")
+    out = tmp_path / "jpeg.json"
+    assert main(["baseline", str(images), "--codec", "jpeg", "--quality", "20", "95",
+                 "-o", str(out)]) == 0
+    assert [p.psnr_rgb for p in read_results(out).points] == [PSNR_MAX, PSNR_MAX]
+    assert "trellic: warning: black.png decoded identical to the original" in (
+        capsys.readouterr().err)

@@ -27,6 +27,7 @@ from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.errors import TrellicError
 from trellic.eval import baselines
 from trellic.eval.bdrate import METHODS, bd
+from trellic.eval.metrics import PSNR_MAX
 from trellic.eval.plot import ms_ssim_db, rd_plot_png
 from trellic.eval.results import (
     Dataset,
@@ -95,6 +96,12 @@ def _sweep(args: argparse.Namespace, settings: list[Setting], files: list[Path],
             print(f"trellic: {len(kept[0].points)} of {len(settings)} points finished, kept in "
                   f"{output}", file=sys.stderr)
         raise
+    lossless = sorted({image.name for point in kept[0].points for image in point.images
+                       if image.psnr_rgb == PSNR_MAX})
+    if lossless:
+        print(f"trellic: warning: {', '.join(lossless)} decoded identical to the original at "
+              f"some point(s): PSNR {PSNR_MAX:.0f} dB by the MSE floor (trellic.eval.metrics), "
+              "which weighs on the mean", file=sys.stderr)
     return kept[0]
 
 
