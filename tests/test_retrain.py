@@ -1,13 +1,15 @@
+import copy
+
 import pytest
 import torch
 from PIL import Image
 
 from tests.conftest import make_tiny_model, synthetic_image
-from trellic.io import image_to_tensor
+from trellic.io import image_to_tensor, list_images
 from trellic.quant import make_quantizer
 from trellic.retrain.cache import build_cache
 from trellic.retrain.loop import RetrainConfig, retrain
-from trellic.train.data import CropDataset, list_images
+from trellic.train.data import CropDataset
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +17,7 @@ def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
     for seed in range(3):
         Image.fromarray(synthetic_image(96, 128, seed)).save(folder / f"{seed}.png")
-    return CropDataset(list_images([folder]), crop=64)
+    return CropDataset(list_images(folder), crop=64)
 
 
 def _model():
@@ -118,3 +120,15 @@ def test_decoder_only_variant_decodes_files_of_its_source(tmp_path, dataset):
     info["retrain"]["part"] = "hyper+decoder"  # its hyperprior changed: files differ
     with pytest.raises(TrellicError, match="coded with model 'src'"):
         Codec.load_from(variant, "tcq8").decode(data)
+
+
+def test_offline_cache_is_rebuilt_for_other_training_images(tmp_path, dataset):
+    model, quantizer = _model(), make_quantizer("usq")
+    build_cache(model, quantizer, None, dataset, tmp_path, 4, progress=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*")}
+    other = copy.copy(dataset)
+    other.images = [255 - image for image in dataset.images]
+    rebuilt = build_cache(model, quantizer, None, other, tmp_path, 4, progress=False)
+    assert stamps != {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*")}
+    assert torch.equal(rebuilt.x, 255 - build_cache(
+        model, quantizer, None, dataset, tmp_path / "again", 4, progress=False).x)

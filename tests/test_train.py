@@ -10,11 +10,11 @@ from trellic.cli import main
 from trellic.codec import Codec
 from trellic.errors import TrellicError
 from trellic.eval import metrics
-from trellic.io import image_to_tensor, read_image
+from trellic.io import image_to_tensor, list_images, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.train.checkpoint import load_model_weights, model_from_checkpoint
-from trellic.train.data import CropDataset, list_images
+from trellic.train.data import CropDataset
 from trellic.train.loop import CHECKPOINT, EXPORT, LOG, TrainConfig, train
 from trellic.train.loss import ms_ssim, rate_distortion
 from trellic.train.precision import precision_context
@@ -36,7 +36,7 @@ def _dataset(tmp_path):
     folder.mkdir()
     for seed in range(3):
         Image.fromarray(synthetic_image(80, 96, seed)).save(folder / f"{seed}.png")
-    return CropDataset(list_images([folder]), crop=64)
+    return CropDataset(list_images(folder), crop=64)
 
 
 def _config(steps):
@@ -125,7 +125,7 @@ def test_ms_ssim_distortion_trains_and_logs_ms_ssim(tmp_path):
     Image.fromarray(synthetic_image(200, 210, seed=3)).save(folder / "a.png")
     config = _config(2)
     config.crop, config.batch_size, config.distortion, config.lmbda = 192, 1, "ms-ssim", 8.0
-    train(config, CropDataset(list_images([folder]), crop=192), tmp_path / "run", progress=False)
+    train(config, CropDataset(list_images(folder), crop=192), tmp_path / "run", progress=False)
     log = [json.loads(line) for line in (tmp_path / "run" / LOG).read_text().splitlines()]
     assert all(0 < r["ms_ssim"] < 1 and np.isfinite(r["loss"]) for r in log)
     assert abs(log[0]["loss"] - (8.0 * (1 - log[0]["ms_ssim"]) + log[0]["bpp"])) < 1e-4
@@ -183,3 +183,13 @@ def test_warm_start_takes_another_runs_weights_and_rejects_other_architectures(t
     wider = MeanScaleHyperprior(ModelConfig(N=24, M=24))
     with pytest.raises(TrellicError, match="does not match the model"):
         load_model_weights(tmp_path / "a" / CHECKPOINT, wider)
+
+
+def test_the_training_loader_reads_with_the_validated_reader(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ramp = np.tile(np.arange(0, 65536, 512, dtype=np.uint16), (64, 1))  # 64 x 128, 16-bit
+    Image.fromarray(ramp).save(folder / "g16.png")
+    dataset = CropDataset(list_images(folder), crop=64)
+    assert np.array_equal(dataset.images[0], read_image(folder / "g16.png"))
+    assert abs(dataset.images[0].mean() - 127.5) < 1  # not clipped to white

@@ -31,7 +31,8 @@ from trellic.eval.results import (
     write_output,
     write_results,
 )
-from trellic.eval.runner import Setting, list_images, run
+from trellic.eval.runner import Setting, run
+from trellic.io import list_images
 from trellic.paths import kodak_dir
 
 QUANTIZERS = ("usq", "tcq4", "tcq8")

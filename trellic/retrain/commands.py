@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from trellic.errors import TrellicError
+from trellic.errors import TrellicError, warnings_as_lines
 from trellic.paths import data_root
 
 
@@ -51,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trellic.io import list_images
     from trellic.retrain.loop import RetrainConfig, retrain
-    from trellic.train.data import CropDataset, list_images
+    from trellic.train.data import CropDataset
     from trellic.zoo import load, save_model
 
     for name in ("rounds", "steps", "batch_size", "crop", "cache_crops"):
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     folders = args.data or [data_root() / "train"]
-    dataset = CropDataset(list_images(folders), config.crop)
+    with warnings_as_lines():
+        dataset = CropDataset(list_images(folders, recursive=True), config.crop)
     model = retrain(loaded.model, config, dataset, args.out, identity=loaded.sha256)
     info = {
         **loaded.info,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from trellic.errors import TrellicError
+from trellic.errors import TrellicError, warnings_as_lines
 from trellic.paths import data_root
 
 DEFAULT_LAMBDA = {"mse": 0.0067, "ms-ssim": 16.64}  # CompressAI's quality 4 of each
@@ -85,8 +85,9 @@ def _check_held_out(val: Path | None, folders: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trellic.io import list_images
     from trellic.train import distributed
-    from trellic.train.data import CropDataset, list_images
+    from trellic.train.data import CropDataset
     from trellic.train.loop import EXPORT, TrainConfig, train
 
     _check(args)
@@ -107,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     created = distributed.init_from_env(args.device)
     try:
         main = distributed.topology(args.device).is_main
-        dataset = CropDataset(list_images(folders), config.crop, args.downscale_above or None)
+        with warnings_as_lines():
+            dataset = CropDataset(list_images(folders, recursive=True), config.crop,
+                                  args.downscale_above or None)
         if main:
             print(f"training on {len(dataset)} images from {', '.join(config.data)}")
         train(config, dataset, args.out, resume=args.resume, warm_start=args.warm_start)
