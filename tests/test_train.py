@@ -13,8 +13,10 @@ from trellic.eval import metrics
 from trellic.io import image_to_tensor, list_images, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.quant import make_quantizer
+from trellic.train import loop
 from trellic.train.checkpoint import load_model_weights, model_from_checkpoint
 from trellic.train.data import CropDataset
+from trellic.train.divergence import Diverged
 from trellic.train.loop import CHECKPOINT, EXPORT, LOG, TrainConfig, train
 from trellic.train.loss import ms_ssim, rate_distortion
 from trellic.train.precision import precision_context
@@ -183,6 +185,46 @@ def test_warm_start_takes_another_runs_weights_and_rejects_other_architectures(t
     wider = MeanScaleHyperprior(ModelConfig(N=24, M=24))
     with pytest.raises(TrellicError, match="does not match the model"):
         load_model_weights(tmp_path / "a" / CHECKPOINT, wider)
+
+
+class _PoisonedAt(CropDataset):
+    """Batches of NaN pixels from step ``bad`` on: a loss that turns non-finite mid-run."""
+
+    def __init__(self, dataset: CropDataset, bad: int):
+        self.__dict__.update(dataset.__dict__)
+        self.bad = bad
+
+    def batch(self, size, seed, step, rank=0):
+        x = super().batch(size, seed, step, rank)
+        return x.fill_(float("nan")) if step >= self.bad else x
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path):
+    config = _config(6)
+    config.checkpoint_every = 2
+    with pytest.raises(Diverged, match="stopped at step 4: the loss is not finite") as info:
+        train(config, _PoisonedAt(_dataset(tmp_path), bad=3), tmp_path / "run", progress=False)
+    assert f"{CHECKPOINT} keeps step 2" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run" / EXPORT).exists()
+    model, progress = model_from_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert progress["step"] == 2
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_weights_that_turn_non_finite_in_the_last_step_are_not_written(tmp_path, monkeypatch):
+    original_step = loop.train_step
+
+    def overflowing_step(net, model, *args):
+        result = original_step(net, model, *args)
+        with torch.no_grad():
+            next(model.g_s.parameters()).view(-1)[0] = float("inf")  # as an overflowing update
+        return result
+
+    monkeypatch.setattr(loop, "train_step", overflowing_step)
+    with pytest.raises(Diverged, match="stopped at step 1: the weights are not finite"):
+        train(_config(1), _dataset(tmp_path), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / EXPORT).exists()
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
 
 
 def test_the_training_loader_reads_with_the_validated_reader(tmp_path):
