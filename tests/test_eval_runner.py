@@ -12,7 +12,8 @@ from PIL import Image
 
 from trellic.errors import TrellicError
 from trellic.eval.metrics import ms_ssim, psnr
-from trellic.eval.runner import Setting, list_images, rate_point, run
+from trellic.eval.runner import Setting, rate_point, run
+from trellic.io import list_images
 
 HEADER = b"FAKE" + bytes(60)
 

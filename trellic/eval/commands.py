@@ -41,8 +41,8 @@ from trellic.eval.results import (
     reference_names,
     write_results,
 )
-from trellic.eval.runner import Setting, list_images, run
-from trellic.io import write_atomic
+from trellic.eval.runner import Setting, run
+from trellic.io import list_images, write_atomic
 from trellic.paths import kodak_dir
 
 QUANTIZERS = ("usq", "tcq4", "tcq8")

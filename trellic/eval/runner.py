@@ -29,8 +29,6 @@ from trellic.eval.metrics import ms_ssim, mse, psnr, to_uint8
 from trellic.eval.results import ImageResult, Point
 from trellic.io import read_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
-
 
 class CodecLike(Protocol):
     def encode(self, image: np.ndarray) -> Any: ...
@@ -45,17 +43,6 @@ class Setting:
     label: str
     factory: Callable[[], CodecLike]
     fields: dict[str, Any] = field(default_factory=dict)
-
-
-def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """The images of a folder, sorted by name (the first ``limit`` of them)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TrellicError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise TrellicError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files[:limit] if limit else files
 
 
 @dataclass(frozen=True)
