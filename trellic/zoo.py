@@ -46,6 +46,7 @@ MANIFEST = "manifest.json"
 TABLE_PREFIX = "tables."
 MAX_CHANNELS = 1024
 RUN_EXPORT = "model.safetensors"  # what train and retrain write into their run folder
+WEIGHTS_DIR = paths.weights_dir()  # the weights folder when imported, for scripts; code calls paths
 _NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")  # a manifest name: never a path
 
 
