@@ -90,7 +90,8 @@ def _condition(path: Path, run: dict) -> str:
     if "load_average_before" not in run:
         return f"{head}; measuring condition not recorded"
     before, after = run["load_average_before"], run["load_average_after"]
-    commit = (run.get("git_commit") or "unknown")[:12]
+    commit = run.get("git_commit") or "unknown"
+    commit = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
     return (f"{head}; {run['created'][:10]}, {run['device']}, load average (1/5/15 min) "
             f"{'/'.join(f'{v:g}' for v in before)} before, "
             f"{'/'.join(f'{v:g}' for v in after)} after; commit {commit}")

@@ -122,6 +122,26 @@ def test_the_model_table_equals_the_manifest(tmp_path):
         ROOT / "docs" / "results" / "zoo_models.md").read_text()
 
 
+BD_TABLES = ["docs/baselines/bdrate.md", "docs/baselines/bdrate_msssim.md",
+             "docs/results/zoo_bdrate.md", "docs/results/zoo_bdrate_msssim.md"]
+
+
+@pytest.mark.parametrize("table", BD_TABLES)
+def test_a_bd_table_equals_what_bdrate_computes_from_its_curves(table, tmp_path, monkeypatch):
+    from trellic.cli import main as trellic
+
+    sources = doc_tables._bd_curves(ROOT / table).values()
+    files = [s for s in sources if not s.startswith("reference:")]
+    references = [arg for s in sources if s.startswith("reference:")
+                  for arg in ("--reference", s.removeprefix("reference:"))]
+    metric = "ms-ssim" if table.endswith("_msssim.md") else "psnr"
+    monkeypatch.chdir(ROOT)  # the table names its curves relative to the repository
+    out = tmp_path / "table.md"
+    assert trellic(["bdrate", "--table", *files, *references, "--metric", metric,
+                    "-o", str(out)]) == 0
+    assert out.read_text() == (ROOT / table).read_text(), f"{table} is stale"
+
+
 TEXT = {".py", ".md", ".json", ".toml", ".txt", ".cfg", ".sh", ".yml", ".yaml", ".html", ""}
 SKIP = {".git", ".venv", "runs", "out", "build", "dist", "__pycache__", ".ruff_cache",
         ".pytest_cache"}
