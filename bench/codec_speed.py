@@ -31,7 +31,7 @@ from trellic.argtypes import non_negative_int, positive_int
 from trellic.codec import Codec
 from trellic.coding import bitstream
 from trellic.eval.results import provenance
-from trellic.io import image_to_tensor, pad_to_multiple, read_image, write_atomic
+from trellic.io import image_to_tensor, list_images, pad_to_multiple, read_image, write_atomic
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.models.hyperprior import single_threaded
 from trellic.models.refine import RefineConfig
@@ -129,9 +129,7 @@ def main() -> None:
         parser.error("--refine needs a trained model's lambda: use --model, not --arch")
     if args.json and os.path.exists(args.json) and not args.force:
         parser.error(f"output exists (use --force to overwrite): {args.json}")
-    files = sorted(kodak_dir().glob("kodim*.png"))[: args.images]
-    if not files:
-        parser.error(f"no Kodak images (kodim*.png) in {kodak_dir()}")
+    files = list_images(kodak_dir(), limit=args.images)
     if args.arch:
         loaded = synthetic_model(*args.arch, read_image(files[0]))
     else:
