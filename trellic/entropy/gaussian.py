@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from trellic.entropy.tables import PmfTables
-from trellic.models.gdn import lower_bound
+from trellic.ops import lower_bound
 from trellic.quant.base import Quantizer
 
 SCALE_MIN = 0.11
