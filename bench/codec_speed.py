@@ -31,10 +31,11 @@ from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.models.hyperprior import single_threaded
 from trellic.models.refine import RefineConfig
 from trellic.paths import kodak_dir
+from trellic.quant.registry import quantizer_names
 from trellic.zoo import LoadedModel
 from trellic.zoo import load as load_model
 
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+QUANTIZERS = quantizer_names()
 
 
 def synthetic_model(n: int, m: int, image: np.ndarray) -> LoadedModel:

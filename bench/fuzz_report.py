@@ -44,11 +44,12 @@ from trellic.coding.range_coder import SymbolEncoder  # noqa: E402
 from trellic.errors import TrellicError  # noqa: E402
 from trellic.models.hyperprior import _steps  # noqa: E402
 from trellic.quant import make_quantizer  # noqa: E402
+from trellic.quant.registry import quantizer_names
 from trellic.zoo import load, save_model  # noqa: E402
 
 TIME_LIMIT_S = 10.0
 CLI_EVERY = 100
-KINDS = ("usq", "tcq4", "tcq8")
+KINDS = quantizer_names()
 SIZES = ((40, 70), (1, 1), (64, 200), (130, 90))
 ID_ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789._:+-"
 

@@ -35,9 +35,10 @@ from trellic.errors import TrellicError
 from trellic.io import read_image, write_atomic
 from trellic.models.refine import RefineConfig
 from trellic.paths import data_root
+from trellic.quant.registry import quantizer_names
 from trellic.zoo import LoadedModel, load, read_manifest
 
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+QUANTIZERS = quantizer_names()
 CROPS = {
     "a": {"image": "kodak/kodim23.png", "x": 288, "y": 160, "width": 128, "height": 96},
     "b": {"image": "kodak/kodim05.png", "x": 400, "y": 300, "width": 72, "height": 60},

@@ -29,6 +29,7 @@ from trellic.eval.runner import rate_point
 from trellic.io import read_image, write_atomic
 from trellic.models import MeanScaleHyperprior
 from trellic.paths import data_root, kodak_dir
+from trellic.quant.registry import quantizer_names
 from trellic.train.checkpoint import model_from_checkpoint
 from trellic.zoo import (
     MANIFEST,
@@ -52,7 +53,7 @@ def _data_name(folder: str) -> str:
 def kodak_results(loaded: LoadedModel, count: int) -> dict:
     images = [read_image(path) for path in sorted(kodak_dir().glob("kodim*.png"))[:count]]
     results = {}
-    for kind in ("usq", "tcq4", "tcq8"):
+    for kind in quantizer_names():
         codec = Codec.load_from(loaded, kind)
         point = rate_point(codec, images)
         results[kind] = {

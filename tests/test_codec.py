@@ -9,13 +9,14 @@ from trellic.errors import TrellicError
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
 from trellic.models.hyperprior import single_threaded
 from trellic.quant import make_quantizer
+from trellic.quant.registry import quantizer_names
 
 
 def _codec(tiny_weights, kind):
     return Codec(tiny_weights[1], make_quantizer(kind))
 
 
-@pytest.mark.parametrize("kind", ["usq", "tcq4", "tcq8"])
+@pytest.mark.parametrize("kind", quantizer_names())
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (513, 769)])
 def test_odd_sizes_round_trip_to_the_encoders_reconstruction(tiny_weights, kind, size):
     codec = _codec(tiny_weights, kind)

@@ -5,8 +5,9 @@ from tests.conftest import make_tiny_model, synthetic_image
 from trellic.io import image_to_tensor
 from trellic.quant import make_quantizer
 from trellic.quant.base import ProxyKind
+from trellic.quant.registry import quantizer_names
 
-QUANTIZERS = ["usq", "tcq4", "tcq8"]
+QUANTIZERS = quantizer_names()
 
 
 @pytest.fixture(scope="module")

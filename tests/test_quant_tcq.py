@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from trellic.quant import GaussianRate, make_quantizer
+from trellic.quant.registry import quantizer_names
 from trellic.quant.tcq import TCQ_NOISE_WIDTH
 from trellic.quant.viterbi import viterbi_search
 
@@ -73,7 +74,7 @@ def brute_force(q, r, scales, lambda_t, rate):
     return best, table
 
 
-@pytest.mark.parametrize("kind", ["usq", "tcq4", "tcq8"])
+@pytest.mark.parametrize("kind", quantizer_names())
 @pytest.mark.parametrize("num_steps", [5, 6])
 @pytest.mark.parametrize("gaussian", [True, False], ids=["gaussian_rate", "toy_rate"])
 def test_viterbi_cost_equals_brute_force_minimum(kind, num_steps, gaussian):

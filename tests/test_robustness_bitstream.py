@@ -21,6 +21,7 @@ from trellic.entropy.gaussian import build_gaussian_tables, default_scale_table
 from trellic.errors import TrellicError
 from trellic.models.hyperprior import _steps
 from trellic.quant import make_quantizer
+from trellic.quant.registry import quantizer_names
 
 FUZZ = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -28,7 +29,7 @@ FUZZ = settings(max_examples=40, deadline=None,
 
 @pytest.fixture(scope="module")
 def codecs(tiny_weights):
-    return {kind: Codec(tiny_weights[1], make_quantizer(kind)) for kind in ("usq", "tcq4", "tcq8")}
+    return {kind: Codec(tiny_weights[1], make_quantizer(kind)) for kind in quantizer_names()}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_bit_flips_with_a_recomputed_crc_decode_or_fail_cleanly(codecs, files, k
     decodes_or_fails_cleanly(codecs[kind], with_crc(bytes(data)))
 
 
-@pytest.mark.parametrize("kind", ["usq", "tcq4", "tcq8"])
+@pytest.mark.parametrize("kind", quantizer_names())
 @FUZZ
 @given(y=st.binary(min_size=0, max_size=2048), words=st.booleans())
 def test_garbage_y_streams_with_a_valid_crc_decode_or_fail_cleanly(codecs, files, kind, y, words):

@@ -25,7 +25,6 @@ from trellic.errors import TrellicError
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
 from trellic.models.hyperprior import DOWNSCALE, CompressedLatents
 from trellic.models.refine import RefineConfig, refine_latents
-from trellic.quant import make_quantizer
 from trellic.quant.base import Quantizer
 from trellic.zoo import LoadedModel, load_named
 from trellic.zoo import load as load_model
@@ -70,10 +69,11 @@ class Codec:
             raise TrellicError(
                 f"lambda_t must be in [0, {bitstream.MAX_LAMBDA_T:g}), got {lambda_t}"
             )
-        if quantizer.num_quantizers > 1:
-            delta = loaded.model.config.tcq_delta
-            if abs(quantizer.delta - delta) > 1e-9:
-                raise TrellicError(f"model {loaded.model_id} codes TCQ with delta {delta} only")
+        delta = loaded.model.quantizer(quantizer.kind).delta
+        if abs(quantizer.delta - delta) > 1e-9:
+            raise TrellicError(
+                f"model {loaded.model_id} codes {quantizer.kind} with delta {delta} only"
+            )
         if refine is not None:
             if quantizer.num_quantizers != 1:
                 raise TrellicError(f"latent refinement codes with usq, not {quantizer.kind}")
@@ -100,8 +100,7 @@ class Codec:
         lambda_t: float | None = None,
         refine: RefineConfig | None = None,
     ) -> Codec:
-        delta = loaded.model.config.tcq_delta if quantizer.startswith("tcq") else None
-        return cls(loaded, make_quantizer(quantizer, delta), lambda_t, refine)
+        return cls(loaded, loaded.model.quantizer(quantizer), lambda_t, refine)
 
     def describe(self) -> dict:
         training = self.loaded.info.get("training", {})
@@ -149,13 +148,13 @@ class Codec:
 
     def _quantizer_for(self, header: bitstream.Header) -> Quantizer:
         """The header's quantizer with the model's exact delta (the header stores it as f32)."""
-        kind = header.quantizer
-        delta = self.loaded.model.config.tcq_delta if kind.startswith("tcq") else 1.0
-        if abs(header.delta - delta) > 1e-6 * delta:
+        quantizer = self.loaded.model.quantizer(header.quantizer)
+        if abs(header.delta - quantizer.delta) > 1e-6 * quantizer.delta:
             raise TrellicError(
-                f"file uses {kind} delta {header.delta:g}; this model codes {delta:g}"
+                f"file uses {quantizer.kind} delta {header.delta:g}; "
+                f"this model codes {quantizer.delta:g}"
             )
-        return make_quantizer(kind, delta)
+        return quantizer
 
     def _decodes_files_of(self, model_id: str, sha_prefix: str) -> bool:
         identities = [(self.loaded.model_id, self.loaded.sha256)]

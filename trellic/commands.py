@@ -21,6 +21,7 @@ from trellic.argtypes import float_in, non_negative_int
 from trellic.coding import bitstream
 from trellic.errors import TrellicError
 from trellic.io import encode_png, read_bytes, read_image, write_atomic
+from trellic.quant.registry import quantizer_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="image to code (PNG, JPEG, ...)")
     p.add_argument("output", type=Path, help="trellic file to write")
     p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
-    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
+    p.add_argument("--quantizer", choices=quantizer_names(), default="usq")
     p.add_argument(
         "--lambda-t",
         type=float_in(0.0, bitstream.MAX_LAMBDA_T, high_open=True),

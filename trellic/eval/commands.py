@@ -33,8 +33,7 @@ from trellic.eval.results import (
 )
 from trellic.eval.runner import Setting, list_images, run
 from trellic.paths import kodak_dir
-
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+from trellic.quant.registry import quantizer_names
 
 
 def load_learned(model: str, quantizer: str, lambda_t: float | None, refine: int = 0):
@@ -236,7 +235,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_run(parser)
     parser.add_argument("--model", action="append", required=True,
                         help="model name (repeat for a curve: one point per model)")
-    parser.add_argument("--quantizer", choices=QUANTIZERS, default="usq")
+    parser.add_argument("--quantizer", choices=quantizer_names(), default="usq")
     parser.add_argument("--lambda-t", type=float, help="TCQ rate-distortion trade-off")
     parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
                         help="latent refinement steps per image (usq; default 0: off)")

@@ -35,6 +35,7 @@ from trellic.entropy.gaussian import (
 from trellic.entropy.tables import PmfTables
 from trellic.models.gdn import GDN
 from trellic.quant.base import ProxyKind, Quantizer
+from trellic.quant.registry import QUANTIZERS, make_quantizer, quantizer_spec
 from trellic.quant.trellis import from_sequences, to_sequences
 
 DOWNSCALE = 64  # g_a (x16) then h_a (x4): inputs are padded to a multiple of this.
@@ -177,34 +178,34 @@ class MeanScaleHyperprior(nn.Module):
         return self.entropy_bottleneck.aux_loss()
 
     # -- coding tables ------------------------------------------------------------
-    @staticmethod
-    def table_key(quantizer: Quantizer) -> str:
-        """TCQ-4 and TCQ-8 share the sub-quantizers Q0/Q1, hence their tables."""
-        return "usq" if quantizer.num_quantizers == 1 else "tcq"
+    def quantizer(self, name: str) -> Quantizer:
+        """The registry's quantizer ``name`` with the step this model's tables code."""
+        spec = quantizer_spec(name)
+        return make_quantizer(name, None if spec.step is None else getattr(self.config, spec.step))
 
     @torch.no_grad()
     def update(self) -> None:
-        """Freeze the integer tables: z per channel, y per (quantizer id, scale level)."""
-        from trellic.quant import make_quantizer
+        """Freeze the integer tables: z per channel, y per (quantizer id, scale level).
 
-        self.tables = {
-            "z": self.entropy_bottleneck.build_tables(),
-            "usq": build_gaussian_tables(make_quantizer("usq"), self.scale_table),
-            "tcq": build_gaussian_tables(
-                make_quantizer("tcq4", self.config.tcq_delta), self.scale_table
-            ),
-        }
+        One y table set per key of the quantizer registry (quantizers that
+        share sub-quantizers share tables).
+        """
+        self.tables = {"z": self.entropy_bottleneck.build_tables()}
+        for name, spec in QUANTIZERS.items():
+            if spec.tables not in self.tables:
+                quantizer = self.quantizer(name)
+                self.tables[spec.tables] = build_gaussian_tables(quantizer, self.scale_table)
 
     def y_tables(self, quantizer: Quantizer) -> PmfTables:
         """The frozen integer tables that code y with this quantizer."""
         if not self.tables:
             raise RuntimeError("coding tables missing: call update() or load shipped weights")
-        if quantizer.num_quantizers > 1 and abs(quantizer.delta - self.config.tcq_delta) > 1e-9:
+        delta = self.quantizer(quantizer.kind).delta
+        if abs(quantizer.delta - delta) > 1e-9:
             raise ValueError(
-                f"this model's TCQ tables are for delta {self.config.tcq_delta}, "
-                f"not {quantizer.delta}"
+                f"this model's {quantizer.kind} tables are for delta {delta}, not {quantizer.delta}"
             )
-        return self.tables[self.table_key(quantizer)]
+        return self.tables[quantizer_spec(quantizer.kind).tables]
 
     def _rows(self, quantizer_ids: Tensor, scales: Tensor) -> Tensor:
         return quantizer_ids * self.scale_table.numel() + scale_levels(scales, self.scale_table)

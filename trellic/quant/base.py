@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from trellic.errors import TrellicError
-from trellic.quant.trellis import ECM8, VVC4, Trellis, from_sequences, to_sequences
+from trellic.quant.trellis import Trellis, from_sequences, to_sequences
 from trellic.quant.viterbi import viterbi_search
 
 LIKELIHOOD_BOUND = 1e-9
@@ -253,17 +253,3 @@ class Quantizer(abc.ABC):
         lo, hi = self.decision_bounds(k, qid)
         return gaussian_mass(lo, hi, scales)
 
-
-def make_quantizer(kind: str, delta: float | None = None) -> Quantizer:
-    """Quantizer by name: "usq" (default delta 1.0), "tcq4" or "tcq8" (default delta 0.6)."""
-    # The subclasses import this module, so they are looked up at call time.
-    from trellic.quant.tcq import TCQ
-    from trellic.quant.usq import USQ
-
-    step = {} if delta is None else {"delta": delta}
-    if kind == "usq":
-        return USQ(**step)
-    trellises = {"tcq4": VVC4, "tcq8": ECM8}
-    if kind not in trellises:
-        raise TrellicError(f"unknown quantizer {kind!r}: expected one of usq, tcq4, tcq8")
-    return TCQ(trellises[kind], **step)

@@ -9,6 +9,7 @@ import torch
 
 from trellic.errors import TrellicError
 from trellic.paths import data_root
+from trellic.quant.registry import quantizer_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT/model.safetensors (a variant of the source model) and OUT/log.jsonl.",
     )
     p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
-    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
+    p.add_argument("--quantizer", choices=quantizer_names(), default="usq")
     p.add_argument("--part", choices=["decoder", "hyper+decoder"], default="decoder")
     p.add_argument("--mode", choices=["offline", "online"], default="offline")
     p.add_argument("--rounds", type=int, default=1, help="re-quantize and retrain this often")

@@ -26,7 +26,6 @@ import torch
 from tqdm import tqdm
 
 from trellic.models.hyperprior import MeanScaleHyperprior
-from trellic.quant import make_quantizer
 from trellic.retrain.cache import LatentCache, build_cache
 from trellic.retrain.targets import encode, forward_quantized, quantized_latents
 from trellic.train.data import CropDataset
@@ -85,7 +84,7 @@ def retrain(
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=config.lr)
-    quantizer = make_quantizer(config.quantizer, _delta(model, config.quantizer))
+    quantizer = model.quantizer(config.quantizer)
     began = time.time()
     with open(out_dir / "log.jsonl", "a") as log:
         for round_index in range(config.rounds):
@@ -134,10 +133,6 @@ def retrain(
     if config.part != "decoder":
         model.update()  # the factorized prior changed: rebuild the z tables
     return model
-
-
-def _delta(model: MeanScaleHyperprior, kind: str) -> float | None:
-    return model.config.tcq_delta if kind.startswith("tcq") else None
 
 
 def _step(

@@ -9,6 +9,7 @@ import torch
 
 from trellic.errors import TrellicError
 from trellic.paths import data_root
+from trellic.quant.registry import quantizer_names
 
 DEFAULT_LAMBDA = {"mse": 0.0067, "ms-ssim": 16.64}  # CompressAI's quality 4 of each
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mse: lambda * 255^2 * MSE + bpp; ms-ssim: lambda * (1 - MS-SSIM) + bpp")
     p.add_argument("--lambda", dest="lmbda", type=float, default=None,
                    help="rate-distortion weight (default: 0.0067 for mse, 16.64 for ms-ssim)")
-    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
+    p.add_argument("--quantizer", choices=quantizer_names(), default="usq")
     p.add_argument("--proxy", choices=["noise", "ste", "mixed"], default="noise")
     p.add_argument("--N", type=int, default=128, help="transform channels")
     p.add_argument("--M", type=int, default=192, help="latent channels")
