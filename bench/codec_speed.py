@@ -59,7 +59,7 @@ def viterbi_ms(codec: Codec, image: np.ndarray) -> float:
     with torch.no_grad(), single_threaded():
         y = model.g_a(x)
         means, scales = model.hyper_from_symbols(model.entropy_bottleneck.quantize(model.h_a(y)))
-        rate = model.rate_model(codec.quantizer)
+        rate = model.y_coding(codec.quantizer).rate
         start = time.perf_counter()
         codec.quantizer.quantize(y - means, scales, codec.lambda_t, rate=rate)
     return 1000 * (time.perf_counter() - start)

@@ -40,10 +40,9 @@ from tests.conftest import make_tiny_model, synthetic_image  # noqa: E402
 from trellic.cli import main as cli_main  # noqa: E402
 from trellic.codec import MAX_PIXELS, Codec  # noqa: E402
 from trellic.coding import bitstream  # noqa: E402
-from trellic.coding.range_coder import SymbolEncoder  # noqa: E402
 from trellic.errors import TrellicError  # noqa: E402
-from trellic.models.hyperprior import _steps  # noqa: E402
 from trellic.quant import make_quantizer  # noqa: E402
+from trellic.quant.base import Quantized  # noqa: E402
 from trellic.quant.registry import quantizer_names
 from trellic.zoo import load, save_model  # noqa: E402
 
@@ -186,11 +185,8 @@ def absurd_escapes(rng, seed, ctx):
     means, scales = model.hyper_from_symbols(torch.from_numpy(z).view(z_shape))
     magnitude = int(2 ** rng.uniform(4, 25))
     k = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, means.shape))
-    rows = model._rows(codec.quantizer.quantizer_ids(k), scales)
-    encoder = SymbolEncoder(model.y_tables(codec.quantizer))
-    for values, step_rows in _steps(codec.quantizer, k, rows):
-        encoder.encode_step(values, step_rows)
-    return repack(seed, y=encoder.finish())
+    quantized = Quantized(k, codec.quantizer.quantizer_ids(k))
+    return repack(seed, y=model.y_coding(codec.quantizer).encode(quantized, scales))
 
 
 CATEGORIES = {  # name: (mutator, share of the cases)

@@ -85,7 +85,8 @@ def test_viterbi_cost_equals_brute_force_minimum(kind, num_steps, gaussian):
     r, scales = r.double(), scales.double()
     r[0, 2] = 9.0  # far out in the tail, where index 0 can win
     for lambda_t in (0.05, 0.5 * torch.rand(1, generator=g).item(), 1.0):
-        k, cost = viterbi_search(q, r, scales, lambda_t, rate)
+        k, qid, cost = viterbi_search(q, r, scales, lambda_t, rate)
+        assert torch.equal(qid, q.quantizer_ids(k)), "the search's ids are the decoder's replay"
         for s in range(r.shape[0]):
             best, table = brute_force(q, r[s].tolist(), scales[s].tolist(), lambda_t, rate)
             path = k[s].tolist()
@@ -105,7 +106,9 @@ def test_tcq_dequantize_reproduces_encoder_reconstruction(kind):
     q = make_quantizer(kind)
     r, scales = gaussian_residuals((2, 3, 4, 16), seed=1)
     r, scales = r.double(), scales.double()
-    k, cost = viterbi_search(q, r.reshape(-1, 16), scales.reshape(-1, 16), 0.2, GaussianRate(q))
+    k, _, cost = viterbi_search(
+        q, r.reshape(-1, 16), scales.reshape(-1, 16), 0.2, GaussianRate(q)
+    )
     k = k.reshape(r.shape)
     assert torch.equal(k, q.quantize(r, scales, lambda_t=0.2))
     bits = -torch.log2(q.likelihood(k, scales))

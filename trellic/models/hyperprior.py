@@ -25,18 +25,12 @@ from torch import Tensor, nn
 
 from trellic.coding.range_coder import SymbolDecoder, SymbolEncoder
 from trellic.entropy.factorized import FactorizedPrior
-from trellic.entropy.gaussian import (
-    TableRate,
-    bound_scales,
-    build_gaussian_tables,
-    default_scale_table,
-    scale_levels,
-)
+from trellic.entropy.gaussian import bound_scales, build_gaussian_tables, default_scale_table
 from trellic.entropy.tables import PmfTables
+from trellic.latent.gaussian import GaussianCoding
 from trellic.models.gdn import GDN
-from trellic.quant.base import ProxyKind, Quantizer
+from trellic.quant.base import ProxyKind, Quantized, Quantizer
 from trellic.quant.registry import QUANTIZERS, make_quantizer, quantizer_spec
-from trellic.quant.trellis import from_sequences, to_sequences
 
 DOWNSCALE = 64  # g_a (x16) then h_a (x4): inputs are padded to a multiple of this.
 
@@ -75,6 +69,7 @@ class QuantizedLatents:
 
     z_symbols: Tensor
     k: Tensor
+    qid: Tensor  # the quantizer id of each index (the search's path)
     means: Tensor
     scales: Tensor
 
@@ -207,8 +202,9 @@ class MeanScaleHyperprior(nn.Module):
             )
         return self.tables[quantizer_spec(quantizer.kind).tables]
 
-    def _rows(self, quantizer_ids: Tensor, scales: Tensor) -> Tensor:
-        return quantizer_ids * self.scale_table.numel() + scale_levels(scales, self.scale_table)
+    def y_coding(self, quantizer: Quantizer) -> GaussianCoding:
+        """The coder of y's indices with this quantizer (its tables, rows and walk)."""
+        return GaussianCoding(self.y_tables(quantizer), self.scale_table, quantizer)
 
     # -- bitstreams ---------------------------------------------------------------
     @torch.no_grad()
@@ -232,12 +228,8 @@ class MeanScaleHyperprior(nn.Module):
         """
         z_symbols = self.entropy_bottleneck.quantize(self.h_a(y) if z is None else z)
         means, scales = self.hyper_from_symbols(z_symbols)
-        k = quantizer.quantize(y - means, scales, lambda_t, rate=self.rate_model(quantizer))
-        return QuantizedLatents(z_symbols, k, means, scales)
-
-    def rate_model(self, quantizer: Quantizer) -> TableRate:
-        """The coder's exact code lengths, as the Viterbi's rate term."""
-        return TableRate(self.y_tables(quantizer), self.scale_table)
+        k, qid = quantizer.search(y - means, scales, lambda_t, self.y_coding(quantizer).rate)
+        return QuantizedLatents(z_symbols, k, qid, means, scales)
 
     def hyper_from_symbols(self, z_symbols: Tensor) -> tuple[Tensor, Tensor]:
         """What the decoder derives from the z symbols: means and scales of y."""
@@ -269,20 +261,13 @@ class MeanScaleHyperprior(nn.Module):
         """
         with single_threaded():
             latents = self.quantize_y(y, quantizer, lambda_t, z)
-        z_tables, y_tables = self.tables["z"], self.y_tables(quantizer)
-
         z_rows = self._z_rows(latents.z_symbols.shape)
-        z_encoder = SymbolEncoder(z_tables)
+        z_encoder = SymbolEncoder(self.tables["z"])
         z_encoder.encode_step(latents.z_symbols.numpy().ravel(), z_rows)
-
-        rows = self._rows(quantizer.quantizer_ids(latents.k), latents.scales)
-        y_encoder = SymbolEncoder(y_tables)
-        for values, step_rows in _steps(quantizer, latents.k, rows):
-            y_encoder.encode_step(values, step_rows)
-
+        y_quantized = Quantized(latents.k, latents.qid)
         return CompressedLatents(
             z_encoder.finish(),
-            y_encoder.finish(),
+            self.y_coding(quantizer).encode(y_quantized, latents.scales),
             tuple(latents.k.shape[-2:]),
             self.estimated_bits(latents, quantizer),
         )
@@ -290,9 +275,9 @@ class MeanScaleHyperprior(nn.Module):
     def estimated_bits(self, latents: QuantizedLatents, quantizer: Quantizer) -> float:
         """Code length of z symbols and y indices under the integer tables the coder uses."""
         z_rows = torch.from_numpy(self._z_rows(latents.z_symbols.shape))
-        rows = self._rows(quantizer.quantizer_ids(latents.k), latents.scales)
         bits = self.tables["z"].bits(z_rows, latents.z_symbols.ravel()).sum()
-        bits += self.y_tables(quantizer).bits(rows.ravel(), latents.k.ravel()).sum()
+        y_quantized = Quantized(latents.k, latents.qid)
+        bits += self.y_coding(quantizer).bits(y_quantized, latents.scales).sum()
         return float(bits)
 
     def _z_rows(self, shape: torch.Size) -> np.ndarray:
@@ -311,10 +296,8 @@ class MeanScaleHyperprior(nn.Module):
         z_decoder = SymbolDecoder(compressed.z_stream, self.tables["z"])
         z_symbols = torch.from_numpy(z_decoder.decode_step(self._z_rows(z_shape))).view(z_shape)
         means, scales = self.hyper_from_symbols(z_symbols)
-        y_decoder = SymbolDecoder(compressed.y_stream, self.y_tables(quantizer))
-        levels = to_sequences(scale_levels(scales, self.scale_table))
-        k = _decode_steps(quantizer, y_decoder, levels, self.scale_table.numel())
-        return means + quantizer.dequantize(from_sequences(k, means.shape))
+        k, qid = self.y_coding(quantizer).decode(compressed.y_stream, scales)
+        return means + quantizer.level(k, qid)
 
     @torch.no_grad()
     def decompress(self, compressed: CompressedLatents, quantizer: Quantizer) -> Tensor:
@@ -323,29 +306,3 @@ class MeanScaleHyperprior(nn.Module):
         with single_threaded():
             return self.g_s(y_hat)
 
-
-def _steps(quantizer: Quantizer, k: Tensor, rows: Tensor):
-    """Coding steps: one for USQ (no state), one per trellis position for TCQ."""
-    if quantizer.trellis.num_states == 1:
-        yield k.numpy().ravel(), rows.numpy().ravel()
-        return
-    k_seq, rows_seq = to_sequences(k).numpy(), to_sequences(rows).numpy()
-    for t in range(k_seq.shape[1]):
-        yield k_seq[:, t], rows_seq[:, t]
-
-
-def _decode_steps(
-    quantizer: Quantizer, decoder: SymbolDecoder, levels: Tensor, num_levels: int
-) -> Tensor:
-    """Decode indices (S, T) in lockstep, each step's rows chosen by the states reached."""
-    levels = levels.numpy()
-    if quantizer.trellis.num_states == 1:
-        return torch.from_numpy(decoder.decode_step(levels.ravel()).reshape(levels.shape))
-    next_state = quantizer.trellis.next_state_table().numpy()
-    quantizer_of = quantizer.trellis.quantizer_table().numpy()
-    state = np.zeros(levels.shape[0], dtype=np.int64)
-    k = np.empty(levels.shape, dtype=np.int64)
-    for t in range(levels.shape[1]):
-        k[:, t] = decoder.decode_step(quantizer_of[state] * num_levels + levels[:, t])
-        state = next_state[state, k[:, t] & 1]
-    return torch.from_numpy(k)

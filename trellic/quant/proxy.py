@@ -52,8 +52,7 @@ def noise_proxy(
 
 def ste_proxy(quantizer: Quantizer, r: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
     """True quantization (default lambda_t, Gaussian rate) with a straight-through gradient."""
-    k = quantizer.quantize(r.detach(), scales.detach())
-    qid = quantizer.quantizer_ids(k)
+    k, qid = quantizer.search(r.detach(), scales.detach())
     r_hat = quantizer.level(k, qid).to(r.dtype)
     lo, hi = quantizer.decision_bounds(k, qid)
     r_tilde = r_hat + (r - r.detach())  # exactly r_hat, with the gradient of r

@@ -63,7 +63,7 @@ def forward_quantized(
     means, scales = model.hyper_synthesis(z_hat)
     r = y - means
     with torch.no_grad():
-        k = quantizer.quantize(r, scales, lambda_t, rate=model.rate_model(quantizer))
+        k = quantizer.quantize(r, scales, lambda_t, rate=model.y_coding(quantizer).rate)
     y_hat = means + quantizer.dequantize(k)
     likelihoods = quantizer.likelihood(k, scales, r)  # straight-through to the means
     return QuantizedForward(model.g_s(y_hat), likelihoods, z_likelihoods, k)
