@@ -176,17 +176,15 @@ def splice(rng, seed, ctx):
 def absurd_escapes(rng, seed, ctx):
     """A well-formed y stream whose indices are huge: every one an escape."""
     model, codec = ctx["model"], ctx["codecs"][seed.header.quantizer]
-    h, w = (-(-s // 64) * 64 // 16 for s in (seed.header.height, seed.header.width))
-    z_shape = torch.Size((1, model.config.N, h // 4, w // 4))
-    from trellic.coding.range_coder import SymbolDecoder
-
-    z_decoder = SymbolDecoder(seed.container.z_stream, model.tables["z"])
-    z = z_decoder.decode_step(model._z_rows(z_shape))
-    means, scales = model.hyper_from_symbols(torch.from_numpy(z).view(z_shape))
+    latent = model.latent_codec
+    h, w = model.latent_shape(seed.header.height, seed.header.width)
+    z_shape = (1, model.config.N, h // latent.downscale, w // latent.downscale)
+    z = latent.z_coding().decode(seed.container.z_stream, z_shape)
+    means, scales = latent.decoded_parameters(z)
     magnitude = int(2 ** rng.uniform(4, 25))
     k = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, means.shape))
     quantized = Quantized(k, codec.quantizer.quantizer_ids(k))
-    return repack(seed, y=model.y_coding(codec.quantizer).encode(quantized, scales))
+    return repack(seed, y=latent.y_coding(codec.quantizer).encode(quantized, scales))
 
 
 CATEGORIES = {  # name: (mutator, share of the cases)

@@ -27,7 +27,7 @@ from trellic.codec import Codec
 from trellic.errors import TrellicError
 from trellic.eval.runner import rate_point
 from trellic.io import read_image, write_atomic
-from trellic.models import MeanScaleHyperprior
+from trellic.models import CodecModel
 from trellic.paths import data_root, kodak_dir
 from trellic.quant.registry import quantizer_names
 from trellic.train.checkpoint import model_from_checkpoint
@@ -67,7 +67,7 @@ def kodak_results(loaded: LoadedModel, count: int) -> dict:
     return results
 
 
-def _from_checkpoint(checkpoint: Path) -> tuple[MeanScaleHyperprior, dict]:
+def _from_checkpoint(checkpoint: Path) -> tuple[CodecModel, dict]:
     model, progress = model_from_checkpoint(checkpoint)
     config = progress["config"]
     return model, {

@@ -29,6 +29,6 @@ def test_every_command_offers_exactly_the_registry_quantizers(command):
 
 def test_a_model_builds_one_table_set_per_registry_key_with_the_step_it_codes():
     model = make_tiny_model()
-    assert set(model.tables) == {"z"} | {spec.tables for spec in QUANTIZERS.values()}
+    assert set(model.latent_codec.tables) == {"z"} | {spec.tables for spec in QUANTIZERS.values()}
     assert model.quantizer("tcq8").delta == model.config.tcq_delta
     assert model.quantizer("usq").delta == 1.0

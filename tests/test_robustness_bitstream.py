@@ -131,12 +131,12 @@ def test_absurd_escape_values_are_an_error_not_an_image_of_nans(codecs, files, k
     codec = codecs[kind]
     model, quantizer = codec.loaded.model, codec.quantizer
     container = bitstream.unpack(files[kind])
-    z_shape = torch.Size((1, model.config.N, 1, 2))  # 40x70 pads to 64x128
-    z = SymbolDecoder(container.z_stream, model.tables["z"]).decode_step(model._z_rows(z_shape))
-    means, scales = model.hyper_from_symbols(torch.from_numpy(z).view(z_shape))
+    latent = model.latent_codec
+    z = latent.z_coding().decode(container.z_stream, (1, model.config.N, 1, 2))  # 40x70: 64x128
+    means, scales = latent.decoded_parameters(z)
     k = torch.full(means.shape, 2**20, dtype=torch.long)
     k[..., ::2] *= -1
-    y_stream = model.y_coding(quantizer).encode(Quantized(k, quantizer.quantizer_ids(k)), scales)
+    y_stream = latent.y_coding(quantizer).encode(Quantized(k, quantizer.quantizer_ids(k)), scales)
     with pytest.raises(TrellicError, match="not finite"):
         codec.decode(repack(files[kind], y=y_stream))
 

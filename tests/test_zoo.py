@@ -17,7 +17,8 @@ def test_weights_round_trip_strictly_with_tables(tmp_path, tiny_model):
     assert info["training"]["lmbda"] == 0.01
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(value, model.state_dict()[key])
-    assert (model.tables["tcq"].freqs == tiny_model.tables["tcq"].freqs).all()
+    tables, expected = model.latent_codec.tables, tiny_model.latent_codec.tables
+    assert (tables["tcq"].freqs == expected["tcq"].freqs).all()
 
 
 def test_missing_key_is_an_error(tmp_path, tiny_model):
@@ -63,7 +64,7 @@ def test_manifest_checks_sha256(tmp_path, tiny_model):
 
 def test_shipped_manifest_lists_loadable_weights():
     loaded = load("default")
-    assert loaded.model.tables and loaded.sha256 == sha256_of(
+    assert loaded.model.latent_codec.tables and loaded.sha256 == sha256_of(
         next(p for p in loaded_path_candidates(loaded.model_id))
     )
 

@@ -19,27 +19,16 @@ from __future__ import annotations
 import abc
 import enum
 import math
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from trellic.errors import TrellicError
 from trellic.quant.trellis import CodingStep, Trellis, from_sequences, to_sequences, walk
-from trellic.quant.viterbi import viterbi_search
+from trellic.quant.viterbi import RateModel, viterbi_search
 
 LIKELIHOOD_BOUND = 1e-9
-
-
-class RateModel(Protocol):
-    """Code length of quantization indices, as the trellis search sees it."""
-
-    def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
-        """Bits to code integer index ``k`` with quantizer ``qid`` at Gaussian scale ``scales``.
-
-        ``k`` and ``scales`` broadcast elementwise; the result has their broadcast shape.
-        """
-        ...
 
 
 class ProxyKind(enum.Enum):
@@ -48,11 +37,15 @@ class ProxyKind(enum.Enum):
     NOISE: additive uniform noise (USQ) or the switching perturbation (TCQ).
     STE: the true quantizer output with a straight-through gradient.
     MIXED: STE value for the decoder, NOISE likelihood for the rate.
+    TRUE: what the decoder gets (the search with the caller's lambda_t and rate
+    model, no gradient to r) and the likelihood of those true indices
+    (straight-through to r): retraining on truly quantized latents.
     """
 
     NOISE = "noise"
     STE = "ste"
     MIXED = "mixed"
+    TRUE = "true"
 
 
 def _lower_bound(p: Tensor) -> Tensor:
@@ -124,7 +117,12 @@ class Quantizer(abc.ABC):
 
     @abc.abstractmethod
     def proxy(
-        self, r: Tensor, scales: Tensor, kind: ProxyKind = ProxyKind.NOISE
+        self,
+        r: Tensor,
+        scales: Tensor,
+        kind: ProxyKind = ProxyKind.NOISE,
+        lambda_t: float | None = None,
+        rate: RateModel | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Differentiable training path.
 
@@ -132,6 +130,7 @@ class Quantizer(abc.ABC):
             r: (B, M, H, W) residuals y - means.
             scales: (B, M, H, W) Gaussian scales.
             kind: which approximation (see :class:`ProxyKind`).
+            lambda_t, rate: the search's, for ``TRUE`` (see :meth:`search`).
 
         Returns:
             (r_tilde, likelihood), both (B, M, H, W), differentiable w.r.t. r and scales.

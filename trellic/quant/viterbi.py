@@ -21,15 +21,39 @@ every step of the loop reads and writes contiguous rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from trellic.quant.base import Quantizer, RateModel
+from trellic.quant.trellis import Trellis
 
 BLOCK_ELEMENTS = 1 << 17
+
+
+class RateModel(Protocol):
+    """Code length of quantization indices, as the trellis search sees it."""
+
+    def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
+        """Bits to code integer index ``k`` with quantizer ``qid`` at Gaussian scale ``scales``.
+
+        ``k`` and ``scales`` broadcast elementwise; the result has their broadcast shape.
+        """
+        ...
+
+
+class Quantizer(Protocol):
+    """What the search needs of a quantizer (:class:`trellic.quant.base.Quantizer` has it)."""
+
+    trellis: Trellis
+    delta: float
+
+    @property
+    def num_quantizers(self) -> int: ...
+
+    def level_units(self, k: Tensor, qid: Tensor | int) -> Tensor: ...
+
+    def index_below(self, r: Tensor, qid: Tensor | int) -> Tensor: ...
 
 
 def candidates(quantizer: Quantizer, r: Tensor, qid: int) -> Tensor:

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.quant.base import ProxyKind, Quantizer
 from trellic.train import distributed
@@ -92,16 +92,17 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * 0.1**drops
 
 
-def make_optimizers(model: MeanScaleHyperprior, config: TrainConfig) -> dict[str, torch.optim.Adam]:
-    """Adam for the model ("main") and for the factorized prior's quantiles ("aux")."""
-    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+def make_optimizers(model: CodecModel, config: TrainConfig) -> dict[str, torch.optim.Adam]:
+    """Adam for the model ("main") and for the latent codec's aux parameters ("aux")."""
+    aux = model.latent_codec.aux_parameters()
+    main = [p for p in model.parameters() if all(p is not a for a in aux)]
     return {
         "main": torch.optim.Adam(main, lr=config.lr),
-        "aux": torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=config.aux_lr),
+        "aux": torch.optim.Adam(aux, lr=config.aux_lr),
     }
 
 
-def train_step(net: torch.nn.Module, model: MeanScaleHyperprior, x: Tensor, quantizer: Quantizer,
+def train_step(net: torch.nn.Module, model: CodecModel, x: Tensor, quantizer: Quantizer,
                optimizers: dict[str, torch.optim.Adam], config: TrainConfig,
                step: int) -> tuple[LossTerms, Tensor]:
     """One optimizer step on batch x; ``net`` is the model or its DDP wrapper."""
@@ -139,14 +140,14 @@ def _record(step: int, terms: LossTerms, aux: Tensor, config: TrainConfig, elaps
 
 
 def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool = False,
-          warm_start: Path | None = None, progress: bool = True) -> MeanScaleHyperprior:
+          warm_start: Path | None = None, progress: bool = True) -> CodecModel:
     """Run (or continue) a training run in ``out_dir``; returns the trained model."""
     where = distributed.topology(config.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     quantizer = make_quantizer(config.quantizer)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = MeanScaleHyperprior(ModelConfig(N=config.N, M=config.M))
+    model = CodecModel(ModelConfig(N=config.N, M=config.M))
     model.to(where.device, memory_format=layout)
     optimizers = make_optimizers(model, config)
     start, elapsed = 0, 0.0

@@ -20,7 +20,7 @@ import torch
 
 from trellic.codec import Codec
 from trellic.io import image_to_tensor, read_image
-from trellic.models import MeanScaleHyperprior
+from trellic.models import CodecModel
 from trellic.train.data import list_images
 from trellic.train.loss import MS_SSIM_MIN_SIDE, ms_ssim
 from trellic.zoo import LoadedModel
@@ -36,9 +36,9 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + h, left : left + w])
 
 
-def cpu_replica(model: MeanScaleHyperprior) -> MeanScaleHyperprior:
+def cpu_replica(model: CodecModel) -> CodecModel:
     """A CPU copy of the model in eval mode with fresh coding tables."""
-    replica = MeanScaleHyperprior(model.config)
+    replica = CodecModel(model.config)
     replica.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     replica.eval()
     replica.update()
@@ -56,7 +56,7 @@ class ValidationSet:
         files = list_images([Path(folder)])[:count]
         return cls([center_crop(read_image(path), crop) for path in files])
 
-    def evaluate(self, model: MeanScaleHyperprior, quantizer: str) -> dict:
+    def evaluate(self, model: CodecModel, quantizer: str) -> dict:
         """Code every image with the real quantizer; per-image means of bpp, PSNR (, MS-SSIM)."""
         began = time.perf_counter()
         loaded = LoadedModel(cpu_replica(model), MODEL_ID, "0" * 64, {})
