@@ -24,7 +24,8 @@ from trellic.models.transforms import LATENT_STRIDE, analysis_transform, synthes
 from trellic.quant.base import ProxyKind, Quantizer
 
 LATENT_PREFIX = "latent_codec."
-TRANSFORM_PREFIXES = ("g_a.", "g_s.")
+# The entropy model's top-level tensor names in files written before the latent-codec layer.
+VERSION_1_LATENT_NAMES = ("h_a", "h_s", "entropy_bottleneck", "scale_table")
 
 
 @dataclass
@@ -41,12 +42,10 @@ def upgrade_legacy_keys(state: dict) -> dict:
 
     Those files named the entropy model's tensors at the top level (``h_a.*``,
     ``h_s.*``, ``entropy_bottleneck.*``, ``scale_table``); they now live under
-    ``latent_codec.``. A state that already has such names is returned as is.
+    ``latent_codec.``. Every other name is kept.
     """
-    if any(key.startswith(LATENT_PREFIX) for key in state):
-        return state
     return {
-        key if key.startswith(TRANSFORM_PREFIXES) else LATENT_PREFIX + key: value
+        LATENT_PREFIX + key if key.split(".")[0] in VERSION_1_LATENT_NAMES else key: value
         for key, value in state.items()
     }
 
