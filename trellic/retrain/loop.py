@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from trellic.eval.metrics import psnr_of_mse
 from trellic.models.model import CodecModel
 from trellic.rd import rd_cost
 from trellic.retrain.cache import LatentCache, build_cache
 from trellic.retrain.targets import encode, forward_quantized, quantized_latents
 from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
-from trellic.train.loss import psnr, rate_bits
+from trellic.train.loss import rate_bits
 from trellic.train.run_folder import LOG
 
 PARTS = ("decoder", "hyper+decoder")
@@ -135,7 +136,7 @@ def retrain(
                         **{k: v.item() for k, v in terms.items()},
                         "elapsed": time.time() - began,
                     }
-                    record["psnr"] = psnr(record["mse"])
+                    record["psnr"] = psnr_of_mse(record["mse"])
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     bar.set_postfix(psnr=f"{record['psnr']:.2f}")

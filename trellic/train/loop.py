@@ -36,6 +36,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from trellic.eval.metrics import psnr_of_mse
 from trellic.models import CodecModel, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.quant.base import ProxyKind, Quantizer
@@ -43,7 +44,7 @@ from trellic.train import distributed
 from trellic.train.checkpoint import load_model_weights, load_training_state, save_training_state
 from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
-from trellic.train.loss import LossTerms, psnr, rate_distortion
+from trellic.train.loss import LossTerms, rate_distortion
 from trellic.train.precision import precision_context
 from trellic.train.run_folder import CHECKPOINT, EXPORT, LOG
 from trellic.train.validate import ValidationSet
@@ -140,7 +141,7 @@ def _record(step: int, terms: LossTerms, aux: Tensor, config: TrainConfig, elaps
     if terms.ms_ssim is not None:
         values.append(terms.ms_ssim)
     values = distributed.mean_over_ranks(torch.stack([v.detach() for v in values])).tolist()
-    record = {"step": step, "loss": values[0], "mse": values[1], "psnr": psnr(values[1]),
+    record = {"step": step, "loss": values[0], "mse": values[1], "psnr": psnr_of_mse(values[1]),
               "bpp": values[2], "aux": values[3], "lr": learning_rate(config, step - 1),
               "elapsed": elapsed}
     if terms.ms_ssim is not None:

@@ -59,10 +59,6 @@ def rate_distortion(output: ForwardOutput, x: Tensor, lmbda: float,
     raise ValueError(f"unknown distortion {distortion!r}: expected one of {DISTORTIONS}")
 
 
-def psnr(mse: float) -> float:
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
-
-
 def _ssim_terms(x: Tensor, y: Tensor, window: Tensor) -> tuple[Tensor, Tensor]:
     """Mean SSIM and mean contrast-structure term per image and channel, each (B, C)."""
     channels = x.shape[1]
