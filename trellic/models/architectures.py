@@ -15,6 +15,8 @@ from trellic.errors import TrellicError
 ARCHITECTURES: dict[str, str] = {
     # Minnen, Balle, Toderici 2018 without the context model (CompressAI's mbt2018-mean).
     "mbt2018-mean": "trellic.latent.hyperprior:MeanScaleHyperprior",
+    # Balle, Minnen, Singh, Hwang, Johnston 2018: scales only (CompressAI's bmshj2018-hyperprior).
+    "bmshj2018-hyperprior": "trellic.latent.scale_hyperprior:ScaleHyperprior",
 }
 
 
