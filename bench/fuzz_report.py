@@ -7,6 +7,9 @@ TCQ-4 and TCQ-8 at a few sizes, then mutated by category (see ``CATEGORIES``).
 A case passes when decoding ends within ``TIME_LIMIT_S`` with either a uint8
 image of the size its header states, or a one-line :class:`TrellicError`; any
 other exception, a multi-line message, a memory error or a slow case fails.
+In the categories marked *refuse* (well-formed streams of other symbols under
+the file's symbols CRC) only the integrity check's error passes: an image
+there is a desynchronised decoder that went unnoticed.
 The process runs under an address-space limit (``--memory-gib``), so an
 allocation sized by an unchecked header field shows up as a failure, not as a
 swapping machine. One case in ``CLI_EVERY`` also goes through ``trellic
@@ -61,14 +64,14 @@ class Seed:
         self.container = bitstream.unpack(data)
         self.header = self.container.header
         z_len, y_len = len(self.container.z_stream), len(self.container.y_stream)
-        self.y_start = len(data) - 4 - y_len
+        self.y_start = len(data) - 8 - y_len
         self.z_start = self.y_start - len(bitstream._varint(y_len)) - z_len
         id_end = 6 + len(self.header.model_id)
         sizes_start = id_end + bitstream.SHA_PREFIX_BYTES + 9
         self.boundaries = sorted({0, 4, 5, 6, id_end, id_end + 8, id_end + 9, id_end + 13,
                                   sizes_start, self.z_start - len(bitstream._varint(z_len)),
                                   self.z_start, self.y_start - len(bitstream._varint(y_len)),
-                                  self.y_start, len(data) - 4, len(data)})
+                                  self.y_start, len(data) - 8, len(data) - 4, len(data)})
         self.sizes_start = sizes_start
 
 
@@ -81,7 +84,8 @@ def repack(seed: Seed, z: bytes | None = None, y: bytes | None = None, **fields)
     h = seed.header
     values = {"model_id": h.model_id.encode(), "sha": bytes.fromhex(h.weights_sha256),
               "version": bitstream.FORMAT_VERSION, "code": bitstream.QUANTIZER_CODES[h.quantizer],
-              "delta": h.delta, "lambda_t": h.lambda_t, "height": h.height, "width": h.width}
+              "delta": h.delta, "lambda_t": h.lambda_t, "height": h.height, "width": h.width,
+              "symbols_crc": seed.container.symbols_crc}
     values.update(fields)
     z = seed.container.z_stream if z is None else z
     y = seed.container.y_stream if y is None else y
@@ -91,6 +95,7 @@ def repack(seed: Seed, z: bytes | None = None, y: bytes | None = None, **fields)
     out += bitstream._varint(values["height"]) + bitstream._varint(values["width"])
     out += fields.get("z_len_bytes", bitstream._varint(len(z))) + z
     out += fields.get("y_len_bytes", bitstream._varint(len(y))) + y
+    out += struct.pack("<I", values["symbols_crc"])
     return with_crc(bytes(out))
 
 
@@ -187,16 +192,30 @@ def absurd_escapes(rng, seed, ctx):
     return repack(seed, y=latent.y_coding(codec.quantizer).encode(quantized, scales))
 
 
+def other_symbols(rng, seed, ctx):
+    """A well-formed y stream of other (small) indices under the file's symbols CRC."""
+    model, codec = ctx["model"], ctx["codecs"][seed.header.quantizer]
+    latent = model.latent_codec
+    h, w = model.latent_shape(seed.header.height, seed.header.width)
+    z_shape = (1, model.config.N, h // latent.downscale, w // latent.downscale)
+    z = latent.z_coding().decode(seed.container.z_stream, z_shape)
+    _, scales = latent.decoded_parameters(z)
+    k = torch.from_numpy(rng.integers(-2, 3, scales.shape))
+    quantized = Quantized(k, codec.quantizer.quantizer_ids(k))
+    return repack(seed, y=latent.y_coding(codec.quantizer).encode(quantized, scales))
+
+
 CATEGORIES = {  # name: (mutator, share of the cases)
     "truncation at section boundaries": (truncate_boundary, 0.08),
     "truncated stream, valid CRC": (truncate_stream, 0.10),
     "bit flips": (bit_flip, 0.08),
-    "bit flips, CRC recomputed": (lambda r, s, c: bit_flip(r, s, c, fix_crc=True), 0.20),
+    "bit flips, CRC recomputed": (lambda r, s, c: bit_flip(r, s, c, fix_crc=True), 0.17),
     "random bytes": (random_bytes, 0.08),
     "lying headers": (lying_header, 0.20),
     "garbage streams, valid CRC": (garbage_streams, 0.18),
     "spliced streams": (splice, 0.05),
     "absurd escape values": (absurd_escapes, 0.03),
+    "other symbols, valid CRCs (refuse)": (other_symbols, 0.03),
 }
 
 
@@ -310,6 +329,10 @@ def main(argv: list[str] | None = None) -> dict:
             seed = seeds[int(rng.integers(len(seeds)))]
             data = mutate(rng, seed, ctx)
             outcome, detail = timed_case(data, codecs, tally)
+            if "(refuse)" in name and not (outcome == "error" and "integrity" in detail):
+                tally[outcome] -= 1
+                tally["failure"] += 1
+                outcome, detail = "failure", f"not refused by the integrity check: {detail}"
             if outcome == "failure" and len(examples) < 5:
                 examples.append(detail)
             if outcome == "error":

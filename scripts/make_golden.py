@@ -14,7 +14,12 @@ its coordinates and the sha256 of its pixels. The images are never copied.
 
 The golden files pin the codec's exact bytes and pixels: refresh them only
 for a change that is *meant* to alter the format or the shipped models, and
-say so in the commit (``--force`` overwrites).
+say so in the commit (``--force`` overwrites). Bytes and pixels are exact on
+machines whose float kernels round like the writer's (g_a and g_s are float):
+``kernels`` records a fingerprint of them. On any machine, every file must
+decode, to the same indices (its symbols CRC checks them). ``format1/`` keeps
+three files of container version 1, written before portable bitstreams; they
+are carried over as they are, never rewritten.
 """
 
 from __future__ import annotations
@@ -82,6 +87,17 @@ def decode(data: bytes, model: str | None = None) -> np.ndarray:
     return Codec.load_from(loaded, header.quantizer, header.lambda_t).decode(data)
 
 
+def kernel_fingerprint() -> str:
+    """sha256 of the default model's g_a and g_s on a fixed input, one thread: machines whose
+    float kernels round alike give the same fingerprint (and the same golden bytes and pixels)."""
+    model = loaded_model(DEFAULT).model
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model.g_a(x)
+        x_hat = model.g_s(y)
+    return hashlib.sha256(y.numpy().tobytes() + x_hat.numpy().tobytes()).hexdigest()
+
+
 def file_name(case: dict) -> str:
     extra = (f"-lt{case['lambda_t']:g}" if case["lambda_t"] is not None else "") + (
         f"-refine{case['refine']}" if case["refine"] else ""
@@ -138,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     for entry in cross_decodes(manifest):
         data = (args.out / entry["file"]).read_bytes()
         cross.append({**entry, "decoded_sha256": image_sha256(decode(data, entry["model"]))})
-    golden = {"schema": 1, "crops": crops, "files": files, "cross_decodes": cross}
+    previous = args.out / "golden.json"
+    format1 = json.loads(previous.read_text())["format1"] if previous.is_file() else []
+    golden = {"schema": 2, "kernels": kernel_fingerprint(), "crops": crops, "files": files,
+              "cross_decodes": cross, "format1": format1}
     text = json.dumps(golden, indent=1) + "\n"
     write_atomic(args.out / "golden.json", text.encode(), force=args.force)
     return 0

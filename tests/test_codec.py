@@ -61,6 +61,7 @@ def test_a_file_from_another_model_is_refused(tiny_weights):
         bitstream.Header("other", header.header.weights_sha256, "usq", 1.0, 0.0, 16, 16),
         header.z_stream,
         header.y_stream,
+        header.symbols_crc,
     )
     with pytest.raises(TrellicError, match="coded with model 'other'"):
         _codec(tiny_weights, "usq").decode(forged)

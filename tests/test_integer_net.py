@@ -11,21 +11,21 @@ import torch
 from torch import nn
 
 from tests.conftest import make_tiny_model
-from trellic.models import integer_net
-from trellic.models.integer_net import FRACTION_BITS, IntegerSynthesis
+from trellic.latent import integer_net
+from trellic.latent.integer_net import FRACTION_BITS, IntegerSynthesis
 
 # One process per kernel setting: oneDNN's ISA cap is read once, at its first use.
 _PROBE = """
 import hashlib, sys, torch
 from tests.conftest import make_tiny_model
-from trellic.models.integer_net import IntegerSynthesis
+from trellic.latent.integer_net import IntegerSynthesis
 setting = sys.argv[1]
 torch.backends.mkldnn.enabled = setting != "no-onednn"
 torch.set_num_threads(2 if setting == "two-threads" else 1)
 model = make_tiny_model()
 z = torch.randn(1, 16, 6, 5, generator=torch.Generator().manual_seed(1)) * 8
 with torch.no_grad():
-    exact, fl = IntegerSynthesis(model.h_s)(z), model.h_s(z)
+    exact, fl = IntegerSynthesis(model.latent_codec.h_s)(z), model.latent_codec.h_s(z)
 digest = lambda t: hashlib.sha256(t.numpy().tobytes()).hexdigest()
 print(digest(exact), digest(fl))
 """
@@ -57,16 +57,16 @@ def test_integer_synthesis_tracks_the_float_network():
     model = make_tiny_model()
     z = torch.randn(1, 16, 6, 5, generator=torch.Generator().manual_seed(2)) * 8
     with torch.no_grad():
-        reference = model.h_s(z)
-        exact = IntegerSynthesis(model.h_s)(z)
+        reference = model.latent_codec.h_s(z)
+        exact = IntegerSynthesis(model.latent_codec.h_s)(z)
     error = (exact - reference).abs().max() / reference.abs().max()
     assert error < 0.02
     assert torch.equal(exact * 2**FRACTION_BITS, torch.round(exact * 2**FRACTION_BITS))
 
 
 def test_integer_synthesis_refuses_what_it_cannot_run_exactly(monkeypatch):
-    with pytest.raises(ValueError, match="cannot run a ReLU"):
-        IntegerSynthesis(nn.Sequential(nn.Conv2d(2, 2, 3), nn.ReLU()))
+    with pytest.raises(ValueError, match="cannot run a Sigmoid"):
+        IntegerSynthesis(nn.Sequential(nn.Conv2d(2, 2, 3), nn.Sigmoid()))
     # 64 * 25 weights of 127 times activations up to 2**45 exceed float64's exact integers.
     monkeypatch.setattr(integer_net, "ACTIVATION_LIMIT", 1 << 45)
     with pytest.raises(ValueError, match="too wide"):

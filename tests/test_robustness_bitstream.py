@@ -41,13 +41,15 @@ def with_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def repack(data: bytes, z: bytes | None = None, y: bytes | None = None, **header) -> bytes:
+def repack(data: bytes, z: bytes | None = None, y: bytes | None = None,
+           symbols_crc: int | None = None, **header) -> bytes:
     container = bitstream.unpack(data)
     fields = {**container.header.__dict__, **header}
     fields["weights_sha256"] = container.header.weights_sha256
     return bitstream.pack(bitstream.Header(**fields),
                           container.z_stream if z is None else z,
-                          container.y_stream if y is None else y)
+                          container.y_stream if y is None else y,
+                          container.symbols_crc if symbols_crc is None else symbols_crc)
 
 
 def decodes_or_fails_cleanly(codec: Codec, data: bytes) -> str:
@@ -137,7 +139,11 @@ def test_absurd_escape_values_are_an_error_not_an_image_of_nans(codecs, files, k
     k = torch.full(means.shape, 2**20, dtype=torch.long)
     k[..., ::2] *= -1
     y_stream = latent.y_coding(quantizer).encode(Quantized(k, quantizer.quantizer_ids(k)), scales)
+    forged = repack(files[kind], y=y_stream, symbols_crc=bitstream.symbols_crc(z, k))
     with pytest.raises(TrellicError, match="not finite"):
+        codec.decode(forged)
+    # The same stream under the encoder's checksum: the integrity check names the desync.
+    with pytest.raises(TrellicError, match="integrity check"):
         codec.decode(repack(files[kind], y=y_stream))
 
 
@@ -165,7 +171,7 @@ def test_a_header_never_names_a_path_to_load(files):
         if "/" in model_id:
             with pytest.raises(TrellicError, match="model id"):
                 header = bitstream.Header(model_id, "0" * 16, "usq", 1.0, 0.0, 8, 8)
-                bitstream.pack(header, b"", b"")
+                bitstream.pack(header, b"", b"", 0)
             continue
         data = repack(files["usq"], model_id=model_id)
         with pytest.raises(TrellicError, match="unknown model|manifest"):
@@ -191,4 +197,28 @@ def test_pack_refuses_what_unpack_would_refuse():
     for bad in ({"lambda_t": float("inf")}, {"delta": 0.0}, {"height": 0},
                 {"width": bitstream.MAX_SIDE + 1}, {"model_id": "modèle"}, {"model_id": "a" * 65}):
         with pytest.raises(TrellicError):
-            bitstream.pack(bitstream.Header(**{**good.__dict__, **bad}), b"", b"")
+            bitstream.pack(bitstream.Header(**{**good.__dict__, **bad}), b"", b"", 0)
+
+
+@pytest.mark.parametrize("kind", ["usq", "tcq4"])
+def test_a_stream_that_decodes_to_other_symbols_is_caught_by_the_integrity_check(
+    codecs, files, kind
+):
+    """Streams altered under a valid container CRC: the decoder either refuses them in one
+    line or returns the very image of the original file, never another image."""
+    codec = codecs[kind]
+    original = codec.decode(files[kind])
+    container = bitstream.unpack(files[kind])
+    rng = np.random.default_rng(7)
+    caught = 0
+    for _ in range(40):
+        y = bytearray(container.y_stream)
+        position = int(rng.integers(len(y)))
+        y[position] ^= int(rng.integers(1, 256))
+        try:
+            image = codec.decode(repack(files[kind], y=bytes(y)))
+        except TrellicError as error:
+            caught += "integrity check" in str(error)
+            continue
+        assert np.array_equal(image, original)
+    assert caught > 0

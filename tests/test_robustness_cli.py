@@ -88,7 +88,8 @@ def test_a_header_naming_an_unknown_model_is_one_line(work, capsys):
     folder, _ = work
     container = bitstream.unpack((folder / "a.trl").read_bytes())
     header = bitstream.Header(**{**container.header.__dict__, "model_id": "gone-model"})
-    forged = bitstream.pack(header, container.z_stream, container.y_stream)
+    forged = bitstream.pack(header, container.z_stream, container.y_stream,
+                            container.symbols_crc)
     (folder / "gone.trl").write_bytes(forged)
     assert main(["decompress", "gone.trl", "o.png"]) == 1
     one_line_error(capsys, "unknown model 'gone-model'")

@@ -145,7 +145,7 @@ class Codec:
             height,
             width,
         )
-        data = bitstream.pack(header, *compressed.streams)
+        data = bitstream.pack(header, *compressed.streams, compressed.checksum)
         return EncodedImage(data, compressed.estimated_bits)
 
     def _quantizer_for(self, header: bitstream.Header) -> Quantizer:
@@ -197,7 +197,7 @@ class Codec:
         streams = (container.z_stream, container.y_stream)
         try:
             x_hat = model.decompress(streams, model.latent_shape(header.height, header.width),
-                                     quantizer)
+                                     quantizer, container.symbols_crc)
         except (ValueError, RuntimeError, OverflowError) as error:
             raise TrellicError(f"corrupt bitstream: {str(error).splitlines()[0]}") from None
         if not torch.isfinite(x_hat).all():

@@ -172,7 +172,7 @@ def info(args: argparse.Namespace) -> int:
     container = bitstream.unpack(data)
     h = container.header
     print(f"file           {args.input} ({len(data)} bytes)")
-    print(f"format         trellic v{bitstream.FORMAT_VERSION}")
+    print(f"format         trellic v{container.version}")
     print(f"model          {h.model_id} (weights sha256 {h.weights_sha256}...)")
     print(f"quantizer      {h.quantizer}, delta {h.delta:g}, lambda_t {h.lambda_t:g}")
     print(f"image          {h.width}x{h.height}")

@@ -16,7 +16,23 @@ Layout (all integers little-endian; ``varint`` = unsigned LEB128, at most 5 byte
     ..      z stream         bytes    range-coded hyper-latents (whole 32-bit words)
     ..      y length         varint   bytes of the y stream
     ..      y stream         bytes    range-coded latent indices (whole 32-bit words)
+    ..      symbols crc32    u32      version 2 only: CRC-32 of the coded symbols (below)
     end-4   crc32            u32      CRC-32 of every byte before it
+
+Version 2 (written since 0.2) makes files portable. The decoder derives every
+pmf row from integer arithmetic (``trellic.latent.integer_net``: h_s in fixed
+point, exact on any CPU, thread count, with or without oneDNN, or on a GPU), so
+a file written on one machine decodes on every other, to the same indices; the
+float transform g_s may then differ by a rounding in the last bit, at most a
+pixel level. The *symbols CRC* is CRC-32 of the z symbols, then the y indices,
+as little-endian int32 in tensor order (N, h, w) and (M, H/16, W/16): the
+decoder recomputes it from what its entropy decoder produced, so a desynchronised
+decoder (from any cause) is an error, never a garbage image.
+
+Version 1 files (float h_s, no symbols CRC) still decode through the float path;
+that is exact only on a machine whose convolution kernels round like the
+encoder's (same CPU kind and library build): elsewhere a row may differ, which
+shows as a corrupt-stream error or, undetected, as a wrong image.
 
 Coding order inside the streams (see trellic.coding.range_coder): z is one
 step, values grouped by channel. y for USQ is one step grouped by (scale
@@ -40,11 +56,14 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from trellic.errors import TrellicError
 from trellic.quant.registry import QUANTIZERS
 
 MAGIC = b"TRLC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_SIDE = 1 << 16
 QUANTIZER_CODES = {name: spec.code for name, spec in QUANTIZERS.items()}
 SHA_PREFIX_BYTES = 8
@@ -70,7 +89,17 @@ class Container:
     header: Header
     z_stream: bytes
     y_stream: bytes
-    header_bytes: int  # everything but the two streams: magic .. lengths + CRC
+    header_bytes: int  # everything but the two streams: magic .. lengths + CRCs
+    version: int = FORMAT_VERSION
+    symbols_crc: int | None = None  # version 2: CRC-32 of the coded symbols
+
+
+def symbols_crc(*symbols) -> int:
+    """CRC-32 of integer arrays (z symbols, then y indices) as little-endian int32 bytes."""
+    crc = 0
+    for array in symbols:
+        crc = zlib.crc32(np.ascontiguousarray(array, dtype="<i4").tobytes(), crc)
+    return crc
 
 
 def _varint(value: int) -> bytes:
@@ -115,7 +144,8 @@ def _check_header(header: Header, problem: str) -> None:
         raise TrellicError(f"{problem}: image size {header.width}x{header.height} out of range")
 
 
-def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
+def pack(header: Header, z_stream: bytes, y_stream: bytes, coded_symbols_crc: int) -> bytes:
+    """A version-2 file; coded_symbols_crc is :func:`symbols_crc` of what the streams code."""
     if not _MODEL_ID.fullmatch(header.model_id):
         raise TrellicError(f"model id must be 1..64 of [A-Za-z0-9._:+-]: {header.model_id!r}")
     _check_header(header, "cannot write header")
@@ -126,6 +156,7 @@ def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
     out += struct.pack("<Bff", QUANTIZER_CODES[header.quantizer], header.delta, header.lambda_t)
     out += _varint(header.height) + _varint(header.width)
     out += _varint(len(z_stream)) + z_stream + _varint(len(y_stream)) + y_stream
+    out += struct.pack("<I", coded_symbols_crc)
     out += struct.pack("<I", zlib.crc32(out))
     if len(out) > MAX_FILE_BYTES:
         raise TrellicError(f"cannot write a file of more than {MAX_FILE_BYTES} bytes")
@@ -138,10 +169,10 @@ def unpack(data: bytes) -> Container:
         raise TrellicError("not a trellic file (bad magic)")
     if len(data) > MAX_FILE_BYTES:
         raise TrellicError(f"not a trellic file (more than {MAX_FILE_BYTES} bytes)")
-    if data[4] != FORMAT_VERSION:
-        raise TrellicError(
-            f"unsupported format version {data[4]} (this trellic reads {FORMAT_VERSION})"
-        )
+    version = data[4]
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise TrellicError(f"unsupported format version {version} (this trellic reads {readable})")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise TrellicError("corrupt bitstream: CRC mismatch")
@@ -160,6 +191,10 @@ def unpack(data: bytes) -> Container:
     _check_header(header, "corrupt bitstream")
     z_stream = reader.take(reader.varint("z length"), "z stream")
     y_stream = reader.take(reader.varint("y length"), "y stream")
+    coded_crc = None
+    if version >= 2:
+        (coded_crc,) = struct.unpack("<I", reader.take(4, "symbols crc"))
     if reader.pos != len(reader.data):
         raise TrellicError("corrupt bitstream: trailing bytes")
-    return Container(header, z_stream, y_stream, len(data) - len(z_stream) - len(y_stream))
+    header_bytes = len(data) - len(z_stream) - len(y_stream)
+    return Container(header, z_stream, y_stream, header_bytes, version, coded_crc)

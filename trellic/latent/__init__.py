@@ -4,4 +4,5 @@
 - :mod:`.hyperprior`: the mean-scale hyperprior (mbt2018-mean).
 - :mod:`.scale_hyperprior`: the scale-only hyperprior (bmshj2018-hyperprior).
 - :mod:`.gaussian`, :mod:`.factorized`: coding y's indices and z's symbols with the tables.
+- :mod:`.integer_net`: hyper-synthesis in integer arithmetic, exact on every machine.
 """

@@ -53,9 +53,11 @@ class LatentQuantized:
 
 @dataclass
 class LatentCompressed(LatentQuantized):
-    """The decisions and their coded streams (container order: side information, then y)."""
+    """The decisions and their coded streams (container order: side information, then y),
+    with the checksum of the coded symbols (``trellic.coding.bitstream.symbols_crc``)."""
 
     streams: tuple[bytes, bytes]
+    checksum: int
 
 
 class LatentCodec(nn.Module, abc.ABC):
@@ -105,9 +107,19 @@ class LatentCodec(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def decompress(
-        self, streams: tuple[bytes, bytes], latent_shape: tuple[int, int], quantizer: Quantizer
+        self,
+        streams: tuple[bytes, bytes],
+        latent_shape: tuple[int, int],
+        quantizer: Quantizer,
+        checksum: int | None = None,
     ) -> Tensor:
-        """Streams of a y grid of ``latent_shape`` (h, w) -> y_hat (1, M, h, w)."""
+        """Streams of a y grid of ``latent_shape`` (h, w) -> y_hat (1, M, h, w).
+
+        ``checksum``: the encoder's checksum of the coded symbols; the decoded
+        symbols must match it (a desynchronised decoder raises ValueError), and
+        the entropy parameters take the exact integer path. None: a format-1
+        file, whose parameters take the float path it was written with.
+        """
 
     @abc.abstractmethod
     def side_latents(self, y: Tensor) -> Tensor:

@@ -9,7 +9,9 @@ Coding order (the container's two streams): z in one step, one table row per
 channel; then y with the table of (quantizer id, scale level) of every index,
 in the quantizer's walk (USQ one step, TCQ one step per latent column). The
 encoder derives means and scales from the *decoded* z symbols through the
-same code path as the decoder, so both see bit-identical probabilities.
+same code path as the decoder, h_s in integer arithmetic
+(:mod:`trellic.latent.integer_net`), so both see bit-identical probabilities
+on any machine, thread count or kernel set.
 
 Subclasses with other hyper-networks override :meth:`hyper_transforms`,
 :meth:`side_latents` and :meth:`entropy_parameters`; tables, coding and
@@ -23,13 +25,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from trellic.determinism import single_threaded
+from trellic.coding.bitstream import symbols_crc
 from trellic.entropy.factorized import FactorizedPrior
 from trellic.entropy.gaussian import bound_scales, build_gaussian_tables, default_scale_table
 from trellic.entropy.tables import PmfTables
 from trellic.latent.base import LatentCodec, LatentCompressed, LatentForward, LatentQuantized
 from trellic.latent.factorized import FactorizedCoding
 from trellic.latent.gaussian import GaussianCoding
+from trellic.latent.integer_net import IntegerSynthesis
 from trellic.layers import conv, deconv
 from trellic.quant.base import ProxyKind, Quantized, Quantizer, gaussian_mass
 from trellic.quant.registry import QUANTIZERS
@@ -67,8 +70,12 @@ class MeanScaleHyperprior(LatentCodec):
     def entropy_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
         """z_hat (B, N, h, w) -> means, lower-bounded scales (B, M, 4h, 4w), in z_hat's dtype
         (even when h_s computes in bfloat16: the likelihoods need the precision)."""
-        means, scales = self.h_s(z_hat).chunk(2, dim=1)
-        return means.to(z_hat.dtype), bound_scales(scales).to(z_hat.dtype)
+        return self.parameters_from(self.h_s(z_hat), z_hat.dtype)
+
+    def parameters_from(self, hyper: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """h_s's output (B, 2M, h, w) -> means, lower-bounded scales (B, M, h, w) in ``dtype``."""
+        means, scales = hyper.chunk(2, dim=1)
+        return means.to(dtype), bound_scales(scales).to(dtype)
 
     def side_latents(self, y: Tensor) -> Tensor:
         """z = h_a(y) (B, N, h/4, w/4)."""
@@ -103,9 +110,10 @@ class MeanScaleHyperprior(LatentCodec):
             z_hat = prior.dequantize(prior.quantize(z)) + (z - z.detach())
             z_likelihoods = prior.likelihood(z_hat)
             rate = self.y_coding(quantizer).rate
+            means, scales = self._exact_straight_through(z_hat)
         else:
             z_hat, z_likelihoods = prior(z)
-        means, scales = self.entropy_parameters(z_hat)
+            means, scales = self.entropy_parameters(z_hat)
         r_tilde, y_likelihoods = quantizer.proxy(y - means, scales, proxy, lambda_t, rate)
         return LatentForward(r_tilde + means, {"y": y_likelihoods, "z": z_likelihoods})
 
@@ -145,9 +153,24 @@ class MeanScaleHyperprior(LatentCodec):
         return FactorizedCoding(self.tables["z"])
 
     # -- bitstreams -----------------------------------------------------------------
-    def decoded_parameters(self, z_symbols: Tensor) -> tuple[Tensor, Tensor]:
-        """What the decoder derives from the z symbols: means and scales of y."""
-        return self.entropy_parameters(self.entropy_bottleneck.dequantize(z_symbols))
+    def _exact_straight_through(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """The integer path's values (what compress codes) with the float h_s's gradients."""
+        means, scales = self.entropy_parameters(z_hat)
+        with torch.no_grad():
+            exact = self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)
+        return (exact[0] + (means - means.detach()), exact[1] + (scales - scales.detach()))
+
+    def decoded_parameters(self, z_symbols: Tensor, exact: bool = True) -> tuple[Tensor, Tensor]:
+        """What the decoder derives from the z symbols: means and scales of y.
+
+        exact: h_s in integer arithmetic (``trellic.latent.integer_net``), the same
+        on every machine: what format-2 files are coded with. False: the float
+        h_s of format-1 files, exact only on kernels that round like the encoder's.
+        """
+        z_hat = self.entropy_bottleneck.dequantize(z_symbols)
+        if not exact:
+            return self.entropy_parameters(z_hat)
+        return self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)
 
     @torch.no_grad()
     def _decide(
@@ -155,11 +178,10 @@ class MeanScaleHyperprior(LatentCodec):
     ) -> tuple[Tensor, Tensor, Quantized, LatentQuantized]:
         """z symbols, scales, y's (k, qid) and what they decode to and cost."""
         coding = self.y_coding(quantizer)
-        with single_threaded():
-            z = self.side_latents(y) if side is None else side
-            z_symbols = self.entropy_bottleneck.quantize(z)
-            means, scales = self.decoded_parameters(z_symbols)
-            quantized = quantizer.search(y - means, scales, lambda_t, coding.rate)
+        z = self.side_latents(y) if side is None else side
+        z_symbols = self.entropy_bottleneck.quantize(z)
+        means, scales = self.decoded_parameters(z_symbols)
+        quantized = quantizer.search(y - means, scales, lambda_t, coding.rate)
         bits = self.z_coding().bits(z_symbols).sum()
         bits += coding.bits(quantized, scales).sum()
         y_hat = means + quantizer.level(quantized.k, quantized.qid)
@@ -187,17 +209,23 @@ class MeanScaleHyperprior(LatentCodec):
             self.z_coding().encode(z_symbols),
             self.y_coding(quantizer).encode(quantized, scales),
         )
-        return LatentCompressed(decided.y_hat, decided.estimated_bits, streams)
+        checksum = symbols_crc(z_symbols, quantized.k)
+        return LatentCompressed(decided.y_hat, decided.estimated_bits, streams, checksum)
 
     @torch.no_grad()
     def decompress(
-        self, streams: tuple[bytes, bytes], latent_shape: tuple[int, int], quantizer: Quantizer
+        self,
+        streams: tuple[bytes, bytes],
+        latent_shape: tuple[int, int],
+        quantizer: Quantizer,
+        checksum: int | None = None,
     ) -> Tensor:
         z_stream, y_stream = streams
         h, w = latent_shape
         z_shape = (1, self.config.N, h // self.downscale, w // self.downscale)
-        with single_threaded():
-            z_symbols = self.z_coding().decode(z_stream, z_shape)
-            means, scales = self.decoded_parameters(z_symbols)
-            k, qid = self.y_coding(quantizer).decode(y_stream, scales)
-            return means + quantizer.level(k, qid)
+        z_symbols = self.z_coding().decode(z_stream, z_shape)
+        means, scales = self.decoded_parameters(z_symbols, exact=checksum is not None)
+        k, qid = self.y_coding(quantizer).decode(y_stream, scales)
+        if checksum is not None and symbols_crc(z_symbols, k) != checksum:
+            raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
+        return means + quantizer.level(k, qid)

@@ -39,7 +39,7 @@ class ScaleHyperprior(MeanScaleHyperprior):
         """z = h_a(|y|): the scales depend on the magnitudes only."""
         return self.h_a(torch.abs(y))
 
-    def entropy_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """z_hat -> zero means and lower-bounded scales (B, M, 4h, 4w), in z_hat's dtype."""
-        scales = bound_scales(self.h_s(z_hat)).to(z_hat.dtype)
+    def parameters_from(self, hyper: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """h_s's output (B, M, h, w) -> zero means and lower-bounded scales, in ``dtype``."""
+        scales = bound_scales(hyper).to(dtype)
         return torch.zeros_like(scales), scales

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trellic.determinism import single_threaded
 from trellic.latent.base import LatentCodec, LatentCompressed
 from trellic.models.architectures import latent_codec_class
 from trellic.models.config import ModelConfig
@@ -122,18 +121,22 @@ class CodecModel(nn.Module):
         """x (1, 3, H, W), H and W multiples of :attr:`pad_multiple` -> coded streams."""
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time")
-        with single_threaded():
-            y = self.g_a(x)
-        return self.latent_codec.compress(y, quantizer, lambda_t)
+        return self.latent_codec.compress(self.g_a(x), quantizer, lambda_t)
 
     @torch.no_grad()
     def decompress(
-        self, streams: tuple[bytes, bytes], latent_shape: tuple[int, int], quantizer: Quantizer
+        self,
+        streams: tuple[bytes, bytes],
+        latent_shape: tuple[int, int],
+        quantizer: Quantizer,
+        checksum: int | None = None,
     ) -> Tensor:
-        """Coded streams of a y grid of ``latent_shape`` -> x_hat (1, 3, H, W), unclamped."""
-        y_hat = self.latent_codec.decompress(streams, latent_shape, quantizer)
-        with single_threaded():
-            return self.g_s(y_hat)
+        """Coded streams of a y grid of ``latent_shape`` -> x_hat (1, 3, H, W), unclamped.
+
+        ``checksum``: see :meth:`LatentCodec.decompress` (None for format-1 files).
+        """
+        y_hat = self.latent_codec.decompress(streams, latent_shape, quantizer, checksum)
+        return self.g_s(y_hat)
 
 
 def _upgrade_hook(module, state_dict, prefix, *args) -> None:

@@ -9,8 +9,8 @@ Johnston and Minnen, "Integer networks for data compression with latent-variable
 models" (ICLR 2019), remove the cause: the entropy-parameter network computes
 in integers.
 
-Here h_s (a stack of Conv2d / ConvTranspose2d with LeakyReLU between them) runs
-in fixed point:
+Here h_s (a stack of Conv2d / ConvTranspose2d with LeakyReLU or ReLU after them)
+runs in fixed point:
 
 - activations are integers in units of ``2**-FRACTION_BITS``, clamped to
   ``[-ACTIVATION_LIMIT, ACTIVATION_LIMIT]``;
@@ -123,7 +123,7 @@ class IntegerSynthesis:
 
     Args:
         network: ``nn.Sequential`` of Conv2d / ConvTranspose2d layers, each optionally
-            followed by ``nn.LeakyReLU`` (h_s of the mean-scale hyperprior).
+            followed by ``nn.LeakyReLU`` or ``nn.ReLU`` (h_s of the hyperprior codecs).
     Raises:
         ValueError: a layer of another kind, or one too wide for exact arithmetic.
     """
@@ -132,12 +132,14 @@ class IntegerSynthesis:
         layers = list(network)
         self.layers: list[IntegerConv] = []
         for index, layer in enumerate(layers):
-            if isinstance(layer, nn.LeakyReLU):
+            if isinstance(layer, nn.LeakyReLU | nn.ReLU):
                 continue
             if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
                 raise ValueError(f"integer synthesis cannot run a {type(layer).__name__}")
             after = layers[index + 1] if index + 1 < len(layers) else None
-            slope = after.negative_slope if isinstance(after, nn.LeakyReLU) else None
+            slope = None
+            if isinstance(after, nn.LeakyReLU | nn.ReLU):
+                slope = getattr(after, "negative_slope", 0.0)
             self.layers.append(IntegerConv.from_float(layer, slope))
 
     @staticmethod
