@@ -107,7 +107,9 @@ def study(models: list[str], images: list[str], tolerance: int) -> dict:
                               "failures": failed + wrong})
                 print(f"{encoder:>10} -> {decoder:<12} {len(lines)} files, {len(failed)} failed, "
                       f"{len(wrong)} wrong, max pixel difference {worst}", file=sys.stderr)
-    return {"models": models, "images": [Path(p).name for p in images],
+    from trellic.coding.bitstream import FORMAT_VERSION
+
+    return {"format": FORMAT_VERSION, "models": models, "images": [Path(p).name for p in images],
             "quantizers": list(QUANTIZERS), "tolerance": tolerance, "pairs": pairs}
 
 

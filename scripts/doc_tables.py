@@ -267,6 +267,26 @@ def retraining(paths: list[Path]) -> list[str]:
         sys.path.remove(str(ROOT / "experiments"))
 
 
+def portability(paths: list[Path]) -> list[str]:
+    """experiments/portability_study.py: files written under one kernel set, decoded under
+    another (one table per data file: before and after portable bitstreams)."""
+    lines = []
+    for path in paths:
+        study = _json(path)
+        rows = [[pair["encoder"], pair["decoder"], str(pair["files"]), str(pair["failed"]),
+                 str(pair["wrong"]),
+                 "-" if pair["max_difference"] is None else str(pair["max_difference"])]
+                for pair in study["pairs"]]
+        models = ", ".join(f"`{m}`" for m in study["models"])
+        lines += [f"`{path.relative_to(ROOT)}` (format {study.get('format', '?')}): {models}, "
+                  f"{len(study['images'])} Kodak images x {', '.join(study['quantizers'])}; "
+                  f"*wrong*: a pixel more than {study['tolerance']} levels from the encoder "
+                  "side's decode", ""]
+        lines += _table(["encoded under", "decoded under", "files", "failed", "wrong",
+                         "max pixel difference"], rows) + [""]
+    return lines[:-1]
+
+
 KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "default-model": default_model,
     "speed": speed,
@@ -277,6 +297,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "refine-study": refine_study,
     "tcq-training": tcq_training,
     "retraining": retraining,
+    "portability": portability,
 }
 
 

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from trellic.coding.bitstream import Header, pack, unpack
 from trellic.errors import TrellicError
@@ -7,25 +8,34 @@ HEADER = Header("default", "0123456789abcdef" * 4, "tcq8", 0.6, 0.108, 513, 769)
 
 
 def test_pack_unpack_round_trip():
-    data = pack(HEADER, b"z" * 8, b"y" * 12)
+    data = pack(HEADER, b"z" * 8, b"y" * 12, 0xDEADBEEF)
     container = unpack(data)
     assert container.header.model_id == "default"
     assert container.header.weights_sha256 == "0123456789abcdef"
     assert (container.header.height, container.header.width) == (513, 769)
     assert container.header.quantizer == "tcq8"
     assert container.z_stream == b"z" * 8 and container.y_stream == b"y" * 12
+    assert container.version == 2 and container.symbols_crc == 0xDEADBEEF
     assert container.header_bytes == len(data) - 20
 
 
+def test_symbols_crc_covers_values_and_order():
+    from trellic.coding.bitstream import symbols_crc
+
+    assert symbols_crc([1, 2], [3]) == symbols_crc([1, 2, 3])
+    assert symbols_crc([1, 2, 3]) != symbols_crc([1, 3, 2])
+    assert symbols_crc(torch.tensor([[5, -7]], dtype=torch.int64)) == symbols_crc([5, -7])
+
+
 def test_every_truncation_is_rejected():
-    data = pack(HEADER, b"z" * 8, b"y" * 12)
+    data = pack(HEADER, b"z" * 8, b"y" * 12, 0xDEADBEEF)
     for size in range(len(data)):
         with pytest.raises(TrellicError):
             unpack(data[:size])
 
 
 def test_every_single_bit_flip_is_rejected():
-    data = bytearray(pack(HEADER, b"z" * 8, b"y" * 12))
+    data = bytearray(pack(HEADER, b"z" * 8, b"y" * 12, 0xDEADBEEF))
     for position in range(len(data)):
         for bit in range(8):
             data[position] ^= 1 << bit
@@ -37,7 +47,7 @@ def test_every_single_bit_flip_is_rejected():
 def test_unknown_version_is_named_in_the_error():
     import zlib
 
-    data = bytearray(pack(HEADER, b"", b""))
+    data = bytearray(pack(HEADER, b"", b"", 0))
     data[4] = 9
     body = bytes(data[:-4])
     data = body + zlib.crc32(body).to_bytes(4, "little")
