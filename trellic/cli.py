@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "trellic.train.commands",
     "trellic.eval.commands",
     "trellic.retrain.commands",
+    "trellic.interop.commands",
 )
 
 

@@ -37,6 +37,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = "manifest.json"
 TABLE_PREFIX = "tables."
 MAX_CHANNELS = 1024
+MAX_PRIOR_LAYERS, MAX_PRIOR_WIDTH = 8, 16  # bounds of the factorized prior's density network
 
 
 @dataclass
@@ -116,6 +117,11 @@ def _config(metadata: dict) -> ModelConfig:
             raise ValueError(f"config {name}={value!r} is not an integer in 1..{MAX_CHANNELS}")
     if not isinstance(config.tcq_delta, float | int) or not 0 < config.tcq_delta < 1e3:
         raise ValueError(f"config tcq_delta={config.tcq_delta!r} out of range")
+    filters = config.prior_filters
+    if not 1 <= len(filters) <= MAX_PRIOR_LAYERS or not all(
+        isinstance(width, int) and 1 <= width <= MAX_PRIOR_WIDTH for width in filters
+    ):
+        raise ValueError(f"config prior_filters={list(filters)!r} out of range")
     return config
 
 

@@ -42,17 +42,26 @@ DOWNSCALE = 64  # g_a (x16) then h_a (x4): inputs are padded to a multiple of th
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture: N channels in the transforms, M latent channels, TCQ step delta."""
+    """Architecture: N channels in the transforms, M latent channels, TCQ step delta.
+
+    prior_filters: hidden widths of the factorized prior's density network
+    (trellic's models use (3, 3, 3); CompressAI's use (3, 3, 3, 3)).
+    """
 
     N: int = 128
     M: int = 192
     tcq_delta: float = 0.6
+    prior_filters: tuple[int, ...] = (3, 3, 3)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
+        """Every field but ``prior_filters`` (absent from older files: the default) is required."""
         names = {f.name for f in fields(cls)}
-        if set(data) != names:
+        required = names - {"prior_filters"}
+        if not required <= set(data) <= names:
             raise ValueError(f"model config keys {sorted(data)} != expected {sorted(names)}")
+        if "prior_filters" in data:
+            data = {**data, "prior_filters": tuple(data["prior_filters"])}
         return cls(**data)
 
     def to_dict(self) -> dict:
@@ -152,7 +161,7 @@ class MeanScaleHyperprior(nn.Module):
             nn.LeakyReLU(inplace=True),
             _conv(M * 3 // 2, M * 2, 3, 1),
         )
-        self.entropy_bottleneck = FactorizedPrior(N)
+        self.entropy_bottleneck = FactorizedPrior(N, config.prior_filters)
         self.register_buffer("scale_table", default_scale_table())
         self.tables: dict[str, PmfTables] = {}
 
