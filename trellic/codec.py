@@ -114,7 +114,11 @@ class Codec:
                 "lambda_t": self.lambda_t,
             },
             "lambda": training.get("lmbda"),
-            "architecture": {"name": "mbt2018-mean", **self.loaded.model.config.to_dict()},
+            "architecture": {
+                "name": self.loaded.info.get("architecture", "mbt2018-mean"),
+                **self.loaded.model.config.to_dict(),
+            },
+            "source": self.loaded.info.get("source"),  # an imported checkpoint (trellic.interop)
             "refine": None if self.refine is None else dataclasses.asdict(self.refine),
         }
 

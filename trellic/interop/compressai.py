@@ -80,10 +80,13 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise TrellicError(f"checkpoint not found: {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found is None:
+            raise TrellicError(f"cannot read checkpoint {path}: not a torch checkpoint") from None
         raise TrellicError(
-            f"checkpoint {path} holds pickled objects that need code execution to load; "
-            "refused (re-save its state_dict with torch.save)"
+            f"checkpoint {path} holds a pickled object ({found[1]}) that needs code execution "
+            "to load; refused (save the state_dict alone with torch.save)"
         ) from None
     except Exception as error:  # noqa: BLE001 - any failure of torch's reader on a bad file
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -163,7 +166,7 @@ def expected_shapes(arch: str, N: int, M: int) -> dict[str, tuple]:
     return shapes
 
 
-def _constant(key: str) -> list[float] | None:
+def constant(key: str) -> list[float] | None:
     """The value trellic's layers assume for a CompressAI constant buffer (None: a parameter)."""
     from trellic.entropy.gaussian import SCALE_MIN  # not at the top: gaussian <-> models cycle
 
@@ -208,12 +211,13 @@ def check_state(state: dict[str, Tensor], arch: str) -> tuple[int, int]:
             )
         if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
             raise TrellicError(f"{key} is not a finite floating-point tensor ({tensor.dtype})")
-        wanted = _constant(key)
+        wanted = constant(key)
         if wanted is not None and not torch.allclose(
             tensor.double(), torch.tensor(wanted, dtype=torch.float64), rtol=1e-6, atol=0.0
         ):
+            found, needed = (", ".join(f"{v:.6g}" for v in x) for x in (tensor.tolist(), wanted))
             raise TrellicError(
-                f"{key} = {tensor.tolist()} but trellic's layer needs {wanted}: "
+                f"{key} = [{found}] but trellic's layer needs [{needed}]: "
                 "a model built with other settings cannot be converted exactly"
             )
     return N, M
@@ -233,7 +237,7 @@ def to_trellic_state(state: dict[str, Tensor], arch: str, M: int) -> dict[str, T
     converted = {
         key: value.to(torch.float32).clone()
         for key, value in state.items()
-        if key not in DERIVED and _constant(key) is None
+        if key not in DERIVED and constant(key) is None
     }
     for name in ("h_s.4.weight", "h_s.4.bias"):  # (scales, means) -> (means, scales)
         converted[name] = torch.cat((converted[name][M:], converted[name][:M]))
