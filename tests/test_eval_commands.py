@@ -124,3 +124,17 @@ def test_eval_refine_records_the_setting_and_rejects_negative_steps(folder, tmp_
     assert point.options["load"]["refine"] == 2 and point.bpp > 0
     assert main([*argv, "--refine", "-1", "--force"]) == 1
     assert "--refine must be at least 0, got -1" in capsys.readouterr().err
+
+
+def test_convert_results_writes_compressai_layout_and_back(tmp_path, capsys):
+    source = _curve(tmp_path, "ours")
+    out = tmp_path / "compressai.json"
+    assert main(["convert-results", source, "--to", "compressai", "-o", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["name"] == "ours" and data["results"]["bpp"] == RATE
+    assert data["results"]["psnr-rgb"] == PSNR
+    back = tmp_path / "back.json"
+    assert main(["convert-results", str(out), "--to", "trellic", "-o", str(back)]) == 0
+    assert [p.psnr_rgb for p in read_results(back).points] == PSNR
+    assert main(["convert-results", source, "--to", "compressai", "-o", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err

@@ -30,7 +30,8 @@ channels; ``ms_ssim_rgb`` is the mean over channels (data range 255). Point mean
 averages over images of each field (CompressAI style: mean bpp, mean PSNR in dB). For learned
 codecs the model, checkpoint sha256, quantizer config and lambda live in each point, since a
 curve is made of several models. Published curves (``codec: "reference"``) have empty
-``images``. :func:`read_results` also reads CompressAI's results JSON files.
+``images``. :func:`read_results` also reads CompressAI's results JSON files, and
+:func:`to_compressai` writes one.
 """
 
 from __future__ import annotations
@@ -201,6 +202,23 @@ def from_compressai(data: dict[str, Any], source: str | None = None) -> Results:
     return Results(name=str(data.get("name", "compressai")), codec="reference",
                    encoder=str(data.get("description", "")), dataset=Dataset("kodak"),
                    points=points, source=source)
+
+
+def to_compressai(results: Results) -> dict[str, Any]:
+    """CompressAI's results layout (``python -m compressai.utils.plot`` reads it).
+
+    One column per metric, in rate order; the MS-SSIM and timing columns only
+    when every point has them. :func:`from_compressai` reads it back.
+    """
+    points = results.points
+    columns: dict[str, list[float]] = {"bpp": [point.bpp for point in points],
+                                       "psnr-rgb": [point.psnr_rgb for point in points]}
+    for column, name in (("ms-ssim-rgb", "ms_ssim_rgb"), ("encoding_time", "encode_seconds"),
+                         ("decoding_time", "decode_seconds")):
+        values = [getattr(point, name) for point in points]
+        if all(value is not None for value in values):
+            columns[column] = values
+    return {"name": results.name, "description": results.encoder, "results": columns}
 
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
