@@ -26,7 +26,7 @@ import torch
 
 from trellic.codec import Codec
 from trellic.coding import bitstream
-from trellic.io import image_to_tensor, pad_to_multiple, read_image
+from trellic.io import image_to_tensor, list_images, pad_to_multiple, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.models.hyperprior import single_threaded
 from trellic.models.refine import RefineConfig
@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.refine and args.arch:
         parser.error("--refine needs a trained model's lambda: use --model, not --arch")
-    files = sorted(kodak_dir().glob("kodim*.png"))[: args.images]
+    files = list_images(kodak_dir(), limit=args.images)
     if args.arch:
         n, m = (int(v) for v in args.arch.split(","))
         loaded = synthetic_model(n, m, read_image(files[0]))

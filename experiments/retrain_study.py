@@ -29,10 +29,10 @@ from tcq_operating_point import measure  # same folder: one RD measurement for b
 
 from trellic.errors import TrellicError
 from trellic.eval.bdrate import bd
-from trellic.io import read_image
+from trellic.io import list_images, read_image
 from trellic.paths import data_root, kodak_dir
 from trellic.retrain.loop import RetrainConfig, retrain
-from trellic.train.data import CropDataset, list_images
+from trellic.train.data import CropDataset
 from trellic.zoo import LoadedModel, load, save_model
 
 VARIANTS = {
@@ -222,7 +222,7 @@ def main() -> None:
     loaded = load(args.model)
     lmbda = loaded.info["training"]["lmbda"]
     images = [read_image(f) for f in sorted(kodak_dir().glob("kodim*.png"))[: args.images]]
-    dataset = CropDataset(list_images([data_root() / "train"]), args.crop)
+    dataset = CropDataset(list_images(data_root() / "train", recursive=True), args.crop)
     rows = []
     for kind in ("usq", "tcq4", "tcq8"):
         rows.append(

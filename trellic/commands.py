@@ -20,6 +20,7 @@ import numpy as np
 from trellic.argtypes import float_in, non_negative_int
 from trellic.coding import bitstream
 from trellic.errors import TrellicError
+from trellic.eval.metrics import psnr
 from trellic.io import encode_png, read_bytes, read_image, write_atomic
 
 
@@ -150,10 +151,8 @@ def decompress(args: argparse.Namespace) -> int:
                 f"reference is {reference.shape[1]}x{reference.shape[0]}, "
                 f"decoded image is {image.shape[1]}x{image.shape[0]}"
             )
-        mse = np.mean((reference.astype(np.float64) - image) ** 2)
-        psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
-        message += f", {bpp:.4f} bpp, PSNR {psnr:.2f} dB"
+        message += f", {bpp:.4f} bpp, PSNR {psnr(reference, image):.2f} dB"
     print(message)
     if args.verbose:
         _say(f"  model load {loaded - start:.2f} s, decode {done - loaded:.2f} s")
