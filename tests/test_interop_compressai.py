@@ -231,6 +231,9 @@ def test_unreadable_files_and_outputs_are_refused(tmp_path, capsys, imported):
     argv = ["import-compressai", "--arch", "mbt2018-mean"]
     assert "cannot read checkpoint" in _error_line(
         capsys, [*argv, str(garbage), "-o", str(tmp_path / "a.safetensors")])
+    listed = save_checkpoint(tmp_path / "list.pth", {"g_a.0.weight": [1.0]})
+    assert "entry 'g_a.0.weight' is not a named tensor" in _error_line(
+        capsys, [*argv, str(listed), "-o", str(tmp_path / "a.safetensors")])
     assert "checkpoint not found" in _error_line(
         capsys, [*argv, str(tmp_path / "none.pth"), "-o", str(tmp_path / "a.safetensors")])
     assert "exists" in _error_line(capsys, [*argv, str(checkpoint), "-o", str(weights)])

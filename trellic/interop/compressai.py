@@ -95,10 +95,12 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise TrellicError(f"checkpoint {path} holds a {type(data).__name__}, not a state_dict")
     wrapper = next((name for name in WRAPPERS if isinstance(data.get(name), dict)), None)
     state = data[wrapper] if wrapper else data
-    not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
+    not_tensors = sorted(
+        repr(k) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, Tensor))
+    )
     if not_tensors:
         raise TrellicError(
-            f"checkpoint {path} is not a state_dict: key {not_tensors[0]!r} is not a tensor "
+            f"checkpoint {path} is not a state_dict: entry {not_tensors[0]} is not a named tensor "
             f"(wrappers read: {', '.join(WRAPPERS)})"
         )
     prefixed = [key.startswith(PREFIX) for key in state]
