@@ -18,16 +18,19 @@ Every command that reads images from disk (compress, eval, training,
 retraining, validation) reads them with :func:`read_image`, and finds them in
 folders with :func:`list_images`.
 
-Outputs are written through a temp file in the destination folder, fsynced,
-then renamed (hard-linked when overwriting is not allowed, so a file that
-appears meanwhile is still not overwritten); they get the usual permissions
-(0666 minus the umask).
+Outputs are checked before the work that makes them (``check_output``: the
+folder exists and is writable, no existing file without --force, never anything
+but a regular file replaced), then written through a temp file in the
+destination folder, fsynced, then renamed (hard-linked when overwriting is not
+allowed, so a file that appears meanwhile is still not overwritten); they get
+the usual permissions (0666 minus the umask).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -162,19 +165,48 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
-def write_atomic(path: str | Path, data: bytes, force: bool = False) -> None:
-    """Write bytes through a temp file + rename; refuse to overwrite unless ``force``."""
+def check_output(
+    path: str | Path, force: bool = False, inputs: tuple[Path | None, ...] = ()
+) -> Path:
+    """Pre-flight of an output file: call it before the work that produces the bytes.
+
+    Refuses a directory, an existing output without ``force``, anything but a
+    regular file even with ``force`` (a device node, fifo, socket or symbolic
+    link is never replaced), an output that is one of ``inputs``, and a missing
+    or unwritable folder. Returns the path.
+
+    Raises:
+        TrellicError: one line naming the path and the reason.
+    """
     path = Path(path)
     if path.is_dir():
         raise TrellicError(f"output is a directory: {path}")
-    if path.exists() and not force:
-        raise TrellicError(f"output exists (use --force to overwrite): {path}")
-    folder = path.parent if str(path.parent) else Path(".")
+    if os.path.lexists(path):
+        if not force:
+            raise TrellicError(f"output exists (use --force to overwrite): {path}")
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise TrellicError(f"output is not a regular file (trellic replaces only regular "
+                               f"files, even with --force): {path}")
+    for source in inputs:
+        if source is not None and os.path.exists(source) and path.resolve() == source.resolve():
+            raise TrellicError(f"output would replace an input: {path}")
+    folder = path.parent
     if not folder.is_dir():
         raise TrellicError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TrellicError(f"output folder is not writable: {folder}")
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes, force: bool = False) -> None:
+    """Write bytes through a temp file + rename; the checks of ``check_output`` first.
+
+    Only a regular file is ever replaced (with ``force``).
+    """
+    path = check_output(path, force)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -42,15 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trellic.eval.results import check_writable
     from trellic.interop.compressai import import_checkpoint
+    from trellic.io import check_output
     from trellic.zoo import save_model
 
     if args.output.suffix != ".safetensors":
         raise TrellicError(f"output must end in .safetensors (--model needs it): {args.output}")
-    if args.output.resolve() == args.checkpoint.resolve():
-        raise TrellicError("the output would overwrite the checkpoint")
-    check_writable(args.output, args.force)
+    check_output(args.output, args.force, (args.checkpoint,))
     model, info = import_checkpoint(args.checkpoint, args.arch, args.tcq_delta, args.lmbda)
     digest = save_model(model, args.output, info)
     config = model.config
