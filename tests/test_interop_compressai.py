@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -162,15 +163,21 @@ def test_wrapped_prefixed_and_unupdated_checkpoints_import_to_the_same_model(
     assert all(torch.equal(ours[key], theirs[key]) for key in ours)
 
 
-def test_old_entropy_bottleneck_names_are_read(tmp_path):
+def _old_prior_name(key: str, plural: bool) -> str:
+    match = re.fullmatch(r"entropy_bottleneck\.(matrices|biases|factors)\.(\d+)", key)
+    if match is None:
+        return key
+    singular = {"matrices": "matrix", "biases": "bias", "factors": "factor"}[match[1]]
+    return f"entropy_bottleneck._{match[1]}.{match[2]}" if plural else (
+        f"entropy_bottleneck._{singular}{match[2]}")
+
+
+@pytest.mark.parametrize(("plural", "example"), [(True, "_matrices.0"), (False, "_matrix0")])
+def test_old_entropy_bottleneck_names_are_read(tmp_path, plural, example):
+    """CompressAI's zoo files name them ``_matrices.0``, CompressAI < 1.1 ``_matrix0``."""
     state = fixture_state("mbt2018-mean")
-    old = {}
-    for key, value in state.items():
-        for new, previous in (("matrices.", "_matrix"), ("biases.", "_bias"),
-                              ("factors.", "_factor")):
-            key = key.replace(f"entropy_bottleneck.{new}", f"entropy_bottleneck.{previous}")
-        old[key] = value
-    assert "entropy_bottleneck._matrix0" in old
+    old = {_old_prior_name(key, plural): value for key, value in state.items()}
+    assert f"entropy_bottleneck.{example}" in old
     checkpoint = read_checkpoint(save_checkpoint(tmp_path / "old.pth", old))
     assert checkpoint.state.keys() == state.keys()
 

@@ -21,7 +21,8 @@ What maps to what (docs/compressai.md has the table):
   (scales, means), trellic as (means, scales): its two output halves swap;
 - ``entropy_bottleneck.{matrices,biases,factors}.i`` and ``quantiles``: the
   same density network (trellic's FactorizedPrior with CompressAI's filters
-  (3, 3, 3, 3)); the old names ``_matrix0``, ``_bias0``, ``_factor0`` are read;
+  (3, 3, 3, 3)); the old names ``_matrices.0`` (published zoo checkpoints) and
+  ``_matrix0`` (and their biases, factors) are read;
 - CompressAI's own coding tables (``_offset``, ``_quantized_cdf``,
   ``_cdf_length``, ``scale_table``) are derived data: ignored, whether present
   or not. trellic builds its own tables (``update()``) for USQ and for TCQ at
@@ -58,7 +59,9 @@ DERIVED = (
     "gaussian_conditional._cdf_length",
     "gaussian_conditional.scale_table",
 )
-_OLD_PRIOR_KEY = re.compile(r"^entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
+_OLD_PRIOR_KEY = re.compile(
+    r"^entropy_bottleneck\._(matrix|bias|factor|matrices|biases|factors)\.?(\d+)$"
+)
 _OLD_PRIOR_NAMES = {"matrix": "matrices", "bias": "biases", "factor": "factors"}
 _TARGET = math.log(2 / TAIL_MASS - 1)
 
@@ -110,11 +113,12 @@ def read_checkpoint(path: Path) -> Checkpoint:
 
 
 def _new_prior_key(key: str) -> str:
-    """CompressAI < 1.1 named the prior's parameters ``_matrix0``...: today's names."""
+    """Today's name of a prior parameter named the old ways: ``_matrices.0`` (CompressAI's
+    published zoo checkpoints) or ``_matrix0`` (CompressAI < 1.1)."""
     match = _OLD_PRIOR_KEY.match(key)
     if match is None:
         return key
-    return f"entropy_bottleneck.{_OLD_PRIOR_NAMES[match[1]]}.{match[2]}"
+    return f"entropy_bottleneck.{_OLD_PRIOR_NAMES.get(match[1], match[1])}.{match[2]}"
 
 
 # -- the architectures, as CompressAI 1.2.8 builds them ------------------------------------
