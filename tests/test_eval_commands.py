@@ -133,7 +133,7 @@ def test_eval_refine_records_the_setting_and_rejects_negative_steps(folder, tmp_
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--refine", "-1", "--force"])
     assert exit_info.value.code == 2
-    assert "argument --refine: must be in [0, inf], got -1" in capsys.readouterr().err
+    assert "argument --refine: must be in [0, inf), got -1" in capsys.readouterr().err
 
 
 def _measured(tmp_path, name, files, scale=1.0):
@@ -188,11 +188,11 @@ def test_comparisons_across_image_sets_are_refused_unless_allowed(tmp_path, caps
     (["baseline", "D", "--codec", "webp", "--quality", "50", "50"], "quality is given twice"),
     (["baseline", "D", "--codec", "webp", "--quality", "5.5"], "not an integer: '5.5'"),
     (["baseline", "D", "--codec", "webp", "--workers", "0"], "argument --workers: must be in"),
-    (["eval", "D", "--limit", "0"], "argument --limit: must be in [1, inf], got 0"),
+    (["eval", "D", "--limit", "0"], "argument --limit: must be in [1, inf), got 0"),
     (["eval", "D", "--lambda-t", "nan"], "argument --lambda-t: must be a finite number"),
     (["eval", "D", "--lambda-t", "-1"], "argument --lambda-t: must be in [0, "),
-    (["eval", "D", "--refine", "-1"], "argument --refine: must be in [0, inf], got -1"),
-    (["plot", "a.json", "--max-bpp", "0"], "argument --max-bpp: must be in (0, inf], got 0"),
+    (["eval", "D", "--refine", "-1"], "argument --refine: must be in [0, inf), got -1"),
+    (["plot", "a.json", "--max-bpp", "0"], "argument --max-bpp: must be in (0, inf), got 0"),
     (["report", "a.json", "--max-bpp", "inf"], "argument --max-bpp: must be a finite number"),
     (["bdrate", "a.json", "--method", "linear"], "argument --method: invalid choice"),
 ])

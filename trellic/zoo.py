@@ -47,6 +47,7 @@ TABLE_PREFIX = "tables."
 MAX_CHANNELS = 1024
 MAX_PRIOR_LAYERS, MAX_PRIOR_WIDTH = 8, 16  # bounds of the factorized prior's density network
 RUN_EXPORT = "model.safetensors"  # what train and retrain write into their run folder
+WEIGHTS_DIR = paths.weights_dir()  # the weights folder when imported, for scripts; code calls paths
 _NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")  # a manifest name: never a path
 
 

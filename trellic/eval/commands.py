@@ -36,7 +36,6 @@ from trellic.eval.results import (
     Point,
     Results,
     check_image_sets,
-    check_writable,
     provenance,
     read_reference,
     read_results,
@@ -45,7 +44,7 @@ from trellic.eval.results import (
     write_results,
 )
 from trellic.eval.runner import Setting, run
-from trellic.io import list_images, write_atomic
+from trellic.io import check_output, list_images, write_atomic
 from trellic.paths import kodak_dir
 
 QUANTIZERS = ("usq", "tcq4", "tcq8")
@@ -109,7 +108,7 @@ def _sweep(args: argparse.Namespace, settings: list[Setting], files: list[Path],
 
 
 def _eval(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force)
     files = list_images(args.data_dir, args.limit)
     settings = []
     for model in args.model or [DEFAULT_MODEL]:
@@ -129,7 +128,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force)
     baseline = baselines.get_baseline(args.codec)
     files = list_images(args.data_dir, args.limit)
     results = _sweep(args, baselines.settings(args.codec, args.quality), files, output,
@@ -199,7 +198,7 @@ def bd_table(curves: list[Results], labels: list[str], method: str, metric: str)
 
 
 def _bdrate(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force) if args.output else None
+    output = check_output(args.output, args.force) if args.output else None
     curves, labels = _load_curves(args)
     if args.table:
         if len(curves) < 2:
@@ -225,7 +224,7 @@ def _bdrate(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force)
     curves, _ = _load_curves(args)
     write_atomic(output, rd_plot_png(curves, args.max_bpp, args.title), args.force)
     print(f"wrote {output}")
@@ -236,7 +235,7 @@ def _report(args: argparse.Namespace) -> int:
     from trellic.eval.crops import make_crops, parse_box
     from trellic.eval.report import choose_anchor, render_report
 
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force)
     curves, labels = _load_curves(args)
     anchor = choose_anchor(curves, labels, args.anchor)
     image = Path(args.image) if args.image else kodak_dir() / "kodim23.png"

@@ -318,16 +318,6 @@ def write_results(results: Results, path: str | Path, force: bool = False) -> No
     write_atomic(path, dumps(results).encode(), force)
 
 
-def check_writable(path: str | Path, force: bool) -> Path:
-    """Refuse an existing output unless ``force``; check early, before long work."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise TrellicError(f"{path} exists; use --force to overwrite it")
-    if not path.parent.is_dir():
-        raise TrellicError(f"output folder does not exist: {path.parent}")
-    return path
-
-
 def provenance() -> dict[str, str | None]:
     """Device, torch version, git commit and time of a measurement."""
     return {"device": device_description(), "torch_version": _torch_version(),

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trellic.errors import TrellicError
+from trellic.zoo import RUN_EXPORT
 
 LOG = "log.jsonl"
 CHECKPOINT = "checkpoint.safetensors"
-EXPORT = "model.safetensors"
+EXPORT = RUN_EXPORT
 TRAIN_OUTPUTS = (LOG, CHECKPOINT, EXPORT)
 RETRAIN_OUTPUTS = (LOG, EXPORT)
 
