@@ -3,10 +3,10 @@
 trellic never depends on CompressAI; this script runs once, in a scratch
 environment outside the repository, and its outputs are committed:
 
-    python3.11 -m venv /tmp/cai-venv
-    /tmp/cai-venv/bin/pip install torch==2.13.0 numpy scipy tqdm einops pillow safetensors
-    /tmp/cai-venv/bin/pip install --no-deps compressai==1.2.8 pytorch-msssim
-    PYTHONPATH=$PWD /tmp/cai-venv/bin/python scripts/make_compressai_fixtures.py
+    python3.11 -m venv "$VENV"    # VENV: any folder outside the repository
+    "$VENV"/bin/pip install torch==2.13.0 numpy scipy tqdm einops pillow safetensors
+    "$VENV"/bin/pip install --no-deps compressai==1.2.8 pytorch-msssim
+    PYTHONPATH=$PWD "$VENV"/bin/python scripts/make_compressai_fixtures.py
 
 (torchvision, torch_geometric, pandas and requests are imported by CompressAI's
 package but used by none of the code run here: ``_stub_unused_imports`` stands
