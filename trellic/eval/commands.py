@@ -253,7 +253,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _convert_results(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force, (Path(args.file),))
     results = read_results(args.file)
     if args.to == "compressai":
         text = json.dumps(to_compressai(results), indent=2, allow_nan=False) + "\n"
