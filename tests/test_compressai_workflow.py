@@ -15,7 +15,7 @@ from trellic.cli import main
 from trellic.codec import Codec
 from trellic.eval.results import read_results
 from trellic.interop.compressai import constant, expected_shapes
-from trellic.io import image_to_tensor, pad_to_multiple, read_image
+from trellic.io import image_to_tensor, pad_to_multiple, read_image, tensor_to_image
 from trellic.models.gdn import PEDESTAL
 from trellic.zoo import load, sha256_of
 
@@ -50,24 +50,25 @@ def photos(tmp_path_factory):
     return folder
 
 
+@pytest.mark.parametrize("arch", ["mbt2018-mean", "bmshj2018-hyperprior"])
 @pytest.mark.parametrize(
     ("kind", "lambda_t"), [("usq", None), ("usq", 0.2), ("tcq4", None), ("tcq8", None)]
 )
-def test_imported_model_decodes_the_encoders_latents_with_every_quantizer(tmp_path, kind, lambda_t):
-    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state("mbt2018-mean"))
+def test_imported_model_decodes_the_encoders_latents_with_every_quantizer(
+    tmp_path, arch, kind, lambda_t
+):
+    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state(arch))
     weights = tmp_path / "m.safetensors"
-    assert main(["import-compressai", str(checkpoint), "--arch", "mbt2018-mean",
-                 "-o", str(weights)]) == 0
+    assert main(["import-compressai", str(checkpoint), "--arch", arch, "-o", str(weights)]) == 0
     codec = Codec.load(str(weights), kind, lambda_t)
     image = synthetic_image(64, 128)
     decoded = codec.decode(codec.encode(image).data)
     model, quantizer = codec.loaded.model, codec.quantizer
-    x = image_to_tensor(image)
-    latents = model.quantize_latents(x, quantizer, codec.lambda_t)
-    compressed = model.compress(x, quantizer, codec.lambda_t)
-    y_hat = latents.means + quantizer.dequantize(latents.k)
-    assert torch.equal(model.decode_latents(compressed, quantizer), y_hat)
-    assert decoded.shape == image.shape and decoded.std() > 0
+    compressed = model.compress(image_to_tensor(image), quantizer, codec.lambda_t)
+    y_hat = model.latent_codec.decompress(compressed.streams, (4, 8), quantizer)
+    assert torch.equal(y_hat, compressed.y_hat)
+    assert np.array_equal(decoded, tensor_to_image(model.g_s(y_hat)))
+    assert decoded.std() > 0
 
 
 def test_n128_m192_checkpoint_imports_codes_retrains_and_evaluates(tmp_path, photos, capsys):
@@ -86,10 +87,10 @@ def test_n128_m192_checkpoint_imports_codes_retrains_and_evaluates(tmp_path, pho
     codec = Codec.load(str(weights), "tcq4")
     assert np.array_equal(read_image(png), codec.decode(trl.read_bytes()))
     model, x = codec.loaded.model, pad_to_multiple(image_to_tensor(read_image(image)), 64)
-    latents = model.quantize_latents(x, codec.quantizer, codec.lambda_t)
     compressed = model.compress(x, codec.quantizer, codec.lambda_t)
-    assert torch.equal(model.decode_latents(compressed, codec.quantizer),
-                       latents.means + codec.quantizer.dequantize(latents.k))
+    latent_shape = (x.shape[-2] // 16, x.shape[-1] // 16)
+    assert torch.equal(model.latent_codec.decompress(compressed.streams, latent_shape,
+                                                     codec.quantizer), compressed.y_hat)
 
     run = tmp_path / "run"
     assert main(["retrain", "--model", str(weights), "--quantizer", "tcq4", "--part", "decoder",
@@ -102,13 +103,15 @@ def test_n128_m192_checkpoint_imports_codes_retrains_and_evaluates(tmp_path, pho
     (point,) = read_results(results).points
     assert point.options["source"]["sha256"] == sha256_of(checkpoint)
     assert point.options["architecture"]["name"] == "mbt2018-mean"
+    assert point.options["architecture"]["prior_filters"] == [3, 3, 3, 3]
     assert point.checkpoint_sha256 == sha256_of(retrained) and point.bpp > 0
 
 
-def test_hyper_and_decoder_retrain_on_an_imported_model_with_its_lambda(tmp_path, photos):
-    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state("mbt2018-mean"))
+@pytest.mark.parametrize("arch", ["mbt2018-mean", "bmshj2018-hyperprior"])
+def test_hyper_and_decoder_retrain_on_an_imported_model_with_its_lambda(tmp_path, photos, arch):
+    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state(arch))
     weights = tmp_path / "m.safetensors"
-    assert main(["import-compressai", str(checkpoint), "--arch", "mbt2018-mean",
+    assert main(["import-compressai", str(checkpoint), "--arch", arch,
                  "-o", str(weights), "--lambda", "0.013"]) == 0
     run = tmp_path / "run"
     assert main(["retrain", "--model", str(weights), "--quantizer", "usq",
@@ -119,4 +122,5 @@ def test_hyper_and_decoder_retrain_on_an_imported_model_with_its_lambda(tmp_path
     assert retrained.info["retrain"]["lmbda"] == 0.013
     assert retrained.info["source"]["sha256"] == sha256_of(checkpoint)
     source = load(str(weights)).model
-    assert not torch.equal(retrained.model.h_s[0].weight, source.h_s[0].weight)
+    assert not torch.equal(retrained.model.latent_codec.h_s[0].weight,
+                           source.latent_codec.h_s[0].weight)

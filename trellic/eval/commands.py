@@ -46,8 +46,8 @@ from trellic.eval.results import (
 from trellic.eval.runner import Setting, run
 from trellic.io import check_output, list_images, write_atomic
 from trellic.paths import kodak_dir
+from trellic.quant.registry import quantizer_names
 
-QUANTIZERS = ("usq", "tcq4", "tcq8")
 DEFAULT_MODEL = "default"  # what compress uses: the zoo manifest's default model
 
 
@@ -310,7 +310,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", action="append",
                         help="zoo model name or .safetensors path; repeat for a curve, one point "
                         f"per model (default: {DEFAULT_MODEL!r}, the model compress uses)")
-    parser.add_argument("--quantizer", choices=QUANTIZERS, default="usq",
+    parser.add_argument("--quantizer", choices=quantizer_names(), default="usq",
                         help="quantizer of the latents (default: usq)")
     parser.add_argument("--lambda-t", type=float_in(0.0, MAX_LAMBDA_T, high_open=True),
                         help="TCQ rate weight in latent units (default: 0.3 * delta^2)")

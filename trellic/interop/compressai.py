@@ -17,8 +17,11 @@ What maps to what (docs/compressai.md has the table):
 - convolutions, GDN/IGDN ``beta`` and ``gamma``: copied. Both store the same
   reparametrisation ``sqrt(value + 2**-36)`` and bound it below the same way,
   so the conversion is the identity on the stored tensors;
-- ``h_s``'s last convolution (mbt2018-mean): CompressAI splits its output as
-  (scales, means), trellic as (means, scales): its two output halves swap;
+- ``h_a``, ``h_s``: under the latent codec (``latent_codec.``) of the same
+  architecture (mbt2018-mean: the mean-scale hyperprior; bmshj2018-hyperprior:
+  the scale hyperprior, means 0). For mbt2018-mean, CompressAI splits the
+  output of ``h_s``'s last convolution as (scales, means), trellic as (means,
+  scales): its two output halves swap;
 - ``entropy_bottleneck.{matrices,biases,factors}.i`` and ``quantiles``: the
   same density network (trellic's FactorizedPrior with CompressAI's filters
   (3, 3, 3, 3)); the old names ``_matrices.0`` (published zoo checkpoints) and
@@ -41,14 +44,18 @@ import torch
 from torch import Tensor
 
 from trellic.entropy.factorized import LIKELIHOOD_BOUND, TAIL_MASS
+from trellic.entropy.gaussian import SCALE_MIN
 from trellic.errors import TrellicError
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
+from trellic.models.config import MAX_CHANNELS
 from trellic.models.gdn import BETA_MIN, PEDESTAL
-from trellic.zoo import MAX_CHANNELS, sha256_of
+from trellic.models.model import LATENT_PREFIX
+from trellic.zoo import sha256_of
 
 ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior")
 WRAPPERS = ("state_dict", "model")
 PREFIX = "module."
+TRANSFORMS = ("g_a.", "g_s.")  # the model's; every other tensor belongs to its latent codec
 PRIOR_FILTERS = (3, 3, 3, 3)  # CompressAI's EntropyBottleneck default, used by both models
 DERIVED = (
     "entropy_bottleneck._offset",
@@ -174,8 +181,6 @@ def expected_shapes(arch: str, N: int, M: int) -> dict[str, tuple]:
 
 def constant(key: str) -> list[float] | None:
     """The value trellic's layers assume for a CompressAI constant buffer (None: a parameter)."""
-    from trellic.entropy.gaussian import SCALE_MIN  # not at the top: gaussian <-> models cycle
-
     suffixes = {
         ".pedestal": [PEDESTAL],
         "beta_reparam.lower_bound.bound": [(BETA_MIN + PEDESTAL) ** 0.5],
@@ -235,24 +240,23 @@ def _fits(state: dict[str, Tensor], shapes: dict[str, tuple]) -> bool:
 
 
 def to_trellic_state(state: dict[str, Tensor], arch: str, M: int) -> dict[str, Tensor]:
-    """CompressAI's parameters under trellic's names (constants and derived tables dropped)."""
-    if arch != "mbt2018-mean":
-        raise TrellicError(
-            f"{arch} needs the scale-only hyperprior latent codec, which this trellic lacks"
-        )
+    """CompressAI's parameters under trellic's names (constants and derived tables dropped):
+    g_a, g_s as they are, the entropy model's under ``latent_codec.``."""
     converted = {
-        key: value.to(torch.float32).clone()
+        key if key.startswith(TRANSFORMS) else LATENT_PREFIX + key: value.float().clone()
         for key, value in state.items()
         if key not in DERIVED and constant(key) is None
     }
-    for name in ("h_s.4.weight", "h_s.4.bias"):  # (scales, means) -> (means, scales)
-        converted[name] = torch.cat((converted[name][M:], converted[name][:M]))
+    if arch == "mbt2018-mean":  # h_s's output halves: (scales, means) -> (means, scales)
+        for name in ("h_s.4.weight", "h_s.4.bias"):
+            tensor = converted[LATENT_PREFIX + name]
+            converted[LATENT_PREFIX + name] = torch.cat((tensor[M:], tensor[:M]))
     return converted
 
 
 def import_checkpoint(
     path: Path, arch: str, tcq_delta: float = 0.6, lmbda: float | None = None
-) -> tuple[MeanScaleHyperprior, dict]:
+) -> tuple[CodecModel, dict]:
     """A CompressAI checkpoint -> (trellic model with its coding tables built, info to save).
 
     Args:
@@ -262,15 +266,15 @@ def import_checkpoint(
     """
     checkpoint = read_checkpoint(path)
     N, M = check_state(checkpoint.state, arch)
-    model = MeanScaleHyperprior(ModelConfig(N=N, M=M, tcq_delta=tcq_delta,
-                                            prior_filters=PRIOR_FILTERS))
+    config = ModelConfig(architecture=arch, N=N, M=M, tcq_delta=tcq_delta,
+                         prior_filters=PRIOR_FILTERS)
+    model = CodecModel(config)
     converted = to_trellic_state(checkpoint.state, arch, M)
-    converted["scale_table"] = model.scale_table
+    converted.update({k: v for k, v in model.state_dict().items() if k.endswith("scale_table")})
     model.load_state_dict(converted, strict=True)
     model.eval()
     model.update()
     info = {
-        "architecture": arch,
         "source": {
             "format": "compressai",
             "checkpoint": Path(path).name,

@@ -13,29 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trellic.ops import lower_bound
+
 PEDESTAL = 2.0**-36  # reparametrisation offset squared (2**-18)**2, as in CompressAI
 BETA_MIN = 1e-6
-
-
-class _LowerBoundGrad(torch.autograd.Function):
-    """max(x, bound) whose gradient still flows where it pushes x up from below the bound."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, bound: float) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        return x.clamp_min(bound)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (x,) = ctx.saved_tensors
-        passes = (x >= ctx.bound) | (grad < 0)
-        return grad * passes, None
-
-
-def lower_bound(x: Tensor, bound: float) -> Tensor:
-    """Clamp from below without killing the gradient that would lift x over the bound."""
-    return _LowerBoundGrad.apply(x, bound)
 
 
 class GDN(nn.Module):
