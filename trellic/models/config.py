@@ -1,4 +1,4 @@
-"""The model config: architecture, channel counts and TCQ step, versioned.
+"""The model config: architecture, channel counts, TCQ step, prior widths; versioned.
 
 Every weights file stores it as JSON. Version 1 (the files shipped before the
 latent-codec layer) held exactly ``N``, ``M`` and ``tcq_delta`` and meant the
