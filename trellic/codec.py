@@ -198,7 +198,7 @@ class Codec:
         streams = (container.z_stream, container.y_stream)
         try:
             x_hat = model.decompress(streams, model.latent_shape(header.height, header.width),
-                                     quantizer, container.symbols_crc)
+                                     quantizer, container.symbols_crc, container.version >= 2)
         except (ValueError, RuntimeError, OverflowError) as error:
             raise TrellicError(f"corrupt bitstream: {str(error).splitlines()[0]}") from None
         if not torch.isfinite(x_hat).all():

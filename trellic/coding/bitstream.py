@@ -20,11 +20,11 @@ Layout (all integers little-endian; ``varint`` = unsigned LEB128, at most 5 byte
     end-4   crc32            u32      CRC-32 of every byte before it
 
 Version 2 (written since 0.2) makes files portable. The decoder derives every
-pmf row from integer arithmetic (``trellic.latent.integer_net``: h_s in fixed
-point, exact on any CPU, thread count, with or without oneDNN, or on a GPU), so
-a file written on one machine decodes on every other, to the same indices; the
-float transform g_s may then differ by a rounding in the last bit, at most a
-pixel level. The *symbols CRC* is CRC-32 of the z symbols, then the y indices,
+pmf row from integer arithmetic (``trellic.latent.integer_net``: the scales of
+h_s in fixed point, exact on any CPU, thread count, with or without oneDNN, or
+on a GPU), so a file written on one machine decodes on every other, to the same
+indices; the float means and g_s may then differ by a rounding in the last bit,
+at most a pixel level. The *symbols CRC* is CRC-32 of the z symbols, then the y indices,
 as little-endian int32 in tensor order (N, h, w) and (M, H/16, W/16): the
 decoder recomputes it from what its entropy decoder produced, so a desynchronised
 decoder (from any cause) is an error, never a garbage image.

@@ -112,13 +112,14 @@ class LatentCodec(nn.Module, abc.ABC):
         latent_shape: tuple[int, int],
         quantizer: Quantizer,
         checksum: int | None = None,
+        exact: bool = True,
     ) -> Tensor:
         """Streams of a y grid of ``latent_shape`` (h, w) -> y_hat (1, M, h, w).
 
-        ``checksum``: the encoder's checksum of the coded symbols; the decoded
-        symbols must match it (a desynchronised decoder raises ValueError), and
-        the entropy parameters take the exact integer path. None: a format-1
-        file, whose parameters take the float path it was written with.
+        ``checksum``: the encoder's checksum of the coded symbols; if given, the
+        decoded symbols must match it (a desynchronised decoder raises
+        ValueError). ``exact=False``: the float entropy-parameter path of
+        format-1 files (exact only on kernels that round like the encoder's).
         """
 
     @abc.abstractmethod

@@ -154,23 +154,28 @@ class MeanScaleHyperprior(LatentCodec):
 
     # -- bitstreams -----------------------------------------------------------------
     def _exact_straight_through(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """The integer path's values (what compress codes) with the float h_s's gradients."""
+        """What compress codes (float means, the integer path's scales), with the float
+        h_s's gradients for the scales."""
         means, scales = self.entropy_parameters(z_hat)
         with torch.no_grad():
-            exact = self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)
-        return (exact[0] + (means - means.detach()), exact[1] + (scales - scales.detach()))
+            exact = self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)[1]
+        return means, exact + (scales - scales.detach())
 
     def decoded_parameters(self, z_symbols: Tensor, exact: bool = True) -> tuple[Tensor, Tensor]:
         """What the decoder derives from the z symbols: means and scales of y.
 
-        exact: h_s in integer arithmetic (``trellic.latent.integer_net``), the same
-        on every machine: what format-2 files are coded with. False: the float
-        h_s of format-1 files, exact only on kernels that round like the encoder's.
+        exact: the scales, which select every table row, from h_s in integer
+        arithmetic (``trellic.latent.integer_net``), the same on every machine:
+        what format-2 files are coded with. The means stay float: they only shift
+        the reconstruction (by a last bit across machines), never a row or a
+        trellis state. False: the float scales of format-1 files, exact only on
+        kernels that round like the encoder's.
         """
         z_hat = self.entropy_bottleneck.dequantize(z_symbols)
-        if not exact:
-            return self.entropy_parameters(z_hat)
-        return self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)
+        means, scales = self.entropy_parameters(z_hat)
+        if exact:
+            scales = self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)[1]
+        return means, scales
 
     @torch.no_grad()
     def _decide(
@@ -219,12 +224,13 @@ class MeanScaleHyperprior(LatentCodec):
         latent_shape: tuple[int, int],
         quantizer: Quantizer,
         checksum: int | None = None,
+        exact: bool = True,
     ) -> Tensor:
         z_stream, y_stream = streams
         h, w = latent_shape
         z_shape = (1, self.config.N, h // self.downscale, w // self.downscale)
         z_symbols = self.z_coding().decode(z_stream, z_shape)
-        means, scales = self.decoded_parameters(z_symbols, exact=checksum is not None)
+        means, scales = self.decoded_parameters(z_symbols, exact)
         k, qid = self.y_coding(quantizer).decode(y_stream, scales)
         if checksum is not None and symbols_crc(z_symbols, k) != checksum:
             raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")

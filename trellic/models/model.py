@@ -130,12 +130,13 @@ class CodecModel(nn.Module):
         latent_shape: tuple[int, int],
         quantizer: Quantizer,
         checksum: int | None = None,
+        exact: bool = True,
     ) -> Tensor:
         """Coded streams of a y grid of ``latent_shape`` -> x_hat (1, 3, H, W), unclamped.
 
-        ``checksum``: see :meth:`LatentCodec.decompress` (None for format-1 files).
+        ``checksum``, ``exact``: see :meth:`LatentCodec.decompress`.
         """
-        y_hat = self.latent_codec.decompress(streams, latent_shape, quantizer, checksum)
+        y_hat = self.latent_codec.decompress(streams, latent_shape, quantizer, checksum, exact)
         return self.g_s(y_hat)
 
 
