@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from trellic.errors import TrellicError
 from trellic.eval.results import Results
 
-# tab20's ten dark colours, then their light twins; seven markers, so a light colour
-# never meets the marker of its dark twin and the (colour, marker) pairs repeat only
-# after lcm(20, 7) = 140 curves.
+# tab10, five dark hues of tab20b, then tab10's light twins (tab20): 25 colours, the
+# strongest first; seven markers, so the (colour, marker) pairs repeat only after
+# lcm(25, 7) = 175 curves and a light colour never meets the marker of its dark twin.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 WIDTH_INCHES = 12.0
 
@@ -43,24 +43,32 @@ def ms_ssim_db(value: float) -> float:
     return -10 * math.log10(max(1 - value, 1e-12))
 
 
-def _figure_class():
+def _require_matplotlib() -> None:
     try:
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError:
         raise TrellicError("plotting needs matplotlib: pip install 'trellic[plot]'") from None
-    return Figure
 
 
-def curve_styles(references: list[bool]) -> list[LineStyle]:
-    """One distinct style per curve; ``references[i]``: curve i is published (dashed, open)."""
-    _figure_class()  # the clear error when matplotlib is missing
+def make_figure(**options):
+    """A matplotlib Figure (object API, no pyplot); TrellicError if matplotlib is missing."""
+    _require_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
+
+
+def curve_styles(dashed: list[bool]) -> list[LineStyle]:
+    """One distinct style per curve; ``dashed[i]``: curve i is drawn dashed with open markers
+    (published curves, in :func:`rd_figure`), else solid with filled ones."""
+    _require_matplotlib()
     from matplotlib import colormaps
 
-    palette = colormaps["tab20"].colors
-    colours = [*palette[0::2], *palette[1::2]]
+    twins = colormaps["tab20"].colors
+    colours = [*twins[0::2], *colormaps["tab20b"].colors[0::4], *twins[1::2]]
     return [LineStyle(tuple(colours[i % len(colours)]), _MARKERS[i % len(_MARKERS)],
-                      "--" if reference else "-", not reference)
-            for i, reference in enumerate(references)]
+                      "--" if dash else "-", not dash)
+            for i, dash in enumerate(dashed)]
 
 
 def legend_columns(labels: list[str], width_inches: float = WIDTH_INCHES,
@@ -79,8 +87,7 @@ def rd_figure(curves: list[Results], max_bpp: float = 2.0, title: str | None = N
     labels = [curve.name for curve in curves]
     columns = legend_columns(labels)
     rows = -(-len(curves) // columns)
-    figure = _figure_class()(figsize=(WIDTH_INCHES, 5 + 0.22 * rows), dpi=dpi,
-                             layout="constrained")
+    figure = make_figure(figsize=(WIDTH_INCHES, 5 + 0.22 * rows), dpi=dpi, layout="constrained")
     panels = figure.subplots(1, 2)
     styles = curve_styles([curve.codec == "reference" for curve in curves])
     metrics = (("psnr_rgb", "PSNR-RGB (dB)", float),

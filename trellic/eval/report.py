@@ -40,6 +40,7 @@ figure img.error { display: block; width: 192px; height: 192px; margin-top: 0.3e
 .note { width: 384px; height: 384px; display: flex; align-items: center; justify-content: center;
         background: #f3f3f3; color: #666; border: 1px solid #ccc; text-align: center; }
 .rd { max-width: 100%; }
+table.images td { white-space: nowrap; }
 table.wide { width: 100%; } table.wide td { text-align: left; overflow-wrap: anywhere; }
 """
 
@@ -174,7 +175,7 @@ def _images_table(anchor: Results, curves: list[Results], method: str) -> str:
     lines = [f"<p>BD-rate (PSNR-RGB, {method}) of each curve against "
              f"<b>{html.escape(anchor.name)}</b> on each image alone; n/a where the curves "
              "do not overlap on that image or it was not measured.</p>",
-             "<table><tr><th>image</th>"
+             '<table class="images"><tr><th>image</th>'
              + "".join(f"<th>{html.escape(curve.name)}</th>" for curve in tested) + "</tr>"]
     for name in names:
         cells = []
