@@ -15,10 +15,16 @@ $(BIN)/trellic: pyproject.toml
 
 setup: $(BIN)/trellic
 
+# One Kodak image coded with both quantizers (uniform and 4-state trellis) by the default model.
+IMAGE ?= $(or $(TRELLIC_DATA),../shared/data)/kodak/kodim23.png
+
 demo: setup
 	mkdir -p out
-	$(BIN)/trellic compress $(or $(IMAGE),../shared/data/kodak/kodim23.png) out/demo.trl --force -v
-	$(BIN)/trellic decompress out/demo.trl out/demo.png --force --reference $(or $(IMAGE),../shared/data/kodak/kodim23.png) -v
+	for q in usq tcq4; do \
+		$(BIN)/trellic compress $(IMAGE) out/demo-$$q.trl --quantizer $$q --force -v && \
+		$(BIN)/trellic decompress out/demo-$$q.trl out/demo-$$q.png --force --reference $(IMAGE) \
+		|| exit 1; \
+	done
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2

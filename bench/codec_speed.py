@@ -1,7 +1,7 @@
 """Codec speed on Kodak: encode / decode seconds, Viterbi ms, coder overhead, peak RSS.
 
-    python bench/codec_speed.py [--model NAME|PATH] [--arch N,M] [--images 24] [--json out.json]
-        [--refine STEPS]
+    python bench/codec_speed.py [--model NAME|PATH] [--arch N,M] [--images 24]
+        [--json docs/data/codec_speed_X.json [--force]] [--refine STEPS]
 
 ``--model`` benchmarks a shipped model (default: the zoo default). ``--arch
 128,192`` instead benchmarks a randomly initialised model of that size whose
@@ -9,7 +9,9 @@ latents are scaled to a realistic range (the transforms cost the same as a
 trained model's; the coding cost is representative, not exact), for a
 comparison with CompressAI's mbt2018-mean at N=128/M=192.
 ``--refine STEPS`` adds a row for USQ after latent refinement (docs/codec.md).
-Prints one JSON object and a table. Targets (issue 2, 2-core CPU, 768x512,
+Prints one JSON object and a table; the JSON records the measuring condition
+(CPU, load average before and after, commit), since the timings depend on what
+else the machine runs. Targets (issue 2, 2-core CPU, 768x512,
 N=128/M=192): encode <= 0.75 s, decode <= 0.98 s, TCQ-4 Viterbi <= 60 ms,
 TCQ encode <= 1.3x USQ encode, coder overhead <= 0.3 %.
 """
@@ -18,15 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 
 import numpy as np
 import torch
 
+from trellic.argtypes import non_negative_int, positive_int
 from trellic.codec import Codec
 from trellic.coding import bitstream
-from trellic.io import image_to_tensor, pad_to_multiple, read_image
+from trellic.eval.results import provenance
+from trellic.io import image_to_tensor, list_images, pad_to_multiple, read_image, write_atomic
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.models.hyperprior import single_threaded
 from trellic.models.refine import RefineConfig
@@ -35,6 +40,15 @@ from trellic.zoo import LoadedModel
 from trellic.zoo import load as load_model
 
 QUANTIZERS = ("usq", "tcq4", "tcq8")
+
+
+def architecture(text: str) -> tuple[int, int]:
+    """``N,M`` as two positive channel counts (argparse type)."""
+    try:
+        n, m = (positive_int(v) for v in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected N,M (two counts), got {text!r}") from None
+    return n, m
 
 
 def synthetic_model(n: int, m: int, image: np.ndarray) -> LoadedModel:
@@ -102,21 +116,25 @@ def run(loaded: LoadedModel, files: list, threads: int, refine_steps: int = 0) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--arch", default=None, help="N,M of a random-weight model instead")
-    parser.add_argument("--images", type=int, default=24)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--arch", type=architecture, default=None,
+                        help="N,M of a random-weight model instead")
+    parser.add_argument("--images", type=positive_int, default=24)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--json", default=None, help="also write the JSON here")
-    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+    parser.add_argument("--force", action="store_true", help="overwrite --json")
+    parser.add_argument("--refine", type=non_negative_int, default=0, metavar="STEPS",
                         help="also time usq with latent refinement (a shipped model only)")
     args = parser.parse_args()
     if args.refine and args.arch:
         parser.error("--refine needs a trained model's lambda: use --model, not --arch")
-    files = sorted(kodak_dir().glob("kodim*.png"))[: args.images]
+    if args.json and os.path.exists(args.json) and not args.force:
+        parser.error(f"output exists (use --force to overwrite): {args.json}")
+    files = list_images(kodak_dir(), limit=args.images)
     if args.arch:
-        n, m = (int(v) for v in args.arch.split(","))
-        loaded = synthetic_model(n, m, read_image(files[0]))
+        loaded = synthetic_model(*args.arch, read_image(files[0]))
     else:
         loaded = load_model(args.model)
+    load_before = os.getloadavg()
     rows = run(loaded, files, args.threads, args.refine)
     config = loaded.model.config
     result = {
@@ -125,14 +143,17 @@ def main() -> None:
         "M": config.M,
         "images": len(files),
         "threads": args.threads,
-        "torch": torch.__version__,
         "results": rows,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **provenance(),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
     }
-    print(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2) + "\n"
+    print(text, end="")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+        write_atomic(args.json, text.encode(), force=args.force)
     print(
         f"\n{loaded.model_id} (N={config.N}, M={config.M}), {len(files)} Kodak images, "
         f"peak RSS {result['peak_rss_mb']:.0f} MB"

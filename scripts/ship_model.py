@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from trellic import paths
 from trellic.codec import Codec
 from trellic.errors import TrellicError
 from trellic.eval.runner import rate_point
@@ -32,7 +33,6 @@ from trellic.paths import data_root, kodak_dir
 from trellic.train.checkpoint import model_from_checkpoint
 from trellic.zoo import (
     MANIFEST,
-    WEIGHTS_DIR,
     LoadedModel,
     load_model_file,
     load_named,
@@ -112,8 +112,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=24, help="Kodak images to measure")
     parser.add_argument("--warm-start", default=None, metavar="MODEL",
                         help="the shipped model the run was warm-started from (recorded)")
-    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR,
-                        help="the zoo to ship into (default: the package's weights/)")
+    parser.add_argument("--weights-dir", type=Path, default=paths.weights_dir(),
+                        help="the zoo to ship into (default: $TRELLIC_WEIGHTS, else the "
+                        "checkout's weights/)")
     args = parser.parse_args()
 
     weights_dir = args.weights_dir

@@ -4,7 +4,14 @@ import argparse
 
 import pytest
 
-from trellic.argtypes import float_in, int_in, non_negative_int, positive_float
+from trellic.argtypes import (
+    float_in,
+    int_in,
+    int_multiple_of,
+    non_negative_int,
+    positive_float,
+    seed,
+)
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "abc", "0", "-1"])
@@ -35,4 +42,19 @@ def test_cli_reports_a_bad_value_as_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", "a.png", "b.trl", "--refine", "-3"])
     assert exit_info.value.code == 2
-    assert "must be in [0, inf]" in capsys.readouterr().err
+    assert "must be in [0, inf)" in capsys.readouterr().err
+
+
+def test_int_multiple_of_needs_the_grid_and_the_bounds():
+    crop = int_multiple_of(64, 64)
+    assert crop("64") == 64 and crop("256") == 256
+    for text in ["100", "0", "-64", "64.0"]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            crop(text)
+
+
+def test_seed_is_what_the_generators_take():
+    assert seed("0") == 0 and seed(str(2**32 - 1)) == 2**32 - 1
+    for text in ["-1", str(2**32)]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            seed(text)

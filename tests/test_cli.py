@@ -85,3 +85,79 @@ def test_bad_option_value_is_a_usage_error(png, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", str(png), "o.trl", "--lambda-t", "-1"])
     assert exit_info.value.code == 2
+
+
+def _subparsers():
+    import argparse
+
+    from trellic.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_subcommand_help_shows_the_defaults():
+    """Each option with a default (flags aside) says it in the --help text, in every command."""
+    checked = 0
+    for name, parser in _subparsers().items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.default is None or action.nargs == 0:
+                continue
+            text = formatter._format_action(action)
+            assert "default" in text, f"trellic {name} {action.option_strings[0]}: {text}"
+            checked += 1
+    assert checked > 40
+    help_text = _subparsers()["compress"].format_help()
+    assert "(default: 0)" in help_text and "default: usq" in help_text
+
+
+def test_models_lists_the_zoo_with_lambda_quantizer_size_and_kodak_numbers(capsys):
+    from trellic.zoo import read_manifest
+
+    manifest = read_manifest()
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, entry in manifest["models"].items():
+        line = next(row for row in out.splitlines() if row[2:].split(" ")[0] == name)
+        assert line.startswith("* ") == (name == manifest["default"])
+        assert f"{entry['lambda']:g}" in line and f"{entry['kodak']['usq']['bpp']:.4f}" in line
+        assert f"{entry['kodak']['tcq4']['psnr_rgb']:.2f}" in line
+        retrained = entry.get("retrain", {}).get("quantizer")
+        assert (retrained or entry["quantizer_trained"]) in line
+    assert "not in this folder" not in out
+
+
+def test_models_marks_weights_files_that_are_not_there(tmp_path, monkeypatch, capsys, tiny_weights):
+    import json
+
+    from trellic.zoo import sha256_of
+
+    (tmp_path / "tiny.safetensors").write_bytes(tiny_weights[0].read_bytes())
+    entry = {"file": "tiny.safetensors", "sha256": sha256_of(tmp_path / "tiny.safetensors"),
+             "lambda": 0.01, "quantizer_trained": "tcq4"}
+    models = {"tiny": entry, "gone": {**entry, "file": "gone.safetensors", "lambda": None}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"default": "tiny", "models": models}))
+    monkeypatch.setenv("TRELLIC_WEIGHTS", str(tmp_path))
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"weights folder {tmp_path}")
+    tiny = next(line for line in lines if "tiny" in line).split()
+    gone = next(line for line in lines if "gone" in line).split()
+    assert tiny[:4] == ["*", "tiny", "0.01", "tcq4"] and float(tiny[4]) > 0
+    assert gone[:4] == ["gone", "-", "tcq4", "-"]
+    assert "1 of these weights files are not in this folder" in lines[-1]
+
+
+def test_the_readme_python_snippet_runs_as_written(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(snippets) == 1
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(synthetic_image(48, 64)).save("photo.png")
+    namespace = {}
+    exec(compile(snippets[0], "README.md", "exec"), namespace)  # noqa: S102 - the project's own
+    assert namespace["image_hat"].shape == namespace["image"].shape == (48, 64, 3)

@@ -81,3 +81,19 @@ def test_tool_baselines_round_trip_when_installed(name):
 def test_unknown_baselines_are_refused():
     with pytest.raises(TrellicError, match="unknown baseline"):
         baselines.get_baseline("gif")
+
+
+@pytest.mark.parametrize("name", PILLOW)
+def test_every_quality_in_range_is_accepted_and_none_outside(name):
+    """The declared range is what the encoder accepts; outside it nothing reaches the codec."""
+    low, high = baselines.BASELINES[name].quality_range
+    for quality in (low, high):
+        _round_trip(name, quality)
+    for quality in (low - 1, high + 1):
+        with pytest.raises(TrellicError, match=rf"{name} quality must be an integer in "
+                           rf"\[{low}, {high}\], got {quality}"):
+            baselines.make_codec(name, quality)
+    with pytest.raises(TrellicError, match="given twice"):
+        baselines.settings(name, [low, low])
+    assert [s.fields["quality"] for s in baselines.settings(name)] == list(
+        baselines.BASELINES[name].qualities)  # every default sweep is in range

@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from trellic.cli import main
-from trellic.eval.results import Dataset, Point, Results, read_results, write_results
+from trellic.eval.results import (
+    Dataset,
+    ImageResult,
+    Point,
+    Results,
+    read_results,
+    write_results,
+)
 
 RATE = [0.12, 0.2, 0.31, 0.46, 0.66, 0.91]
 PSNR = [27.7, 29.4, 31.1, 33.0, 35.0, 36.9]
@@ -86,12 +93,13 @@ def test_plot_and_report_render_curves_and_crops(folder, tmp_path):
         assert main(["baseline", str(folder), "--codec", codec, "--quality", *qualities,
                      "-o", str(out)]) == 0
     png = tmp_path / "rd.png"
-    assert main(["plot", str(jpeg), str(webp), "--reference", "vtm", "-o", str(png)]) == 0
+    assert main(["plot", str(jpeg), str(webp), "--reference", "vtm", "-o", str(png),
+                 "--allow-mixed-images"]) == 0
     assert png.read_bytes().startswith(b"\x89PNG")
     page = tmp_path / "report.html"
     assert main(["report", str(jpeg), str(webp), "--reference", "mbt2018-mean",
                  "--anchor", "jpeg", "--image", str(folder / "img0.png"), "--crop", "8,8,64,64",
-                 "-o", str(page)]) == 0
+                 "-o", str(page), "--allow-mixed-images"]) == 0
     html = page.read_text()
     rows = html.count("<h3>Near ")
     assert rows == 2  # two target rates by default
@@ -125,5 +133,109 @@ def test_eval_refine_records_the_setting_and_rejects_negative_steps(folder, tmp_
     (point,) = read_results(out).points
     assert point.options["refine"] == {"steps": 2, "lr": 0.01, "seed": 0}
     assert point.options["load"]["refine"] == 2 and point.bpp > 0
-    assert main([*argv, "--refine", "-1", "--force"]) == 1
-    assert "--refine must be at least 0, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--refine", "-1", "--force"])
+    assert exit_info.value.code == 2
+    assert "argument --refine: must be in [0, inf), got -1" in capsys.readouterr().err
+
+
+def _measured(tmp_path, name, files, scale=1.0):
+    """A measured curve (6 points) on the named images of dataset 'kodak'."""
+    def images(i):
+        bpp = RATE[i] * scale
+        return [ImageResult(f, 768, 512, round(bpp * 768 * 512 / 8), bpp, PSNR[i],
+                            0.9 + i / 100, 0.1, 0.01) for f in files]
+
+    results = Results(name=name, codec="jpeg", encoder="test", dataset=Dataset("kodak", files),
+                      points=[Point.from_images(f"q{i}", images(i)) for i in range(len(RATE))])
+    path = tmp_path / f"{name}.json"
+    write_results(results, path)
+    return str(path)
+
+
+def test_comparisons_across_image_sets_are_refused_unless_allowed(tmp_path, capsys):
+    """A 3-image curve against the 24-image published curve: bdrate, plot and report refuse."""
+    pytest.importorskip("matplotlib")
+    kodak = [f"kodim{i:02d}.png" for i in range(1, 25)]
+    few = _measured(tmp_path, "few", kodak[:3])
+    full = _measured(tmp_path, "full", kodak, scale=0.9)
+    commands = {
+        "bdrate": ["bdrate", few, "--reference", "mbt2018-mean"],
+        "plot": ["plot", few, "--reference", "mbt2018-mean", "-o", str(tmp_path / "rd.png")],
+        "report": ["report", few, "--reference", "mbt2018-mean", "--image",
+                   str(tmp_path / "none.png"), "-o", str(tmp_path / "r.html")],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 1, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("trellic: error: curves measured on "
+                                                      "different image sets: ")
+        assert f"{few} has 3 images of kodak, reference:mbt2018-mean has 24 images" in err
+        assert not (tmp_path / "rd.png").exists() and not (tmp_path / "r.html").exists()
+    for name, argv in commands.items():
+        assert main([*argv, "--allow-mixed-images"]) == 0, name
+        err = capsys.readouterr().err
+        assert "trellic: warning: curves measured on different image sets: " in err
+    assert main(["bdrate", few, full]) == 1
+    assert "(21 only in the second, e.g. kodim04.png)" in capsys.readouterr().err
+    assert main(["bdrate", full, "--reference", "mbt2018-mean"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["baseline", "D", "--codec", "avif", "--quality", "150"],
+     "avif quality must be an integer in [0, 100], got 150"),
+    (["baseline", "D", "--quality", "-5", "--codec", "jpeg"],
+     "jpeg quality must be an integer in [1, 100], got -5"),
+    (["baseline", "D", "--codec", "x265", "--quality", "52"], "x265 qp must be an integer in"),
+    (["baseline", "D", "--codec", "webp", "--quality", "50", "50"], "quality is given twice"),
+    (["baseline", "D", "--codec", "webp", "--quality", "5.5"], "not an integer: '5.5'"),
+    (["baseline", "D", "--codec", "webp", "--workers", "0"], "argument --workers: must be in"),
+    (["eval", "D", "--limit", "0"], "argument --limit: must be in [1, inf), got 0"),
+    (["eval", "D", "--lambda-t", "nan"], "argument --lambda-t: must be a finite number"),
+    (["eval", "D", "--lambda-t", "-1"], "argument --lambda-t: must be in [0, "),
+    (["eval", "D", "--refine", "-1"], "argument --refine: must be in [0, inf), got -1"),
+    (["plot", "a.json", "--max-bpp", "0"], "argument --max-bpp: must be in (0, inf), got 0"),
+    (["report", "a.json", "--max-bpp", "inf"], "argument --max-bpp: must be a finite number"),
+    (["bdrate", "a.json", "--method", "linear"], "argument --method: invalid choice"),
+])
+def test_option_values_outside_their_domain_are_usage_errors(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "-o", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_sweep_keeps_the_points_it_finished(folder, tmp_path, monkeypatch, capsys):
+    from trellic.errors import TrellicError
+    from trellic.eval import baselines
+
+    class Broken:
+        def encode(self, image):
+            raise TrellicError("encoder crashed")
+
+    settings = baselines.settings("jpeg", [10, 30, 50])
+    settings[2] = type(settings[2])("quality50", Broken, settings[2].fields)
+    monkeypatch.setattr(baselines, "settings", lambda name, qualities: settings)
+    out = tmp_path / "jpeg.json"
+    assert main(["baseline", str(folder), "--codec", "jpeg", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"encoder crashed (2 of 3 points finished, kept in {out})" in err
+    assert [p.quality for p in read_results(out).points] == [10, 30]
+
+
+def test_a_losslessly_coded_image_gives_a_finite_curve_and_a_warning(tmp_path, capsys):
+    """An all-black image is lossless in JPEG: PSNR_MAX by the MSE floor, not inf."""
+    from trellic.eval.metrics import PSNR_MAX
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((176, 176, 3), np.uint8)).save(images / "black.png")
+    out = tmp_path / "jpeg.json"
+    assert main(["baseline", str(images), "--codec", "jpeg", "--quality", "20", "95",
+                 "-o", str(out)]) == 0
+    assert [p.psnr_rgb for p in read_results(out).points] == [PSNR_MAX, PSNR_MAX]
+    assert "trellic: warning: black.png decoded identical to the original" in (
+        capsys.readouterr().err)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trellic.errors import TrellicError
-from trellic.eval.metrics import ms_ssim, psnr, to_uint8
+from trellic.eval.metrics import PSNR_MAX, ms_ssim, psnr, to_uint8
 
 
 def _image(height=192, width=176, seed=0):
@@ -24,7 +24,16 @@ def test_psnr_of_known_arrays():
     b[0, 0, 0] = 10  # MSE = 100 / 48
     assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 * 48 / 100))
     assert psnr(a, np.full_like(a, 255)) == pytest.approx(0.0)
-    assert psnr(a, a) == math.inf
+
+
+def test_psnr_is_finite_by_the_mse_floor_for_identical_images():
+    black = np.zeros((4, 4, 3), np.uint8)
+    assert psnr(black, black) == PSNR_MAX == pytest.approx(120.0)
+    big = np.zeros((1000, 1000, 3), np.uint8)  # the smallest error on 1 MP stays below the cap
+    off = big.copy()
+    off[0, 0, 0] = 1
+    assert psnr(big, off) == pytest.approx(10 * math.log10(255**2 * 3e6))
+    assert psnr(big, off) < PSNR_MAX
 
 
 def test_psnr_does_not_wrap_around_in_uint8():
@@ -62,3 +71,20 @@ def test_mismatched_shapes_are_refused():
 def test_to_uint8_clamps_and_rounds():
     values = np.array([-3.0, 0.4, 0.6, 254.5, 300.0])
     assert to_uint8(values).tolist() == [0, 0, 1, 254, 255]
+
+
+def test_decompress_reference_uses_the_same_psnr(tmp_path, tiny_weights, capsys):
+    """Against its own decode (identical images) decompress --reference reports PSNR_MAX."""
+    from PIL import Image
+
+    from trellic.cli import main
+
+    weights = str(tiny_weights[0])
+    Image.fromarray(_image(40, 72)).save(tmp_path / "in.png")
+    trl, out, again = tmp_path / "a.trl", tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["compress", str(tmp_path / "in.png"), str(trl), "--model", weights]) == 0
+    assert main(["decompress", str(trl), str(out), "--model", weights]) == 0
+    capsys.readouterr()
+    assert main(["decompress", str(trl), str(again), "--model", weights,
+                 "--reference", str(out)]) == 0
+    assert f"PSNR {PSNR_MAX:.2f} dB" in capsys.readouterr().out

@@ -15,10 +15,10 @@ from trellic.eval.results import (
     ImageResult,
     Point,
     Results,
+    check_image_sets,
     read_reference,
     read_results,
     reference_names,
-    write_output,
     write_results,
 )
 
@@ -62,11 +62,12 @@ def test_schema_round_trips_through_a_file(tmp_path):
 
 def test_existing_outputs_are_kept_without_force(tmp_path):
     path = tmp_path / "r.json"
-    write_output(path, b"first")
+    path.write_text("first")
     with pytest.raises(TrellicError, match="--force"):
-        write_output(path, b"second")
-    write_output(path, b"second", force=True)
-    assert path.read_bytes() == b"second"
+        write_results(_results(), path)
+    assert path.read_text() == "first"
+    write_results(_results(), path, force=True)
+    assert read_results(path) == _results()
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
     umask = os.umask(0)
     os.umask(umask)
@@ -116,3 +117,51 @@ def test_shipped_reference_curves_name_their_source():
     mbt = read_reference("mbt2018-mean")
     assert mbt.points[0].bpp == pytest.approx(0.12392171223958336)
     assert mbt.points[-1].psnr_rgb == pytest.approx(40.63331397919807)
+
+
+def _on(dataset):
+    return Results(name=dataset.name, codec="jpeg", encoder="e", dataset=dataset,
+                   points=[Point("p", bpp=0.5, psnr_rgb=30.0)])
+
+
+KODAK = [f"kodim{i:02d}.png" for i in range(1, 25)]
+
+
+def test_curves_on_the_same_images_compare_silently():
+    curves = [_on(Dataset("kodak", KODAK)), _on(Dataset("other-name", KODAK)),
+              _on(Dataset("Kodak", KODAK)), read_reference("mbt2018-mean")]
+    assert check_image_sets(curves, ["a", "b", "c", "reference:mbt2018-mean"]) == []
+
+
+def test_curves_on_different_images_are_refused_naming_both_sets():
+    few = _on(Dataset("kodak", KODAK[:3]))
+    with pytest.raises(TrellicError, match=r"^curves measured on different image sets: "
+                       r"few.json has 3 images of kodak, reference:mbt2018-mean has 24 "
+                       r"images of kodak; use --allow-mixed-images"):
+        check_image_sets([few, read_reference("mbt2018-mean")],
+                         ["few.json", "reference:mbt2018-mean"])
+    other = _on(Dataset("kodak", [*KODAK[:2], "kodim99.png"]))
+    with pytest.raises(TrellicError, match=r"few.json has 3 images of kodak, other.json has 3 "
+                       r"images of kodak \(1 only in the first, e.g. kodim03.png; 1 only in "
+                       r"the second, e.g. kodim99.png\) \(and 1 more\)"):
+        check_image_sets([few, other, _on(Dataset("clic", count=30))],
+                         ["few.json", "other.json", "clic.json"])
+    (warning,) = check_image_sets([few, read_reference("vtm")], ["few.json", "vtm"],
+                                  allow_mixed=True)
+    assert warning.startswith("curves measured on different image sets: few.json has 3")
+
+
+def test_curves_without_an_image_set_are_compared_with_a_warning():
+    unknown = _on(Dataset("unknown"))
+    (warning,) = check_image_sets([unknown, read_reference("vtm")], ["c.json", "vtm"])
+    assert warning == ("cannot check that the curves were measured on the same images: "
+                       "c.json records no image set")
+    assert check_image_sets([unknown], ["c.json"]) == []
+
+
+def test_reference_curves_record_their_dataset_and_image_count(tmp_path):
+    for name in reference_names():
+        assert read_reference(name).dataset == Dataset("kodak", [], 24)
+    counted = _on(Dataset("clic", count=30))
+    write_results(counted, tmp_path / "c.json")
+    assert read_results(tmp_path / "c.json").dataset.describe() == "30 images of clic"

@@ -12,7 +12,8 @@ from PIL import Image
 
 from trellic.errors import TrellicError
 from trellic.eval.metrics import ms_ssim, psnr
-from trellic.eval.runner import Setting, list_images, rate_point, run
+from trellic.eval.runner import Setting, rate_point, run
+from trellic.io import list_images
 
 HEADER = b"FAKE" + bytes(60)
 
@@ -126,3 +127,11 @@ def test_rate_point_means_real_bytes_and_rgb_distortion():
     assert point.seconds_per_image > 0
     with pytest.raises(TrellicError, match="at least one image"):
         rate_point(codec, [])
+
+
+def test_finished_points_are_handed_over_as_they_finish(folder):
+    seen = []
+    points = run(_settings(), list_images(folder), progress=False,
+                 on_point=lambda finished: seen.append([p.label for p in finished]))
+    assert seen == [["step16"], ["step16", "step4"]]
+    assert [p.label for p in points] == ["step16", "step4"]

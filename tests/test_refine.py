@@ -83,3 +83,35 @@ def test_cli_compress_refine_round_trips_and_rejects_bad_flags(tmp_path, tiny_we
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "-1"])
     assert exit_info.value.code == 2
+
+
+class _Terminal:
+    """A stderr that says it is a terminal and keeps what is written to it."""
+
+    def __init__(self, is_terminal: bool):
+        self.is_terminal, self.text = is_terminal, ""
+
+    def isatty(self) -> bool:
+        return self.is_terminal
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("is_terminal", [True, False])
+def test_cli_refinement_shows_progress_on_a_terminal_only(
+    tmp_path, tiny_weights, monkeypatch, is_terminal
+):
+    from PIL import Image
+
+    png = tmp_path / "in.png"
+    Image.fromarray(synthetic_image(32, 32)).save(png)
+    stderr = _Terminal(is_terminal)
+    monkeypatch.setattr("sys.stderr", stderr)
+    argv = ["compress", str(png), str(tmp_path / "a.trl"), "--model", str(tiny_weights[0])]
+    assert main([*argv, "--refine", "3"]) == 0
+    assert ("refine:" in stderr.text and "/3 [" in stderr.text) == is_terminal, stderr.text

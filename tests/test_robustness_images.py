@@ -5,6 +5,7 @@ writing PNG chunks), never committed.
 """
 
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -15,7 +16,7 @@ from tests.conftest import synthetic_image
 from trellic.cli import main
 from trellic.codec import MAX_PIXELS, Codec
 from trellic.errors import TrellicError
-from trellic.io import read_image
+from trellic.io import ALPHA_MODES, COLOUR_MODES, FULL_SCALE, list_images, read_image, to_rgb
 from trellic.quant import make_quantizer
 
 
@@ -151,3 +152,96 @@ def test_a_4000x3000_image_codes_and_an_8000x6000_one_is_refused(tmp_path, tiny_
     capsys.readouterr()
     assert main(["compress", str(tmp_path / "huge.png"), str(tmp_path / "h.trl"), *model]) == 1
     assert "exceeds the supported maximum" in capsys.readouterr().err
+
+
+def test_every_pillow_mode_has_a_rule():
+    assert set(Image.MODES) <= set(COLOUR_MODES + ALPHA_MODES) | set(FULL_SCALE)
+
+
+@pytest.mark.parametrize("mode", Image.MODES)
+def test_every_mode_converts_to_rgb_or_is_refused_in_one_line(mode):
+    image = Image.new(mode, (5, 4))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # alpha dropped
+            rgb = to_rgb(image)
+    except TrellicError as error:
+        assert "\n" not in str(error) and mode in str(error)
+    else:
+        assert rgb.dtype == np.uint8 and rgb.shape == (4, 5, 3)
+
+
+def test_premultiplied_gray_with_alpha_is_unpremultiplied_then_expanded():
+    image = Image.new("La", (2, 2), (100, 128))
+    with pytest.warns(UserWarning, match="alpha"):
+        rgb = to_rgb(image)
+    assert (rgb == np.asarray(image.convert("LA").convert("L"))[..., None]).all()
+
+
+def test_float_images_in_0_1_are_scaled_to_8_bits(tmp_path):
+    ramp = np.linspace(0, 1, 12 * 40, dtype=np.float32).reshape(12, 40)
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    assert Image.open(tmp_path / "f.tif").mode == "F"
+    expected = np.round(ramp.astype(np.float64) * 255).astype(np.uint8)
+    assert (read_image(tmp_path / "f.tif") == expected[..., None]).all()
+
+
+@pytest.mark.parametrize("bad, found", [(1.5, "0 to 1.5"), (-0.25, "-0.25 to 0.9"),
+                                        (np.nan, "0 to 0.9, and non-finite values"),
+                                        (np.inf, "0 to 0.9, and non-finite values")])
+def test_float_images_outside_0_1_are_refused_in_one_line(tmp_path, bad, found):
+    samples = np.full((6, 8), 0.9, dtype=np.float32)
+    samples[0, :4] = 0
+    samples[1, 1] = bad
+    Image.fromarray(samples).save(tmp_path / "f.tif")
+    with pytest.raises(TrellicError) as info:
+        read_image(tmp_path / "f.tif")
+    assert str(info.value) == (f"cannot read image {tmp_path / 'f.tif'}: mode F samples must lie "
+                               f"in [0, 1] (found {found})")
+
+
+def test_16_bit_and_32_bit_integer_tiffs_are_scaled_as_0_to_65535(tmp_path):
+    samples = np.arange(0, 65536, 257, dtype=np.uint16).reshape(1, -1).repeat(3, axis=0)
+    Image.fromarray(samples).save(tmp_path / "g16.tif")
+    Image.fromarray(samples.astype(np.int32)).save(tmp_path / "i32.tif")
+    assert [Image.open(tmp_path / f).mode for f in ("g16.tif", "i32.tif")] == ["I;16", "I"]
+    for name in ("g16.tif", "i32.tif"):
+        assert (read_image(tmp_path / name) == np.arange(256, dtype=np.uint8)[:, None]).all()
+
+
+@pytest.mark.parametrize("bad", [65536, -1, 2**31 - 1])
+def test_32_bit_integers_outside_16_bits_are_refused(tmp_path, bad):
+    samples = np.zeros((4, 4), dtype=np.int32)
+    samples[2, 2] = bad
+    Image.fromarray(samples).save(tmp_path / "i.tif")
+    with pytest.raises(TrellicError, match=r"mode I samples must lie in \[0, 65535\]"):
+        read_image(tmp_path / "i.tif")
+
+
+def test_float_image_codes_through_the_cli_like_its_8_bit_version(tmp_path, tiny_weights):
+    ramp = np.tile(np.linspace(0, 1, 48, dtype=np.float32), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    gray = np.round(ramp.astype(np.float64) * 255).astype(np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    weights = str(tiny_weights[0])
+    for name in ("f.tif", "g.png"):
+        assert main(["compress", str(tmp_path / name), str(tmp_path / f"{name}.trl"),
+                     "--model", weights]) == 0
+    assert (tmp_path / "f.tif.trl").read_bytes() == (tmp_path / "g.png.trl").read_bytes()
+
+
+def test_one_lister_for_every_command(tmp_path):
+    """Same accepted types everywhere; sub-folders on request; hidden files skipped; sorted."""
+    for name in ("b.png", "a.JPG", "c.tif", "d.webp", ".hidden.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "e.tiff").write_bytes(b"")
+    (tmp_path / "dir.png").mkdir()
+    flat = ["a.JPG", "b.png", "c.tif", "d.webp"]
+    assert [p.name for p in list_images(tmp_path)] == flat
+    assert [p.name for p in list_images([tmp_path], recursive=True)] == flat + ["e.tiff"]
+    assert [p.name for p in list_images(tmp_path, limit=2)] == flat[:2]
+    with pytest.raises(TrellicError, match="image folder not found"):
+        list_images([tmp_path, tmp_path / "missing"])
+    with pytest.raises(TrellicError, match="no images"):
+        list_images(tmp_path / "sub" / ".." / "dir.png")

@@ -10,11 +10,13 @@ from trellic.cli import main
 from trellic.codec import Codec
 from trellic.errors import TrellicError
 from trellic.eval import metrics
-from trellic.io import image_to_tensor, read_image
+from trellic.io import image_to_tensor, list_images, read_image
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.quant import make_quantizer
+from trellic.train import loop
 from trellic.train.checkpoint import load_model_weights, model_from_checkpoint
-from trellic.train.data import CropDataset, list_images
+from trellic.train.data import CropDataset
+from trellic.train.divergence import Diverged
 from trellic.train.loop import CHECKPOINT, EXPORT, LOG, TrainConfig, train
 from trellic.train.loss import ms_ssim, rate_distortion
 from trellic.train.precision import precision_context
@@ -36,7 +38,7 @@ def _dataset(tmp_path):
     folder.mkdir()
     for seed in range(3):
         Image.fromarray(synthetic_image(80, 96, seed)).save(folder / f"{seed}.png")
-    return CropDataset(list_images([folder]), crop=64)
+    return CropDataset(list_images(folder), crop=64)
 
 
 def _config(steps):
@@ -125,7 +127,7 @@ def test_ms_ssim_distortion_trains_and_logs_ms_ssim(tmp_path):
     Image.fromarray(synthetic_image(200, 210, seed=3)).save(folder / "a.png")
     config = _config(2)
     config.crop, config.batch_size, config.distortion, config.lmbda = 192, 1, "ms-ssim", 8.0
-    train(config, CropDataset(list_images([folder]), crop=192), tmp_path / "run", progress=False)
+    train(config, CropDataset(list_images(folder), crop=192), tmp_path / "run", progress=False)
     log = [json.loads(line) for line in (tmp_path / "run" / LOG).read_text().splitlines()]
     assert all(0 < r["ms_ssim"] < 1 and np.isfinite(r["loss"]) for r in log)
     assert abs(log[0]["loss"] - (8.0 * (1 - log[0]["ms_ssim"]) + log[0]["bpp"])) < 1e-4
@@ -183,3 +185,53 @@ def test_warm_start_takes_another_runs_weights_and_rejects_other_architectures(t
     wider = MeanScaleHyperprior(ModelConfig(N=24, M=24))
     with pytest.raises(TrellicError, match="does not match the model"):
         load_model_weights(tmp_path / "a" / CHECKPOINT, wider)
+
+
+class _PoisonedAt(CropDataset):
+    """Batches of NaN pixels from step ``bad`` on: a loss that turns non-finite mid-run."""
+
+    def __init__(self, dataset: CropDataset, bad: int):
+        self.__dict__.update(dataset.__dict__)
+        self.bad = bad
+
+    def batch(self, size, seed, step, rank=0):
+        x = super().batch(size, seed, step, rank)
+        return x.fill_(float("nan")) if step >= self.bad else x
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path):
+    config = _config(6)
+    config.checkpoint_every = 2
+    with pytest.raises(Diverged, match="stopped at step 4: the loss is not finite") as info:
+        train(config, _PoisonedAt(_dataset(tmp_path), bad=3), tmp_path / "run", progress=False)
+    assert f"{CHECKPOINT} keeps step 2" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run" / EXPORT).exists()
+    model, progress = model_from_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert progress["step"] == 2
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_weights_that_turn_non_finite_in_the_last_step_are_not_written(tmp_path, monkeypatch):
+    original_step = loop.train_step
+
+    def overflowing_step(net, model, *args):
+        result = original_step(net, model, *args)
+        with torch.no_grad():
+            next(model.g_s.parameters()).view(-1)[0] = float("inf")  # as an overflowing update
+        return result
+
+    monkeypatch.setattr(loop, "train_step", overflowing_step)
+    with pytest.raises(Diverged, match="stopped at step 1: the weights are not finite"):
+        train(_config(1), _dataset(tmp_path), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / EXPORT).exists()
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+
+
+def test_the_training_loader_reads_with_the_validated_reader(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ramp = np.tile(np.arange(0, 65536, 512, dtype=np.uint16), (64, 1))  # 64 x 128, 16-bit
+    Image.fromarray(ramp).save(folder / "g16.png")
+    dataset = CropDataset(list_images(folder), crop=64)
+    assert np.array_equal(dataset.images[0], read_image(folder / "g16.png"))
+    assert abs(dataset.images[0].mean() - 127.5) < 1  # not clipped to white

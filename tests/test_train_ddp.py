@@ -17,10 +17,11 @@ import torch
 from PIL import Image
 
 from tests.conftest import synthetic_image
+from trellic.io import list_images
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.train import distributed
 from trellic.train.checkpoint import load_model_weights
-from trellic.train.data import CropDataset, list_images
+from trellic.train.data import CropDataset
 from trellic.train.loop import CHECKPOINT, LOG, TrainConfig, train
 
 
@@ -40,7 +41,7 @@ def _weights_hash(model: torch.nn.Module) -> str:
 def _worker(root: Path) -> None:
     distributed.init_from_env("cpu")
     where = distributed.topology("cpu")
-    dataset = CropDataset(list_images([root / "photos"]), crop=64)
+    dataset = CropDataset(list_images(root / "photos"), crop=64)
     run = root / "run"
     first = train(_config(3), dataset, run, progress=False)
     (root / f"rank{where.rank}.step3.sha256").write_text(_weights_hash(first))

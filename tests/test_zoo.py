@@ -69,9 +69,10 @@ def test_shipped_manifest_lists_loadable_weights():
 
 
 def loaded_path_candidates(name):
-    from trellic.zoo import WEIGHTS_DIR, read_manifest
+    from trellic.paths import weights_dir
+    from trellic.zoo import read_manifest
 
-    yield WEIGHTS_DIR / read_manifest()["models"][name]["file"]
+    yield weights_dir() / read_manifest()["models"][name]["file"]
 
 
 def _rewrite(path, tensors=None, **metadata_changes):
@@ -200,7 +201,8 @@ def test_variant_file_holds_only_what_changed_and_loads_over_its_base(tmp_path):
 
 def test_shipped_models_load_and_variants_hold_only_their_retrained_parts():
     """Every manifest entry loads (sha256 checked); a variant never carries an encoder."""
-    from trellic.zoo import WEIGHTS_DIR, read_manifest
+    from trellic.paths import weights_dir
+    from trellic.zoo import read_manifest
 
     retrained = {
         "decoder": {"g_s"},
@@ -208,9 +210,140 @@ def test_shipped_models_load_and_variants_hold_only_their_retrained_parts():
     }
     for name, entry in read_manifest()["models"].items():
         loaded = load(name)
-        stored = {key.split(".")[0] for key in load_file(str(WEIGHTS_DIR / entry["file"]))}
+        stored = {key.split(".")[0] for key in load_file(str(weights_dir() / entry["file"]))}
         if "variant_of" in entry:
             assert loaded.info["base"]["model"] == entry["variant_of"]
             assert "g_a" not in stored and stored <= retrained[entry["retrain"]["part"]], name
         else:
             assert "g_a" in stored, name
+
+
+def _rekeyed(path, rename):
+    """Rewrite a weights file with its model keys renamed by ``rename`` (tables kept)."""
+    tensors = {(k if k.startswith("tables.") else rename(k)): v
+               for k, v in load_file(str(path)).items()}
+    _rewrite(path, tensors)
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {})
+    _rekeyed(path, lambda k: "g_s.0.weighx" if k == "g_s.0.weight" else k)
+    with pytest.raises(TrellicError) as error:
+        load_model_file(path)
+    assert "missing key g_s.0.weight; unexpected key g_s.0.weighx" in str(error.value)
+
+    _rekeyed(path, lambda k: "module." + k)  # saved from a DataParallel wrapper
+    with pytest.raises(TrellicError, match=r"missing keys scale_table, g_a\.0\.weight, .*"
+                       r"unexpected keys module\.entropy_bottleneck\.biases\.0, .* \(\+\d+ more\)"
+                       r" \(saved from a DataParallel wrapper"):
+        load_model_file(path)
+
+
+def test_a_key_of_the_wrong_shape_is_named(tmp_path, tiny_model):
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {})
+    tensors = load_file(str(path))
+    tensors["g_s.0.weight"] = tensors["g_s.0.weight"][:, :2].contiguous()
+    _rewrite(path, tensors)
+    with pytest.raises(TrellicError, match=r"wrong shape of key g_s\.0\.weight \(24, 2, 5, 5\)"):
+        load_model_file(path)
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path, tiny_model):
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.g_s[0].weight[0, 0, 0, 0] = float("nan")
+        model.h_s[0].bias[0] = float("inf")
+    path = tmp_path / "nan.safetensors"
+    save_model(model, path, {})
+    with pytest.raises(TrellicError, match=r"non-finite values \(NaN or inf\): keys "
+                       r"(g_s\.0\.weight, h_s\.0\.bias|h_s\.0\.bias, g_s\.0\.weight)"):
+        load(str(path))
+
+
+def test_a_training_checkpoint_passed_as_a_model_says_so(tmp_path, tiny_model, capsys):
+    from tests.conftest import synthetic_image
+    from trellic.cli import main
+    from trellic.train.checkpoint import save_training_state
+
+    model = copy.deepcopy(tiny_model)
+    optimizer = torch.optim.Adam(model.parameters())
+    path = tmp_path / "checkpoint.safetensors"
+    save_training_state(path, model, {"main": optimizer}, {"step": 3, "config": {"N": 16}})
+    from PIL import Image
+
+    Image.fromarray(synthetic_image(16, 16)).save(tmp_path / "in.png")
+    argv = ["compress", str(tmp_path / "in.png"), str(tmp_path / "o.trl"), "--model", str(path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "is a training checkpoint, not a model: pass the run's model.safetensors" in err
+
+
+def test_models_of_two_runs_get_distinct_ids_and_files_name_their_weights(tmp_path):
+    from tests.conftest import make_tiny_model, synthetic_image
+    from trellic.codec import Codec
+
+    for run, seed in (("run-a", 1), ("run-b", 2)):
+        (tmp_path / run).mkdir()
+        save_model(make_tiny_model(seed=seed), tmp_path / run / "model.safetensors", {})
+    a, b = (str(tmp_path / run / "model.safetensors") for run in ("run-a", "run-b"))
+    sha_a, sha_b = sha256_of(a), sha256_of(b)
+    assert load(a).model_id == f"file:run-a-{sha_a[:12]}"
+    assert load(b).model_id == f"file:run-b-{sha_b[:12]}"
+    data = Codec.load(a).encode(synthetic_image(32, 32)).data
+
+    renamed = tmp_path / "mine.safetensors"
+    renamed.write_bytes((tmp_path / "run-a" / "model.safetensors").read_bytes())
+    assert Codec.load(str(renamed)).decode(data).shape == (32, 32, 3)  # a label, same weights
+    renamed.write_bytes((tmp_path / "run-b" / "model.safetensors").read_bytes())
+    with pytest.raises(TrellicError) as error:
+        Codec.load(str(renamed)).decode(data)
+    message = str(error.value)
+    assert "the weights differ" in message and sha_a[:16] in message and sha_b[:16] in message
+
+
+@pytest.fixture()
+def zoo_with_variant(tmp_path):
+    """A weights folder zoo/ holding base + var (a variant of base); returns the folder."""
+    from tests.conftest import make_tiny_model
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    save_model(make_tiny_model(seed=2), zoo / "base.safetensors", {}, half=True)
+    _write_manifest(zoo, "base")
+    base = load("base", weights_dir=zoo)
+    variant = copy.deepcopy(base.model)
+    with torch.no_grad():
+        variant.g_s[0].weight.add_(0.01)
+    save_model(variant, zoo / "var.safetensors", {}, half=True, base=base)
+    _write_manifest(zoo, "base", "var")
+    return zoo
+
+
+def test_a_variant_loads_by_path_with_its_base_beside_it_or_in_the_weights_folder(
+    zoo_with_variant, tmp_path, monkeypatch
+):
+    expected = load("var", weights_dir=zoo_with_variant).model.state_dict()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    variant = elsewhere / "var.safetensors"
+    variant.write_bytes((zoo_with_variant / "var.safetensors").read_bytes())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("TRELLIC_WEIGHTS", str(empty))
+    with pytest.raises(TrellicError, match="a variant of 'base' .* neither next to it as "
+                       "base.safetensors nor in the weights folder .* \\(set TRELLIC_WEIGHTS"):
+        load(str(variant))
+
+    monkeypatch.setenv("TRELLIC_WEIGHTS", str(zoo_with_variant))
+    loaded = load(str(variant))
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.model.state_dict().items())
+
+    monkeypatch.setenv("TRELLIC_WEIGHTS", str(empty))
+    (elsewhere / "base.safetensors").write_bytes(
+        (zoo_with_variant / "base.safetensors").read_bytes()
+    )
+    loaded = load(str(variant))
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.model.state_dict().items())

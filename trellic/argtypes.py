@@ -31,8 +31,8 @@ def _parse_int(text: str) -> int:
 
 
 def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
     low_text = "-inf" if low is None else f"{low:g}"
     high_text = "inf" if high is None else f"{high:g}"
     return f"{left}{low_text}, {high_text}{right}"
@@ -78,3 +78,22 @@ positive_float = float_in(0.0, low_open=True)
 non_negative_float = float_in(0.0)
 positive_int = int_in(1)
 non_negative_int = int_in(0)
+
+
+def int_multiple_of(
+    step: int, low: int | None = None, high: int | None = None
+) -> Callable[[str], int]:
+    """An integer in [low, high] (None = unbounded) that is a multiple of ``step``."""
+    bounded = int_in(low, high)
+
+    def parse(text: str) -> int:
+        value = bounded(text)
+        if value % step:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {step}, got {text}")
+        return value
+
+    parse.__name__ = f"multiple of {step} in {_interval(low, high, False, False)}"
+    return parse
+
+
+seed = int_in(0, 2**32 - 1)  # what numpy's and torch's generators take

@@ -7,6 +7,9 @@ returns an exit code. ``main(argv)`` is callable in-process (tests do so).
 Exit codes: 0 success; 1 a :class:`~trellic.errors.TrellicError` (bad input,
 corrupt bitstream, missing file, bad value), printed as one line on stderr;
 2 a command-line usage error (argparse).
+
+Every subcommand's ``--help`` shows each option's default (``show_defaults``),
+so the help text stays the documentation without repeating values by hand.
 """
 
 from __future__ import annotations
@@ -35,7 +38,29 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for subparser in subparsers.choices.values():
+        show_defaults(subparser)
     return parser
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append "(default: X)" to the help of each option that has a default worth showing.
+
+    Skipped: flags (their default is "off"), options without a default (None),
+    and help texts that already say what the default is.
+    """
+    for action in parser._actions:
+        if (
+            not action.option_strings
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+            or action.nargs == 0
+            or "default" in (action.help or "")
+        ):
+            continue
+        action.help = f"{action.help} (default: %(default)s)" if action.help else (
+            "default: %(default)s"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

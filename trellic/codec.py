@@ -118,8 +118,11 @@ class Codec:
             "refine": None if self.refine is None else dataclasses.asdict(self.refine),
         }
 
-    def encode(self, image: np.ndarray) -> EncodedImage:
-        """uint8 (H, W, 3) RGB -> a complete trellic file."""
+    def encode(self, image: np.ndarray, progress: bool = False) -> EncodedImage:
+        """uint8 (H, W, 3) RGB -> a complete trellic file.
+
+        progress: show the refinement's progress bar on stderr (when it is a terminal).
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise TrellicError(
                 f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}"
@@ -133,7 +136,7 @@ class Codec:
         else:
             lmbda = self.loaded.info["training"]["lmbda"]
             y, z = refine_latents(model, x, (height, width), lmbda, self.quantizer, self.lambda_t,
-                                  self.refine)
+                                  self.refine, progress)
             latents = model.compress_latents(y, self.quantizer, self.lambda_t, z)
         header = bitstream.Header(
             self.loaded.model_id,
@@ -158,14 +161,23 @@ class Codec:
         return make_quantizer(kind, delta)
 
     def _decodes_files_of(self, model_id: str, sha_prefix: str) -> bool:
+        """Whether a file naming (model_id, sha_prefix) was coded for these weights.
+
+        The sha256 prefix must match, and so must a zoo name; two ``file:`` ids
+        are labels (a weights file may be renamed), only their sha256 counts.
+        """
         identities = [(self.loaded.model_id, self.loaded.sha256)]
         source = self.loaded.info.get("retrained_from")
         if source and self.loaded.info.get("retrain", {}).get("part") == "decoder":
             identities.append((source["model"], source["sha256"]))
-        return any(model_id == m and sha.startswith(sha_prefix) for m, sha in identities)
+        return any(
+            sha.startswith(sha_prefix)
+            and (model_id == m or (model_id.startswith("file:") and m.startswith("file:")))
+            for m, sha in identities
+        )
 
     def decode(self, data: bytes) -> np.ndarray:
-        """A trellic file -> uint8 (H, W, 3); the file must name this codec's model.
+        """A trellic file -> uint8 (H, W, 3); the file must name this codec's weights.
 
         A decoder-only retrained variant also decodes the files of its source
         model: same encoder, hyperprior and tables, hence the same bitstreams.
@@ -173,8 +185,13 @@ class Codec:
         container = bitstream.unpack(data)
         header = container.header
         if not self._decodes_files_of(header.model_id, header.weights_sha256):
+            differ = "" if self.loaded.sha256.startswith(header.weights_sha256) else (
+                ": the weights differ"
+            )
             raise TrellicError(
-                f"file was coded with model '{header.model_id}', not '{self.loaded.model_id}'"
+                f"file was coded with model '{header.model_id}' (weights sha256 "
+                f"{header.weights_sha256}...), not '{self.loaded.model_id}' (weights sha256 "
+                f"{self.loaded.sha256[:16]}...){differ}"
             )
         _check_size(header.height, header.width)
         quantizer = self._quantizer_for(header)

@@ -1,10 +1,11 @@
-"""``trellic compress``, ``decompress`` and ``info``: the codec on files.
+"""``trellic compress``, ``decompress``, ``info`` and ``models``: the codec on files.
 
 Exit codes (see trellic.cli): 0 success, 1 an error reported as one line
 ``trellic: error: ...`` (missing or unreadable input, corrupt file, unknown
 model, existing output without --force, ...), 2 a usage error (argparse).
 Warnings, such as a dropped alpha channel, are one line ``trellic: warning:``.
-An output never replaces the input (not even with --force).
+An output never replaces the input or anything but a regular file (not even
+with --force), and is checked before the coding starts (trellic.io.check_output).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import numpy as np
 from trellic.argtypes import float_in, non_negative_int
 from trellic.coding import bitstream
 from trellic.errors import TrellicError
-from trellic.io import encode_png, read_bytes, read_image, write_atomic
+from trellic.eval.metrics import psnr
+from trellic.io import check_output, encode_png, read_bytes, read_image, write_atomic
+from trellic.paths import WEIGHTS_ENV
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", type=Path, help="image to code (PNG, JPEG, ...)")
     p.add_argument("output", type=Path, help="trellic file to write")
-    p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
-    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
+    p.add_argument("--model", default="default",
+                   help="zoo model name (`trellic models` lists them) or .safetensors path; "
+                   "default: the zoo's default model")
+    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq",
+                   help="uniform scalar, or trellis-coded with a 4- or 8-state trellis")
     p.add_argument(
         "--lambda-t",
         type=float_in(0.0, bitstream.MAX_LAMBDA_T, high_open=True),
@@ -72,6 +78,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="trellic file")
     p.set_defaults(func=info)
 
+    p = subparsers.add_parser(
+        "models",
+        help="list the models of the weights folder",
+        description="List the zoo: name, training lambda, the quantizer each model was trained "
+        "for, file size and Kodak results, from the weights folder's manifest.json "
+        "($TRELLIC_WEIGHTS; default: a checkout's weights/, else the installed default model).",
+    )
+    p.set_defaults(func=models)
+
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
@@ -92,27 +107,17 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
-def _check_output(args: argparse.Namespace, *inputs: Path | None) -> None:
-    if args.output.is_dir():
-        raise TrellicError(f"output is a directory: {args.output}")
-    if args.output.exists() and not args.force:
-        raise TrellicError(f"output exists (use --force to overwrite): {args.output}")
-    for path in inputs:
-        if path is not None and path.exists() and args.output.resolve() == path.resolve():
-            raise TrellicError(f"output would replace an input: {args.output}")
-
-
 def compress(args: argparse.Namespace) -> int:
     from trellic.codec import Codec
     from trellic.models.refine import RefineConfig
 
-    _check_output(args, args.input)
+    check_output(args.output, args.force, (args.input,))
     image = _read_image(args.input)
     start = time.perf_counter()
     refine = RefineConfig(steps=args.refine) if args.refine else None
     codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine)
     loaded = time.perf_counter()
-    encoded = codec.encode(image)
+    encoded = codec.encode(image, progress=True)
     done = time.perf_counter()
     write_atomic(args.output, encoded.data, force=args.force)
     pixels = image.shape[0] * image.shape[1]
@@ -134,9 +139,17 @@ def compress(args: argparse.Namespace) -> int:
 def decompress(args: argparse.Namespace) -> int:
     from trellic.codec import codec_for_file
 
-    _check_output(args, args.input, args.reference)
+    check_output(args.output, args.force, (args.input, args.reference))
     data = read_bytes(args.input, limit=bitstream.MAX_FILE_BYTES)
-    reference = None if args.reference is None else _read_image(args.reference)
+    header = bitstream.unpack(data).header
+    reference = None
+    if args.reference is not None:
+        reference = _read_image(args.reference)
+        if reference.shape[:2] != (header.height, header.width):
+            raise TrellicError(
+                f"reference {args.reference} is {reference.shape[1]}x{reference.shape[0]}, "
+                f"the file codes {header.width}x{header.height}"
+            )
     start = time.perf_counter()
     codec = codec_for_file(data, args.model)
     loaded = time.perf_counter()
@@ -145,15 +158,8 @@ def decompress(args: argparse.Namespace) -> int:
     write_atomic(args.output, encode_png(image), force=args.force)
     message = f"{args.input} -> {args.output}: {image.shape[1]}x{image.shape[0]}"
     if reference is not None:
-        if reference.shape != image.shape:
-            raise TrellicError(
-                f"reference is {reference.shape[1]}x{reference.shape[0]}, "
-                f"decoded image is {image.shape[1]}x{image.shape[0]}"
-            )
-        mse = np.mean((reference.astype(np.float64) - image) ** 2)
-        psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
-        message += f", {bpp:.4f} bpp, PSNR {psnr:.2f} dB"
+        message += f", {bpp:.4f} bpp, PSNR {psnr(reference, image):.2f} dB"
     print(message)
     if args.verbose:
         _say(f"  model load {loaded - start:.2f} s, decode {done - loaded:.2f} s")
@@ -175,3 +181,71 @@ def info(args: argparse.Namespace) -> int:
     )
     print(f"bpp            {8 * len(data) / (h.width * h.height):.4f}")
     return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    """A table of the manifest's models, the default marked with '*', sorted by lambda."""
+    from trellic.paths import weights_dir
+    from trellic.zoo import read_manifest
+
+    folder = weights_dir()
+    manifest = read_manifest(folder)
+    entries = sorted(
+        manifest["models"].items(),
+        key=lambda item: (_number(item[1].get("lambda")) or 0.0, item[0]),
+    )
+    rows = [["model", "lambda", "trained for", "MB", "Kodak usq bpp", "dB", "tcq4 bpp", "dB"]]
+    absent, images = 0, set()
+    for name, entry in entries:
+        file = folder / str(entry.get("file"))
+        absent += not file.is_file()
+        kodak = entry.get("kodak") if isinstance(entry.get("kodak"), dict) else {}
+        images |= {_point(kodak, q, "images") for q in ("usq", "tcq4")} - {None}
+        rows.append([
+            ("* " if name == manifest["default"] else "  ") + name,
+            _cell(entry.get("lambda"), "g"),
+            _trained_for(entry),
+            f"{file.stat().st_size / 1e6:.1f}" if file.is_file() else "-",
+            _cell(_point(kodak, "usq", "bpp"), ".4f"),
+            _cell(_point(kodak, "usq", "psnr_rgb"), ".2f"),
+            _cell(_point(kodak, "tcq4", "bpp"), ".4f"),
+            _cell(_point(kodak, "tcq4", "psnr_rgb"), ".2f"),
+        ])
+    rows[0][0] = "  " + rows[0][0]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"weights folder {folder} (set {WEIGHTS_ENV} to use another)")
+    for row in rows:
+        print("  ".join(
+            cell.ljust(w) if i in (0, 2) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip())
+    counts = "/".join(str(n) for n in sorted(images)) or "-"
+    print(f"Kodak: {counts} images, bpp of the real files, PSNR-RGB (docs/zoo.md); "
+          "'*' marks the default model.")
+    if absent:
+        print(f"{absent} of these weights files are not in this folder (MB '-'): set "
+              f"{WEIGHTS_ENV} to a folder that holds the zoo, e.g. a checkout's weights/")
+    return 0
+
+
+def _trained_for(entry: dict) -> str:
+    retrain = entry.get("retrain")
+    if isinstance(retrain, dict):
+        return f"{retrain.get('quantizer')} (retrained {retrain.get('part')})"
+    return str(entry.get("quantizer_trained", "-"))
+
+
+def _point(kodak: dict, quantizer: str, field: str) -> object:
+    point = kodak.get(quantizer)
+    return point.get(field) if isinstance(point, dict) else None
+
+
+def _number(value: object) -> float | None:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if is_number else None
+
+
+def _cell(value: object, spec: str) -> str:
+    """A manifest number formatted with ``spec``, or '-' where the entry lacks it."""
+    number = _number(value)
+    return "-" if number is None else format(number, spec)

@@ -1,5 +1,27 @@
 """The one exception type that the CLI turns into a one-line message and exit code 1."""
 
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+
 
 class TrellicError(Exception):
     """A user-facing error: bad input, corrupt bitstream, missing file, bad option value."""
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """While open, every warning is printed when raised as one line on stderr.
+
+    The line reads ``trellic: warning: MESSAGE``, like the CLI's one-line errors.
+    """
+    def show(message, *args, **kwargs) -> None:
+        print(f"trellic: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield

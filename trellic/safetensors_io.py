@@ -9,15 +9,19 @@ from pathlib import Path
 from safetensors.torch import save_file
 from torch import Tensor
 
-from trellic.io import umask
+from trellic.io import check_output, umask
 
 
 def save_safetensors_atomic(
     path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]
 ) -> None:
-    """Write through a temp file in the same folder + rename: a crash never leaves half a file."""
+    """Write through a temp file in the same folder + rename: a crash never leaves half a file.
+
+    Replaces an existing regular file only (``trellic.io.check_output``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(path, force=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:

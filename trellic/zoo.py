@@ -12,7 +12,15 @@ Shipped files are compact: float parameters are stored as fp16 (the model is
 rounded first and its tables rebuilt, so the file holds exactly the model that
 was measured), and a retrained *variant* stores only the tensors that differ
 from its base model (metadata ``base``: the base's manifest name and sha256);
-loading overlays them on the base, whose sha256 must match.
+loading overlays them on the base, whose sha256 must match. The base is found
+by name in the weights folder's manifest, or, for a variant loaded by path, as
+``<base>.safetensors`` next to it first.
+
+Where the weights folder is: ``trellic.paths.weights_dir`` (``TRELLIC_WEIGHTS``).
+A weights file loaded by path gets the model id ``file:<label>-<sha256 prefix>``
+(label: the file's stem, or its run folder's name for the ``model.safetensors``
+that train and retrain write), so files coded with two runs' models differ in
+their headers.
 """
 
 from __future__ import annotations
@@ -28,15 +36,18 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
+from trellic import paths
 from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
 from trellic.models import MeanScaleHyperprior, ModelConfig
 from trellic.safetensors_io import save_safetensors_atomic
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = "manifest.json"
 TABLE_PREFIX = "tables."
 MAX_CHANNELS = 1024
+RUN_EXPORT = "model.safetensors"  # what train and retrain write into their run folder
+WEIGHTS_DIR = paths.weights_dir()  # the weights folder when imported, for scripts; code calls paths
+_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")  # a manifest name: never a path
 
 
 @dataclass
@@ -120,12 +131,17 @@ def _config(metadata: dict) -> ModelConfig:
 
 
 def load_model_file(
-    path: Path, weights_dir: Path = WEIGHTS_DIR, allow_variant: bool = True
+    path: Path, weights_dir: Path | None = None, allow_variant: bool = True
 ) -> tuple[MeanScaleHyperprior, dict]:
     """Load a weights file strictly; returns (model in eval mode, info).
 
-    A variant file's base is looked up by name in ``weights_dir``'s manifest;
-    the base must be a full model (``allow_variant=False`` when loading it).
+    A variant file's base is ``<base>.safetensors`` next to it or the base's
+    manifest entry in ``weights_dir`` (default: ``paths.weights_dir()``); the
+    base must be a full model (``allow_variant=False`` when loading it).
+
+    Raises:
+        TrellicError: unreadable file, a training checkpoint, missing, unexpected
+            or mis-shaped keys (named), non-finite values, a missing base.
     """
     path = Path(path)
     if not path.is_file():
@@ -133,6 +149,11 @@ def load_model_file(
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
+        if "config" not in metadata and "progress" in metadata:
+            raise TrellicError(
+                f"{path} is a training checkpoint, not a model: pass the run's {RUN_EXPORT} "
+                "(written when training ends) or ship it with scripts/ship_model.py"
+            )
         tensors = load_file(str(path))
         config = _config(metadata)
         info = json.loads(metadata.get("info", "{}"))
@@ -142,6 +163,7 @@ def load_model_file(
         if base is not None and not (
             isinstance(base, dict)
             and isinstance(base.get("model"), str)
+            and _NAME.fullmatch(base["model"])
             and isinstance(base.get("sha256"), str)
         ):
             raise ValueError("base is not {model, sha256}")
@@ -155,6 +177,13 @@ def load_model_file(
     tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
     model = MeanScaleHyperprior(config)
     state = {k: v for k, v in tensors.items() if not k.startswith(TABLE_PREFIX)}
+    mismatch = state_mismatch(model, state)
+    if mismatch:
+        raise TrellicError(f"weights {path} do not match the model: {mismatch}")
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if not_finite:
+        raise TrellicError(f"weights {path} hold non-finite values (NaN or inf): "
+                           f"{_some('key', not_finite)}")
     try:
         model.load_state_dict(state, strict=True)
         table_keys = {
@@ -173,24 +202,88 @@ def load_model_file(
     return model.eval(), info
 
 
-def _overlay_on_base(path: Path, tensors: dict, base: dict, weights_dir: Path) -> dict:
-    """A variant's tensors laid over those of its base (a full shipped model)."""
-    loaded = load_named(base["model"], weights_dir, allow_variant=False)
-    if loaded.sha256 != base["sha256"]:
-        raise TrellicError(
-            f"weights {path} were made from another version of '{base['model']}' (sha256 mismatch)"
-        )
+def state_mismatch(model: torch.nn.Module, state: dict) -> str | None:
+    """Why ``state`` does not load strictly into ``model``, naming the keys; None if it does."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = sorted(k for k in state if k not in expected)
+    shapes = [
+        f"{k} {tuple(state[k].shape)} (model: {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append("missing " + _some("key", missing))
+    if unexpected:
+        hint = ""
+        if all(k.startswith("module.") for k in unexpected):
+            hint = " (saved from a DataParallel wrapper? strip the 'module.' prefix)"
+        problems.append("unexpected " + _some("key", unexpected) + hint)
+    if shapes:
+        problems.append("wrong shape of " + _some("key", shapes))
+    return "; ".join(problems) or None
+
+
+def _some(noun: str, items: list[str], shown: int = 3) -> str:
+    """'key a' / 'keys a, b, c (+4 more)': a list named in one short line."""
+    more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
+    return f"{noun}{'s' if len(items) > 1 else ''} {', '.join(items[:shown])}{more}"
+
+
+def _overlay_on_base(
+    path: Path, tensors: dict, base: dict, weights_dir: Path | None
+) -> dict:
+    """A variant's tensors laid over those of its base (a full model, found by _find_base)."""
+    loaded = _find_base(path, base, weights_dir)
     full = model_tensors(loaded.model)
     unknown = sorted(set(tensors) - set(full))
     if unknown:
-        raise TrellicError(f"weights {path} do not match the model: unexpected key {unknown[0]}")
+        raise TrellicError(
+            f"weights {path} do not match the model: unexpected {_some('key', unknown)}"
+        )
     return {**full, **tensors}
 
 
-def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
-    path = weights_dir / MANIFEST
+def _find_base(path: Path, base: dict, weights_dir: Path | None) -> LoadedModel:
+    """The base of a variant: ``<name>.safetensors`` next to it, else the weights folder's entry.
+
+    Either must have the sha256 that the variant records.
+    """
+    name, expected = base["model"], base["sha256"]
+    folder = weights_dir or paths.weights_dir()
+    other_versions = []
+    beside = path.parent / f"{name}.safetensors"
+    if beside.is_file() and beside.resolve() != path.resolve():
+        digest = sha256_of(beside)
+        if digest == expected:
+            model, info = load_model_file(beside, allow_variant=False)
+            return LoadedModel(model, name, digest, info)
+        other_versions.append(digest)
+    entry = (read_manifest(folder)["models"] if (folder / MANIFEST).is_file() else {}).get(name)
+    if isinstance(entry, dict):
+        if entry.get("sha256") == expected:
+            return load_named(name, folder, allow_variant=False)
+        other_versions.append(str(entry.get("sha256")))
+    if other_versions:
+        raise TrellicError(
+            f"weights {path} were made from another version of '{name}' "
+            f"(sha256 {expected[:12]}... expected, found {other_versions[0][:12]}...)"
+        )
+    raise TrellicError(
+        f"weights {path} are a variant of '{name}' (sha256 {expected[:12]}...), which is "
+        f"neither next to it as {name}.safetensors nor in the weights folder {folder} "
+        f"(set {paths.WEIGHTS_ENV} to a weights folder that holds it)"
+    )
+
+
+def read_manifest(weights_dir: Path | None = None) -> dict:
+    """The weights folder's manifest.json: {'default': name, 'models': {name: entry}}."""
+    path = (weights_dir or paths.weights_dir()) / MANIFEST
     if not path.is_file():
-        raise TrellicError(f"model manifest not found: {path}")
+        raise TrellicError(
+            f"model manifest not found: {path} ({paths.WEIGHTS_ENV} names the weights folder)"
+        )
     try:
         manifest = json.loads(path.read_text())
         if not isinstance(manifest.get("models"), dict) or manifest.get("default") is None:
@@ -200,31 +293,46 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     return manifest
 
 
-def load(name_or_path: str = "default", weights_dir: Path = WEIGHTS_DIR) -> LoadedModel:
+def load(name_or_path: str = "default", weights_dir: Path | None = None) -> LoadedModel:
     """A shipped model by name (``default`` = the manifest's default) or a weights file path."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".safetensors" or os.sep in name_or_path:
-        model, info = load_model_file(candidate)
-        stem = re.sub(r"[^A-Za-z0-9._+-]", "_", candidate.stem)[:59]  # a valid bitstream model id
-        return LoadedModel(model, f"file:{stem}", sha256_of(candidate), info)
+        model, info = load_model_file(candidate, weights_dir)
+        digest = sha256_of(candidate)
+        return LoadedModel(model, file_model_id(candidate, digest), digest, info)
     return load_named(name_or_path, weights_dir)
 
 
+def file_model_id(path: Path, sha256: str) -> str:
+    """``file:<label>-<sha256 prefix>``: the label is the stem, or the run folder's name."""
+    path = Path(path).resolve()
+    label = path.parent.name if path.name == RUN_EXPORT and path.parent.name else path.stem
+    label = re.sub(r"[^A-Za-z0-9._+-]", "_", label)[:46]  # the id stays a valid bitstream id
+    return f"file:{label}-{sha256[:12]}"
+
+
 def load_named(
-    name: str, weights_dir: Path = WEIGHTS_DIR, allow_variant: bool = True
+    name: str, weights_dir: Path | None = None, allow_variant: bool = True
 ) -> LoadedModel:
     """A shipped model by manifest name only (never a path): what a file's header may name."""
-    manifest = read_manifest(weights_dir)
+    folder = weights_dir or paths.weights_dir()
+    manifest = read_manifest(folder)
     resolved = manifest["default"] if name == "default" else name
     entry = manifest["models"].get(resolved)
     if not isinstance(entry, dict):
         known = ", ".join(sorted(manifest["models"]))
-        raise TrellicError(f"unknown model '{name}' (available: {known})")
-    path = weights_dir / str(entry.get("file"))
+        raise TrellicError(
+            f"unknown model '{name}' (weights folder {folder} has: {known}; "
+            f"{paths.WEIGHTS_ENV} names another folder, `trellic models` lists them)"
+        )
+    path = folder / str(entry.get("file"))
     if not path.is_file():
         raise TrellicError(f"weights file of model '{resolved}' is missing: {path}")
     digest = sha256_of(path)
     if digest != entry.get("sha256"):
-        raise TrellicError(f"weights file {path} is corrupt or tampered (sha256 mismatch)")
-    model, info = load_model_file(path, weights_dir, allow_variant)
+        raise TrellicError(
+            f"weights file {path} is corrupt or tampered (sha256 mismatch: "
+            f"{digest[:12]}..., the manifest lists {str(entry.get('sha256'))[:12]}...)"
+        )
+    model, info = load_model_file(path, folder, allow_variant)
     return LoadedModel(model, resolved, digest, info)

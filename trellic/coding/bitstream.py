@@ -6,7 +6,7 @@ Layout (all integers little-endian; ``varint`` = unsigned LEB128, at most 5 byte
     0       magic            4 bytes  b"TRLC"
     4       version          u8       FORMAT_VERSION
     5       model id length  u8       1..64
-    6       model id         ASCII    [A-Za-z0-9._:+-]: zoo name, or "file:<stem>"
+    6       model id         ASCII    [A-Za-z0-9._:+-]: zoo name, or "file:<label>-<sha12>"
     ..      weights sha256   8 bytes  prefix of the weights file's sha256
     ..      quantizer        u8       0 usq, 1 tcq4, 2 tcq8
     ..      delta            f32      quantizer step (reconstruction scale)

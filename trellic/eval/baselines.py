@@ -1,20 +1,22 @@
 """Classical codecs as quality sweeps: JPEG, WebP, AVIF (Pillow), JPEG XL and HEVC (tools).
 
-=========  ==================================================================  ============
-name       encoder and settings                                                sweep
-=========  ==================================================================  ============
-jpeg       Pillow/libjpeg-turbo, 4:2:0, optimized Huffman tables               quality
-jpeg444    Pillow/libjpeg-turbo, 4:4:4, optimized Huffman tables               quality
-webp       Pillow/libwebp lossy (always 4:2:0), method 6 (slowest, best)       quality
-avif       Pillow/libavif (aom), 4:4:4, speed 4, full range, one thread        quality
-avif420    Pillow/libavif (aom), 4:2:0, speed 4, full range, one thread        quality
-jxl        cjxl/djxl (libjxl-tools), effort 7 (cjxl 0.7 accepts -q >= 5)        quality (-q)
-x265       ffmpeg libx265 intra, 4:4:4 BT.601 full-range YCbCr, preset slow,   QP
+=========  ==================================================================  ==============
+name       encoder and settings                                                sweep (range)
+=========  ==================================================================  ==============
+jpeg       Pillow/libjpeg-turbo, 4:2:0, optimized Huffman tables               quality 1-100
+jpeg444    Pillow/libjpeg-turbo, 4:4:4, optimized Huffman tables               quality 1-100
+webp       Pillow/libwebp lossy (always 4:2:0), method 6 (slowest, best)       quality 0-100
+avif       Pillow/libavif (aom), 4:4:4, speed 4, full range, one thread        quality 0-100
+avif420    Pillow/libavif (aom), 4:2:0, speed 4, full range, one thread        quality 0-100
+jxl        cjxl/djxl (libjxl-tools), effort 7 (cjxl 0.7 accepts -q >= 5)        -q 5-100
+x265       ffmpeg libx265 intra, 4:4:4 BT.601 full-range YCbCr, preset slow,   QP 0-51
            raw HEVC stream without the encoder-info SEI (a BPG stand-in)
-=========  ==================================================================  ============
+=========  ==================================================================  ==============
 
-Each sweep's qualities cover about 0.1 to 1.5 bpp on Kodak. AVIF at speed 4 with one
-thread takes about 0.9 s per Kodak image on this CPU; the whole sweep is in docs/evaluation.md.
+Each sweep's qualities cover about 0.1 to 1.5 bpp on Kodak. The ranges are what the encoders
+accept (Pillow's JPEG takes 0 as 1 and -1 as its default 75, so JPEG starts at 1). AVIF at
+speed 4 with one thread takes about 0.9 s per Kodak image on this CPU; the whole sweep is in
+docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ class X265Codec(ToolCodec):
 
 @dataclass(frozen=True)
 class Baseline:
-    """A named sweep: codec class, fixed options, the qualities swept, required tools."""
+    """A named sweep: codec class, fixed options, the qualities swept, required tools, and
+    the range of qualities the encoder accepts."""
 
     title: str
     codec: type
@@ -131,14 +134,15 @@ class Baseline:
     image_format: str | None = None
     tools: tuple[str, ...] = field(default=())
     quality_name: str = "quality"
+    quality_range: tuple[int, int] = (0, 100)
 
 
 _AVIF = {"speed": 4, "max_threads": 1, "range": "full"}
 BASELINES: dict[str, Baseline] = {
     "jpeg": Baseline("JPEG 4:2:0", PillowCodec, {"subsampling": "4:2:0", "optimize": True},
-                     (3, 5, 8, 12, 18, 26, 36, 50, 65, 78, 85), "JPEG"),
+                     (3, 5, 8, 12, 18, 26, 36, 50, 65, 78, 85), "JPEG", quality_range=(1, 100)),
     "jpeg444": Baseline("JPEG 4:4:4", PillowCodec, {"subsampling": "4:4:4", "optimize": True},
-                        (3, 5, 8, 12, 18, 26, 36, 50, 65, 78), "JPEG"),
+                        (3, 5, 8, 12, 18, 26, 36, 50, 65, 78), "JPEG", quality_range=(1, 100)),
     "webp": Baseline("WebP", PillowCodec, {"method": 6},
                      (0, 2, 5, 10, 18, 28, 40, 55, 70, 80, 88), "WEBP"),
     "avif": Baseline("AVIF 4:4:4", PillowCodec, {"subsampling": "4:4:4", **_AVIF},
@@ -146,10 +150,11 @@ BASELINES: dict[str, Baseline] = {
     "avif420": Baseline("AVIF 4:2:0", PillowCodec, {"subsampling": "4:2:0", **_AVIF},
                         (4, 10, 16, 22, 28, 35, 42, 50, 58, 66, 74), "AVIF"),
     "jxl": Baseline("JPEG XL", JxlCodec, {"effort": 7},
-                    (5, 12, 20, 30, 45, 58, 68, 76, 82, 88), tools=("cjxl", "djxl")),
+                    (5, 12, 20, 30, 45, 58, 68, 76, 82, 88), tools=("cjxl", "djxl"),
+                    quality_range=(5, 100)),
     "x265": Baseline("HEVC intra (x265)", X265Codec, {"preset": "slow"},
                      (50, 47, 44, 41, 38, 35, 32, 30, 28, 26, 24), tools=("ffmpeg",),
-                     quality_name="qp"),
+                     quality_name="qp", quality_range=(0, 51)),
 }
 
 
@@ -164,9 +169,22 @@ def get_baseline(name: str) -> Baseline:
     return baseline
 
 
+def check_qualities(name: str, qualities: list[int]) -> None:
+    """Refuse qualities outside what baseline ``name``'s encoder accepts, or repeated ones."""
+    baseline = BASELINES[name]
+    low, high = baseline.quality_range
+    for quality in qualities:
+        if isinstance(quality, bool) or not isinstance(quality, int) or not low <= quality <= high:
+            raise TrellicError(f"{name} {baseline.quality_name} must be an integer in "
+                               f"[{low}, {high}], got {quality!r}")
+    if len(set(qualities)) != len(qualities):
+        raise TrellicError(f"{name}: a {baseline.quality_name} is given twice")
+
+
 def make_codec(name: str, quality: int) -> PillowCodec | ToolCodec:
     """The codec of baseline ``name`` at one quality (or QP): picklable via partial."""
     baseline = get_baseline(name)
+    check_qualities(name, [quality])
     if baseline.image_format:
         return PillowCodec(baseline.image_format, quality, dict(baseline.options))
     return baseline.codec(quality, **baseline.options)
@@ -175,11 +193,13 @@ def make_codec(name: str, quality: int) -> PillowCodec | ToolCodec:
 def settings(name: str, qualities: list[int] | None = None) -> list[Setting]:
     """The sweep of baseline ``name`` as runner settings (default qualities if None)."""
     baseline = get_baseline(name)
+    qualities = list(qualities or baseline.qualities)
+    check_qualities(name, qualities)
     return [
         Setting(label=f"{baseline.quality_name}{quality}",
                 factory=functools.partial(make_codec, name, quality),
                 fields={"quality": quality, "options": dict(baseline.options)})
-        for quality in (qualities or baseline.qualities)
+        for quality in qualities
     ]
 
 

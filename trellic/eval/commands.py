@@ -1,11 +1,16 @@
 """Subcommands of the evaluation suite: eval, baseline, bdrate, plot, report.
 
-    trellic eval DATA_DIR --model NAME --quantizer usq|tcq4|tcq8 -o results.json
+    trellic eval DATA_DIR [--model NAME] --quantizer usq|tcq4|tcq8 -o results.json
     trellic baseline DATA_DIR --codec jpeg|jpeg444|webp|avif|avif420|jxl|x265 -o results.json
     trellic bdrate A.json B.json            # B against A
     trellic bdrate --table *.json --reference all -o bdrate.md
     trellic plot *.json --reference mbt2018-mean -o rd.png
     trellic report *.json --anchor jpeg -o report.html
+
+Every option value is checked at parse time (trellic.argtypes; exit 2). Curves measured on
+different image sets are not compared unless ``--allow-mixed-images`` (then a warning).
+eval and baseline write their results file again each time a point finishes, so a failure
+or an interrupt keeps the finished points (the error says how many).
 """
 
 from __future__ import annotations
@@ -17,40 +22,80 @@ import time
 from pathlib import Path
 
 from trellic import __version__
-from trellic.argtypes import positive_float
+from trellic.argtypes import float_in, int_in, non_negative_int, positive_float, positive_int
+from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.errors import TrellicError
 from trellic.eval import baselines
 from trellic.eval.bdrate import METHODS, bd
 from trellic.eval.learned import load_learned
+from trellic.eval.metrics import PSNR_MAX
 from trellic.eval.plot import ms_ssim_db, rd_plot_png
 from trellic.eval.results import (
     Dataset,
+    Point,
     Results,
-    check_writable,
+    check_image_sets,
     provenance,
     read_reference,
     read_results,
     reference_names,
-    write_output,
     write_results,
 )
-from trellic.eval.runner import Setting, list_images, run
+from trellic.eval.runner import Setting, run
+from trellic.io import check_output, list_images, write_atomic
 from trellic.paths import kodak_dir
 
 QUANTIZERS = ("usq", "tcq4", "tcq8")
+DEFAULT_MODEL = "default"  # what compress uses: the zoo manifest's default model
 
 
 def _dataset(folder: str, files: list[Path]) -> Dataset:
     return Dataset(name=Path(folder).resolve().name, files=[path.name for path in files])
 
 
+def _sweep(args: argparse.Namespace, settings: list[Setting], files: list[Path],
+           output: Path, **curve: str) -> Results:
+    """Run the settings over the files, writing the results after every finished point.
+
+    ``curve``: the name, codec and encoder of the Results. A failure or an interrupt leaves
+    the finished points in ``output`` (a valid, shorter curve) and the error says so.
+    """
+    start, measured = time.perf_counter(), provenance()
+    kept: list[Results] = []
+
+    def keep(points: list[Point]) -> None:
+        results = Results(**curve, dataset=_dataset(args.data_dir, files), points=points,
+                          workers=args.workers,
+                          wall_seconds=round(time.perf_counter() - start, 1), **measured)
+        write_results(results, output, args.force or bool(kept))
+        kept[:] = [results]
+
+    try:
+        run(settings, files, args.workers, description=curve["name"], on_point=keep)
+    except TrellicError as error:
+        if not kept:
+            raise
+        raise TrellicError(f"{error} ({len(kept[0].points)} of {len(settings)} points "
+                           f"finished, kept in {output})") from None
+    except KeyboardInterrupt:
+        if kept:
+            print(f"trellic: {len(kept[0].points)} of {len(settings)} points finished, kept in "
+                  f"{output}", file=sys.stderr)
+        raise
+    lossless = sorted({image.name for point in kept[0].points for image in point.images
+                       if image.psnr_rgb == PSNR_MAX})
+    if lossless:
+        print(f"trellic: warning: {', '.join(lossless)} decoded identical to the original at "
+              f"some point(s): PSNR {PSNR_MAX:.0f} dB by the MSE floor (trellic.eval.metrics), "
+              "which weighs on the mean", file=sys.stderr)
+    return kept[0]
+
+
 def _eval(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force)
-    if args.refine < 0:
-        raise TrellicError(f"--refine must be at least 0, got {args.refine}")
+    output = check_output(args.output, args.force)
     files = list_images(args.data_dir, args.limit)
     settings = []
-    for model in args.model:
+    for model in args.model or [DEFAULT_MODEL]:
         load = {"model": model, "quantizer": args.quantizer, "lambda_t": args.lambda_t,
                 "refine": args.refine}
         info = dict(load_learned(**load).describe())
@@ -59,38 +104,28 @@ def _eval(args: argparse.Namespace) -> int:
                   "quantizer": info.pop("quantizer", {"name": args.quantizer}),
                   "lambda_": info.pop("lambda", None), "options": {**info, "load": load}}
         settings.append(Setting(model, functools.partial(load_learned, **load), fields))
-    start = time.perf_counter()
-    points = run(settings, files, args.workers, description=f"trellic {args.quantizer}")
-    results = Results(name=args.name or f"trellic {args.quantizer}", codec="trellic",
-                      encoder=f"trellic {__version__}", dataset=_dataset(args.data_dir, files),
-                      points=points, workers=args.workers,
-                      wall_seconds=round(time.perf_counter() - start, 1), **provenance())
-    write_results(results, output, args.force)
-    print(f"trellic eval: {len(points)} point(s) x {len(files)} images in "
+    results = _sweep(args, settings, files, output, name=args.name or f"trellic {args.quantizer}",
+                     codec="trellic", encoder=f"trellic {__version__}")
+    print(f"trellic eval: {len(results.points)} point(s) x {len(files)} images in "
           f"{results.wall_seconds:.0f} s -> {output}")
     return 0
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force)
     baseline = baselines.get_baseline(args.codec)
     files = list_images(args.data_dir, args.limit)
-    start = time.perf_counter()
-    points = run(baselines.settings(args.codec, args.quality), files, args.workers,
-                 description=args.codec)
-    results = Results(name=args.name or baseline.title, codec=args.codec,
-                      encoder=baselines.encoder_version(args.codec),
-                      dataset=_dataset(args.data_dir, files), points=points,
-                      workers=args.workers, wall_seconds=round(time.perf_counter() - start, 1),
-                      **provenance())
-    write_results(results, output, args.force)
-    print(f"trellic baseline {args.codec}: {len(points)} points x {len(files)} images in "
-          f"{results.wall_seconds:.0f} s -> {output}")
+    results = _sweep(args, baselines.settings(args.codec, args.quality), files, output,
+                     name=args.name or baseline.title, codec=args.codec,
+                     encoder=baselines.encoder_version(args.codec))
+    print(f"trellic baseline {args.codec}: {len(results.points)} points x {len(files)} images "
+          f"in {results.wall_seconds:.0f} s -> {output}")
     return 0
 
 
 def _load_curves(args: argparse.Namespace) -> tuple[list[Results], list[str]]:
-    """Results files given as arguments, then the requested reference curves."""
+    """Results files given as arguments, then the requested reference curves; refused when
+    measured on different image sets (unless --allow-mixed-images: a warning)."""
     names = list(args.reference or [])
     if "all" in names:
         names = reference_names()
@@ -98,6 +133,8 @@ def _load_curves(args: argparse.Namespace) -> tuple[list[Results], list[str]]:
     labels = list(args.files)
     curves += [read_reference(name) for name in names]
     labels += [f"reference:{name}" for name in names]
+    for warning in check_image_sets(curves, labels, args.allow_mixed_images):
+        print(f"trellic: warning: {warning}", file=sys.stderr)
     return curves, labels
 
 
@@ -145,7 +182,7 @@ def bd_table(curves: list[Results], labels: list[str], method: str, metric: str)
 
 
 def _bdrate(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force) if args.output else None
+    output = check_output(args.output, args.force) if args.output else None
     curves, labels = _load_curves(args)
     if args.table:
         if len(curves) < 2:
@@ -166,14 +203,14 @@ def _bdrate(args: argparse.Namespace) -> int:
                 f"  BD-{'PSNR' if args.metric == 'psnr' else 'quality'} {delta}\n")
     print(text, end="")
     if output:
-        write_output(output, text.encode(), args.force)
+        write_atomic(output, text.encode(), args.force)
     return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force)
     curves, _ = _load_curves(args)
-    write_output(output, rd_plot_png(curves, args.max_bpp, args.title), args.force)
+    write_atomic(output, rd_plot_png(curves, args.max_bpp, args.title), args.force)
     print(f"wrote {output}")
     return 0
 
@@ -182,7 +219,7 @@ def _report(args: argparse.Namespace) -> int:
     from trellic.eval.crops import make_crops, parse_box
     from trellic.eval.report import choose_anchor, render_report
 
-    output = check_writable(args.output, args.force)
+    output = check_output(args.output, args.force)
     curves, labels = _load_curves(args)
     anchor = choose_anchor(curves, labels, args.anchor)
     image = Path(args.image) if args.image else kodak_dir() / "kodim23.png"
@@ -194,7 +231,7 @@ def _report(args: argparse.Namespace) -> int:
         note = f"No crops: image {image} not found (use --image)."
     page = render_report(curves, labels, anchor, rd_plot_png(curves, args.max_bpp), crops,
                          note, args.method)
-    write_output(output, page.encode(), args.force)
+    write_atomic(output, page.encode(), args.force)
     print(f"wrote {output}")
     return 0
 
@@ -210,31 +247,57 @@ def _add_curves(parser: argparse.ArgumentParser) -> None:
                         choices=[*reference_names(), "all"],
                         help="add a published curve (repeatable; 'all' for every one): "
                         + ", ".join(reference_names()))
+    parser.add_argument("--allow-mixed-images", action="store_true",
+                        help="compare curves measured on different image sets (a warning "
+                        "instead of an error)")
 
 
 def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", metavar="DATA_DIR", help="folder of images (e.g. Kodak)")
-    parser.add_argument("--workers", type=int, default=1, help="processes to shard images over")
-    parser.add_argument("--limit", type=int, help="use only the first N images (by name)")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="processes to shard images over (default: 1)")
+    parser.add_argument("--limit", type=positive_int,
+                        help="use only the first N images (by name; default: all)")
     parser.add_argument("--name", help="curve name shown in plots and tables")
     _add_output(parser)
+
+
+class _QualityCheck(argparse.Action):
+    """Stores --codec or --quality; once both are known (in either order), checks the
+    qualities against the codec's range, so a bad one is a usage error (exit 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        codec, qualities = getattr(namespace, "codec", None), getattr(namespace, "quality", None)
+        if codec is not None and qualities is not None:
+            try:
+                baselines.check_qualities(codec, qualities)
+            except TrellicError as error:
+                raise argparse.ArgumentError(self, str(error)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate the learned codec on a folder")
     _add_run(parser)
-    parser.add_argument("--model", action="append", required=True,
-                        help="model name (repeat for a curve: one point per model)")
-    parser.add_argument("--quantizer", choices=QUANTIZERS, default="usq")
-    parser.add_argument("--lambda-t", type=float, help="TCQ rate-distortion trade-off")
-    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+    parser.add_argument("--model", action="append",
+                        help="zoo model name or .safetensors path; repeat for a curve, one point "
+                        f"per model (default: {DEFAULT_MODEL!r}, the model compress uses)")
+    parser.add_argument("--quantizer", choices=QUANTIZERS, default="usq",
+                        help="quantizer of the latents (default: usq)")
+    parser.add_argument("--lambda-t", type=float_in(0.0, MAX_LAMBDA_T, high_open=True),
+                        help="TCQ rate weight in latent units (default: 0.3 * delta^2)")
+    parser.add_argument("--refine", type=non_negative_int, default=0, metavar="STEPS",
                         help="latent refinement steps per image (usq; default 0: off)")
     parser.set_defaults(func=_eval)
 
     parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")
     _add_run(parser)
-    parser.add_argument("--codec", required=True, choices=list(baselines.BASELINES))
-    parser.add_argument("--quality", type=int, nargs="+", help="override the swept qualities")
+    parser.add_argument("--codec", required=True, choices=list(baselines.BASELINES),
+                        action=_QualityCheck)
+    parser.add_argument("--quality", type=int_in(), nargs="+", action=_QualityCheck,
+                        help="override the swept qualities (each in the codec's range: "
+                        + ", ".join(f"{name} {b.quality_range[0]}-{b.quality_range[1]}"
+                                    for name, b in baselines.BASELINES.items()) + ")")
     parser.set_defaults(func=_baseline)
 
     parser = subparsers.add_parser("bdrate", help="BD-rate / BD-PSNR of B against A")
@@ -247,7 +310,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser("plot", help="RD curves (PSNR, MS-SSIM) to a PNG")
     _add_curves(parser)
-    parser.add_argument("--max-bpp", type=float, default=2.0)
+    parser.add_argument("--max-bpp", type=positive_float, default=2.0,
+                        help="right end of the rate axis (default: 2.0)")
     parser.add_argument("--title")
     _add_output(parser)
     parser.set_defaults(func=_plot)
@@ -262,6 +326,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="target rate of a crop row, reached by every measured curve "
                         "(repeatable; default: two such rates, chosen from the curves)")
     parser.add_argument("--method", choices=METHODS, default="pchip")
-    parser.add_argument("--max-bpp", type=float, default=2.0)
+    parser.add_argument("--max-bpp", type=positive_float, default=2.0,
+                        help="right end of the rate axis (default: 2.0)")
     _add_output(parser)
     parser.set_defaults(func=_report)

@@ -1,12 +1,18 @@
 """Image quality metrics on 8-bit RGB images: PSNR-RGB and MS-SSIM-RGB.
 
 Both take uint8 arrays of shape (H, W, 3) (the reconstruction already clamped and
-rounded, as a decoder writes it). MS-SSIM follows Wang et al., "Multiscale structural
-similarity for image quality assessment" (2003) with the settings of ``pytorch_msssim``
-that CompressAI reports: 11-tap Gaussian window (sigma 1.5), K = (0.01, 0.03), five scales
-with weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average pooling between scales,
-negative contrast terms clipped to zero, the mean over the three channels. Computed in
-numpy float64; it matches that torch implementation to ~1e-10 (odd sizes included).
+rounded, as a decoder writes it). PSNR is always finite: the MSE, on pixel values scaled
+to [0, 1], is floored at ``MSE_FLOOR`` = 1e-12, so identical images (a lossless codec, an
+all-black image) give ``PSNR_MAX`` = 120 dB instead of infinity, and RD curves, means and
+results files stay numbers. No real 8-bit error reaches the floor below 5 megapixels (the
+smallest, one channel of one pixel off by one, is 1 / (3 * 255^2 * pixels)).
+
+MS-SSIM follows Wang et al., "Multiscale structural similarity for image quality
+assessment" (2003) with the settings of ``pytorch_msssim`` that CompressAI reports: 11-tap
+Gaussian window (sigma 1.5), K = (0.01, 0.03), five scales with weights (0.0448, 0.2856,
+0.3001, 0.2363, 0.1333), 2x2 average pooling between scales, negative contrast terms
+clipped to zero, the mean over the three channels. Computed in numpy float64; it matches
+that torch implementation to ~1e-10 (odd sizes included).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _WINDOW = 11
 _SIGMA = 1.5
 MS_SSIM_MIN_SIDE = (_WINDOW - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1  # 161
+MSE_FLOOR = 1e-12  # on [0, 1] pixel values
+PSNR_MAX = -10 * math.log10(MSE_FLOOR)  # 120 dB: identical images
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -44,11 +52,8 @@ def mse(original: np.ndarray, reconstruction: np.ndarray) -> float:
 
 
 def psnr(original: np.ndarray, reconstruction: np.ndarray, peak: float = 255.0) -> float:
-    """PSNR in dB over all pixels and channels; ``inf`` for identical images."""
-    error = mse(original, reconstruction)
-    if error == 0:
-        return math.inf
-    return 10 * math.log10(peak**2 / error)
+    """PSNR in dB over all pixels and channels, in [0, PSNR_MAX] (120 dB for identical images)."""
+    return -10 * math.log10(max(mse(original, reconstruction) / peak**2, MSE_FLOOR))
 
 
 def _gaussian_window() -> np.ndarray:

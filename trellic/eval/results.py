@@ -8,7 +8,8 @@ A file holds one rate-distortion curve measured on one dataset::
       "codec": "avif",                        # baseline name, "trellic", or "reference"
       "encoder": "Pillow 13.0.0, libavif 1.4.2, aom [enc]:3.14.1",   # encoder version
       "source": null,                         # where published numbers come from
-      "dataset": {"name": "kodak", "files": ["kodim01.png", ...]},  # [] = not recorded
+      "dataset": {"name": "kodak", "files": ["kodim01.png", ...],   # [] = not recorded
+                  "count": null},             # image count where files are not recorded
       "device": "cpu: AMD EPYC ... (2 cores)", "torch_version": "2.13.0+cpu",
       "git_commit": "e204bbc...", "created": "2025-01-01T12:00:00+00:00",
       "workers": 2, "wall_seconds": 151.2,    # how the whole run was made, how long it took
@@ -26,11 +27,19 @@ A file holds one rate-distortion curve measured on one dataset::
 
 Conventions: ``bpp`` is 8 * (size of the whole file, header included) / (width * height).
 ``psnr_rgb`` is measured on the 8-bit reconstruction (clamped, rounded) over the three RGB
-channels; ``ms_ssim_rgb`` is the mean over channels (data range 255). Point means are plain
-averages over images of each field (CompressAI style: mean bpp, mean PSNR in dB). For learned
-codecs the model, checkpoint sha256, quantizer config and lambda live in each point, since a
-curve is made of several models. Published curves (``codec: "reference"``) have empty
-``images``. :func:`read_results` also reads CompressAI's results JSON files.
+channels, finite by the MSE floor of trellic.eval.metrics (identical images: 120 dB);
+``ms_ssim_rgb`` is the mean over channels (data range 255). Point means are plain averages over
+images of each field (CompressAI style: mean bpp, mean PSNR in dB). For learned codecs the
+model, checkpoint sha256, quantizer config and lambda live in each point, since a curve is made
+of several models. Published curves (``codec: "reference"``) have empty ``images``.
+:func:`read_results` also reads CompressAI's results JSON files, and checks every file it reads
+(trellic.eval.validate).
+
+Image sets: a curve's images are named in ``dataset.files``. Published curves, which have no
+per-image data, record their dataset's name and image count instead (the shipped CompressAI
+Kodak curves: ``{"name": "kodak", "files": [], "count": 24}``); CompressAI files record
+neither (dataset ``unknown``, no files, no count). :func:`check_image_sets` refuses to
+compare curves measured on different image sets.
 """
 
 from __future__ import annotations
@@ -41,12 +50,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trellic.errors import TrellicError
+from trellic.eval.validate import check_trellic, compressai_columns
+from trellic.io import write_atomic
 
 SCHEMA = "trellic-results"
 SCHEMA_VERSION = 1
@@ -109,8 +119,20 @@ class Point:
 
 @dataclass
 class Dataset:
+    """The images a curve was measured on: their names, or (published curves) their count."""
+
     name: str
     files: list[str] = field(default_factory=list)
+    count: int | None = None  # only where ``files`` is empty
+
+    def size(self) -> int | None:
+        """The number of images, None where unknown."""
+        return len(self.files) if self.files else self.count
+
+    def describe(self) -> str:
+        """E.g. ``24 images of kodak``."""
+        size = self.size()
+        return f"{'an unknown number of' if size is None else size} images of {self.name}"
 
 
 @dataclass
@@ -170,37 +192,76 @@ def read_results(path: str | Path) -> Results:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise TrellicError(f"{path}: results schema version {version} is not supported "
                                f"(this trellic reads up to {SCHEMA_VERSION})")
-        try:
-            return Results.from_dict(data)
-        except (TypeError, KeyError, AttributeError) as error:
-            raise TrellicError(f"{path}: malformed results file: {error}") from None
+        check_trellic(data, str(path))
+        return Results.from_dict(data)
     if isinstance(data.get("results"), dict) and "bpp" in data["results"]:
         return from_compressai(data, source=str(path))
     raise TrellicError(f"{path} is neither a trellic nor a CompressAI results file")
 
 
-def from_compressai(data: dict[str, Any], source: str | None = None) -> Results:
-    """Convert CompressAI's ``{"name", "results": {"bpp": [...], "psnr-rgb": [...]}}``."""
-    columns = data["results"]
-    psnr = columns.get("psnr-rgb", columns.get("psnr"))
-    ms_ssim = columns.get("ms-ssim-rgb", columns.get("ms-ssim"))
-    if psnr is None or len(psnr) != len(columns["bpp"]):
-        raise TrellicError(f"CompressAI results {data.get('name')!r}: bpp and psnr do not pair up")
+def from_compressai(data: dict[str, Any], source: str = "CompressAI results") -> Results:
+    """Convert CompressAI's ``{"name", "results": {"bpp": [...], "psnr-rgb": [...]}}``.
 
-    def column(name: str, index: int) -> float | None:
-        values = columns.get(name)
-        return float(values[index]) if values else None
-
+    Such files do not say which images they were measured on: dataset ``unknown``.
+    """
+    columns = compressai_columns(data, source)
     points = [
-        Point(label=f"p{index}", bpp=float(bpp), psnr_rgb=float(psnr[index]),
-              ms_ssim_rgb=float(ms_ssim[index]) if ms_ssim else None,
-              encode_seconds=column("encoding_time", index),
-              decode_seconds=column("decoding_time", index))
+        Point(label=f"p{index}", bpp=bpp,
+              **{name: values[index] for name, values in columns.items()
+                 if values is not None and name != "bpp"})
         for index, bpp in enumerate(columns["bpp"])
     ]
-    return Results(name=str(data.get("name", "compressai")), codec="reference",
-                   encoder=str(data.get("description", "")), dataset=Dataset("kodak"),
+    return Results(name=data.get("name") or "compressai", codec="reference",
+                   encoder=str(data.get("description", "")), dataset=Dataset("unknown"),
                    points=points, source=source)
+
+
+def _image_set_difference(a: Dataset, b: Dataset) -> str | None:
+    """None where two image sets are the same: the same file names where both have them,
+    otherwise the same dataset name (any case) and image count. Else the names only in each
+    (empty where the sets have no names to compare)."""
+    if a.files and b.files:
+        only_a, only_b = sorted(set(a.files) - set(b.files)), sorted(set(b.files) - set(a.files))
+        if not only_a and not only_b:
+            return None
+        return " (" + "; ".join(f"{len(only)} only in the {side}, e.g. {only[0]}" for only, side
+                                in ((only_a, "first"), (only_b, "second")) if only) + ")"
+    if a.name.lower() == b.name.lower() and a.size() == b.size():
+        return None
+    return ""
+
+
+def check_image_sets(curves: list[Results], labels: list[str],
+                     allow_mixed: bool = False) -> list[str]:
+    """Refuse to compare curves measured on different image sets; return one-line warnings.
+
+    Every curve is compared with the first one that records its image set. A mismatch raises
+    TrellicError naming both sets (``--allow-mixed-images`` overrides it), or is returned as a
+    warning with ``allow_mixed``. Curves recording neither file names nor a count (CompressAI
+    files) cannot be checked: a warning names them.
+    """
+    pairs = list(zip(curves, labels, strict=True))
+    known = [(curve, label) for curve, label in pairs if curve.dataset.size() is not None]
+    warnings = []
+    unknown = [label for curve, label in pairs if curve.dataset.size() is None]
+    if unknown and len(curves) > 1:
+        warnings.append(f"cannot check that the curves were measured on the same images: "
+                        f"{', '.join(unknown)} record{'s' if len(unknown) == 1 else ''} no "
+                        "image set")
+    mismatches = []
+    for curve, label in known[1:]:
+        first, first_label = known[0]
+        difference = _image_set_difference(first.dataset, curve.dataset)
+        if difference is not None:
+            mismatches.append(f"{first_label} has {first.dataset.describe()}, {label} has "
+                              f"{curve.dataset.describe()}{difference}")
+    if mismatches:
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        message = f"curves measured on different image sets: {mismatches[0]}{more}"
+        if not allow_mixed:
+            raise TrellicError(f"{message}; use --allow-mixed-images to compare them anyway")
+        warnings.append(message)
+    return warnings
 
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
@@ -229,45 +290,15 @@ def dumps(results: Results) -> str:
                 point["images"][i] = f"@image{p}.{i}@"
         text = json.dumps(data, indent=1, allow_nan=False)
     except ValueError:
-        raise TrellicError("results hold a non-finite number (an infinite PSNR means a "
-                           "lossless image, which has no place on an RD curve)") from None
+        raise TrellicError("results hold a non-finite number") from None
     for key, line in lines.items():
         text = text.replace(f'"{key}"', line)
     return text + "\n"
 
 
 def write_results(results: Results, path: str | Path, force: bool = False) -> None:
-    write_output(path, dumps(results).encode(), force)
-
-
-def check_writable(path: str | Path, force: bool) -> Path:
-    """Refuse an existing output unless ``force``; check early, before long work."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise TrellicError(f"{path} exists; use --force to overwrite it")
-    if not path.parent.is_dir():
-        raise TrellicError(f"output folder does not exist: {path.parent}")
-    return path
-
-
-def write_output(path: str | Path, data: bytes, force: bool = False) -> None:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = check_writable(path, force)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Write a results file atomically (trellic.io.write_atomic)."""
+    write_atomic(path, dumps(results).encode(), force)
 
 
 def provenance() -> dict[str, str | None]:

@@ -29,8 +29,6 @@ from trellic.eval.metrics import ms_ssim, mse, psnr, to_uint8
 from trellic.eval.results import ImageResult, Point
 from trellic.io import read_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
-
 
 class CodecLike(Protocol):
     def encode(self, image: np.ndarray) -> Any: ...
@@ -45,17 +43,6 @@ class Setting:
     label: str
     factory: Callable[[], CodecLike]
     fields: dict[str, Any] = field(default_factory=dict)
-
-
-def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """The images of a folder, sorted by name (the first ``limit`` of them)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TrellicError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise TrellicError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files[:limit] if limit else files
 
 
 @dataclass(frozen=True)
@@ -155,28 +142,41 @@ def _work(task: tuple[int, int, Path]) -> tuple[int, int, ImageResult]:
 
 
 def run(settings: list[Setting], files: list[Path], workers: int = 1, progress: bool = True,
-        description: str = "eval") -> list[Point]:
-    """Evaluate every setting on every file; one Point per setting, images in file order."""
+        description: str = "eval",
+        on_point: Callable[[list[Point]], None] | None = None) -> list[Point]:
+    """Evaluate every setting on every file; one Point per setting, images in file order.
+
+    Each time a setting's last image is measured, ``on_point`` (if given) gets the points
+    finished so far, in setting order, so the caller can keep them before the rest fails.
+    """
     if workers < 1:
         raise TrellicError(f"--workers must be at least 1, got {workers}")
     tasks = [(s, i, path) for s in range(len(settings)) for i, path in enumerate(files)]
     found: dict[tuple[int, int], ImageResult] = {}
+    missing = [len(files)] * len(settings)
+    points: dict[int, Point] = {}
+
+    def measured(s: int, i: int, result: ImageResult) -> None:
+        found[s, i] = result
+        missing[s] -= 1
+        bar.update()
+        if not missing[s]:
+            points[s] = Point.from_images(settings[s].label,
+                                          [found[s, k] for k in range(len(files))],
+                                          **settings[s].fields)
+            if on_point is not None:
+                on_point([points[k] for k in sorted(points)])
+
     with tqdm(total=len(tasks), desc=description, unit="img", disable=not progress) as bar:
         if workers == 1:
             for s, setting in enumerate(settings):
                 codec = setting.factory()
                 for i, path in enumerate(files):
-                    found[s, i] = evaluate_image(codec, path)
-                    bar.update()
+                    measured(s, i, evaluate_image(codec, path))
         else:
             context = multiprocessing.get_context("spawn")
             factories = [setting.factory for setting in settings]
             with context.Pool(workers, _init_worker, (factories,)) as pool:
                 for s, i, result in pool.imap_unordered(_work, tasks):
-                    found[s, i] = result
-                    bar.update()
-    return [
-        Point.from_images(setting.label, [found[s, i] for i in range(len(files))],
-                          **setting.fields)
-        for s, setting in enumerate(settings)
-    ]
+                    measured(s, i, result)
+    return [points[s] for s in range(len(settings))]

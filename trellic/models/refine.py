@@ -20,10 +20,12 @@ loop runs single-threaded: the same image always gives the same file.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from trellic.models.hyperprior import MeanScaleHyperprior, single_threaded
 from trellic.quant.base import Quantizer, gaussian_mass
@@ -90,10 +92,12 @@ def true_cost(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor,
 
 def refine_latents(model: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], lmbda: float,
                    quantizer: Quantizer, lambda_t: float | None = None,
-                   config: RefineConfig = RefineConfig()) -> tuple[Tensor, Tensor]:
+                   config: RefineConfig = RefineConfig(),
+                   progress: bool = False) -> tuple[Tensor, Tensor]:
     """Latents (y, z) for one padded image x (1, 3, H, W) whose top-left ``valid`` is the image.
 
     lmbda: the RD trade-off to optimise (the model's training lambda).
+    progress: a progress bar of the steps on stderr, shown only when stderr is a terminal.
     """
     if quantizer.num_quantizers != 1:
         raise ValueError(f"latent refinement codes with usq, not {quantizer.kind}")
@@ -105,7 +109,9 @@ def refine_latents(model: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int]
         z = z_start.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([y, z], lr=config.lr)
         generator = torch.Generator().manual_seed(config.seed)
-        for step in range(config.steps):
+        steps = tqdm(range(config.steps), desc="refine", unit="step", file=sys.stderr,
+                     leave=False, disable=not (progress and sys.stderr.isatty()))
+        for step in steps:
             fraction = step / config.steps
             temperature = max(TEMPERATURE_START * math.exp(-ANNEAL * fraction), TEMPERATURE_FLOOR)
             for group in optimizer.param_groups:

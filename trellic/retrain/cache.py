@@ -3,8 +3,9 @@
 Each shard ``shard-NNNNN.safetensors`` holds ``x`` (n, 3, H, W) uint8 crops,
 ``y`` (n, M, h, w) float32 encoder outputs and ``y_hat`` (n, M, h, w) float32
 truly quantized latents, with metadata naming the model hash, quantizer,
-lambda_t and crop seed. Building is resumable: a shard that exists with
-matching metadata is kept, anything else is rebuilt. Shards of one round go
+lambda_t, crop seed and the training images (their fingerprint). Building is
+resumable: a shard that exists with matching metadata is kept, anything else
+is rebuilt. Shards of one round go
 stale once the hyperprior changes; the next round writes its own.
 """
 
@@ -66,6 +67,7 @@ def build_cache(
         "lambda_t": lambda_t,
         "seed": seed,
         "crop": dataset.crop,
+        "data": dataset.fingerprint(),  # other images: other crops
     }
     xs, ys, y_hats = [], [], []
     for shard in tqdm(range(shards), desc="cache", disable=not progress, unit="shard"):

@@ -12,6 +12,9 @@
 - ``mode="online"``: each batch is a fresh random crop, quantized inside the
   loop with the real quantizer (the vectorised Viterbi makes TCQ affordable).
 - ``rounds``: repeat, regenerating the cache with the updated model.
+
+A loss, gradient norm or weight that is not finite stops retraining at once
+(:mod:`trellic.train.divergence`); nothing is exported.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from trellic.quant import make_quantizer
 from trellic.retrain.cache import LatentCache, build_cache
 from trellic.retrain.targets import encode, forward_quantized, quantized_latents
 from trellic.train.data import CropDataset
+from trellic.train.divergence import Diverged, check_finite, check_finite_weights
 from trellic.train.loss import bits, psnr
+from trellic.train.run_folder import LOG
 
 PARTS = ("decoder", "hyper+decoder")
 MODES = ("offline", "online")
@@ -87,7 +92,7 @@ def retrain(
     optimizer = torch.optim.Adam(params, lr=config.lr)
     quantizer = make_quantizer(config.quantizer, _delta(model, config.quantizer))
     began = time.time()
-    with open(out_dir / "log.jsonl", "a") as log:
+    with open(out_dir / LOG, "w") as log:
         for round_index in range(config.rounds):
             model.eval()
             cache = None
@@ -115,10 +120,13 @@ def retrain(
                 terms = _step(
                     model, quantizer, config, dataset, cache, round_index * config.steps + step
                 )
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
+                try:
+                    _update(terms["loss"], params, optimizer)
+                    if step + 1 == config.steps:
+                        check_finite_weights(model)  # before the next round or the export
+                except Diverged as error:
+                    raise Diverged(f"retraining stopped at round {round_index + 1}, step "
+                                   f"{step + 1}: {error}; no model written") from None
                 if (step + 1) % config.log_every == 0:
                     record = {
                         "round": round_index + 1,
@@ -134,6 +142,15 @@ def retrain(
     if config.part != "decoder":
         model.update()  # the factorized prior changed: rebuild the z tables
     return model
+
+
+def _update(loss: torch.Tensor, params: list[torch.Tensor], optimizer: torch.optim.Adam) -> None:
+    """One optimizer step; raises Diverged (weights untouched) on a non-finite loss or gradient."""
+    check_finite("loss", loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    check_finite("gradient norm", torch.nn.utils.clip_grad_norm_(params, 1.0))
+    optimizer.step()
 
 
 def _delta(model: MeanScaleHyperprior, kind: str) -> float | None:

@@ -7,17 +7,32 @@ from pathlib import Path
 
 import torch
 
-from trellic.errors import TrellicError
+from trellic.argtypes import (
+    float_in,
+    int_in,
+    int_multiple_of,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
+from trellic.errors import TrellicError, warnings_as_lines
 from trellic.paths import data_root
+from trellic.train.run_folder import TRAIN_OUTPUTS, check_run_folder, clear_run_folder
+from trellic.zoo import MAX_CHANNELS
 
 DEFAULT_LAMBDA = {"mse": 0.0067, "ms-ssim": 16.64}  # CompressAI's quality 4 of each
+# Adam moves every weight by about lr per step: above 1 no run learns, and far above it
+# (1e300) torch's own update overflows float32 with a traceback.
+LEARNING_RATE = float_in(0.0, 1.0, low_open=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a model end to end",
         description="Train the mean-scale hyperprior on random crops with a quantizer proxy. "
-                    "Writes log.jsonl, checkpoint.safetensors and model.safetensors to --out. "
+                    "Writes log.jsonl, checkpoint.safetensors and model.safetensors to --out "
+                    "(an earlier run there is refused without --force or --resume). "
                     "Runs data-parallel under torchrun --nproc_per_node=K (rank 0 writes).",
     )
     p.add_argument("--data", type=Path, action="append", default=None,
@@ -25,49 +40,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--distortion", choices=["mse", "ms-ssim"], default="mse",
                    help="mse: lambda * 255^2 * MSE + bpp; ms-ssim: lambda * (1 - MS-SSIM) + bpp")
-    p.add_argument("--lambda", dest="lmbda", type=float, default=None,
+    p.add_argument("--lambda", dest="lmbda", type=positive_float, default=None,
                    help="rate-distortion weight (default: 0.0067 for mse, 16.64 for ms-ssim)")
     p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
     p.add_argument("--proxy", choices=["noise", "ste", "mixed"], default="noise")
-    p.add_argument("--N", type=int, default=128, help="transform channels")
-    p.add_argument("--M", type=int, default=192, help="latent channels")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--downscale-above", type=int, default=800,
+    p.add_argument("--N", type=int_in(1, MAX_CHANNELS), default=128, help="transform channels")
+    p.add_argument("--M", type=int_in(1, MAX_CHANNELS), default=192, help="latent channels")
+    p.add_argument("--steps", type=positive_int, default=100_000)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="crops per step and process")
+    p.add_argument("--crop", type=int_multiple_of(64, 64), default=256,
+                   help="crop side (a multiple of 64: the model's grid)")
+    p.add_argument("--downscale-above", type=non_negative_int, default=800,
                    help="halve images whose long side exceeds this first (0: never)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10, help="steps between log lines")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--lr", type=LEARNING_RATE, default=1e-4, help="Adam's learning rate")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--log-every", type=positive_int, default=10, help="steps between log lines")
+    p.add_argument("--checkpoint-every", type=positive_int, default=200,
+                   help="steps between checkpoints")
     p.add_argument("--val", type=Path, default=None,
                    help="held-out folder: validate with the real codec (default: no validation)")
-    p.add_argument("--val-every", type=int, default=1000, help="steps between validations")
-    p.add_argument("--val-images", type=int, default=8, help="validation images (first, sorted)")
-    p.add_argument("--val-crop", type=int, default=256, help="center crop side of each image")
+    p.add_argument("--val-every", type=positive_int, default=1000, help="steps between validations")
+    p.add_argument("--val-images", type=positive_int, default=8,
+                   help="validation images (first, sorted)")
+    p.add_argument("--val-crop", type=positive_int, default=256,
+                   help="center crop side of each image")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: this rank's GPU if CUDA is available, else the CPU")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: the transforms compute in bfloat16, the entropy models in float32")
     p.add_argument("--channels-last", action="store_true",
                    help="channels-last memory layout (faster with --precision bf16 on CPU)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="intra-op threads (default: torch's)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --out/checkpoint.safetensors")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in --out, removing an earlier run's files there")
     p.add_argument("--warm-start", type=Path, default=None,
                    help="initialise the model from a checkpoint or weights file")
     p.set_defaults(func=run)
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name in ("steps", "batch_size", "crop", "N", "M", "log_every", "checkpoint_every",
-                 "val_every", "val_images", "val_crop"):
-        if getattr(args, name) <= 0:
-            raise TrellicError(f"--{name.replace('_', '-')} must be positive")
-    if args.downscale_above < 0:
-        raise TrellicError("--downscale-above must be >= 0")
-    if args.crop % 64:
-        raise TrellicError("--crop must be a multiple of 64")
+    """What the option types cannot check alone (values are checked at parse time)."""
+    starts_from = [] if args.resume else [args.warm_start]  # --force would remove it
+    check_run_folder(args.out, TRAIN_OUTPUTS, args.force, args.resume, starts_from)
     if args.distortion == "ms-ssim" and args.crop < 192:
         raise TrellicError("--distortion ms-ssim needs --crop of at least 192 (MS-SSIM: 161)")
     if args.val is not None and not args.val.is_dir():
@@ -85,8 +102,9 @@ def _check_held_out(val: Path | None, folders: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trellic.io import list_images
     from trellic.train import distributed
-    from trellic.train.data import CropDataset, list_images
+    from trellic.train.data import CropDataset
     from trellic.train.loop import EXPORT, TrainConfig, train
 
     _check(args)
@@ -107,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
     created = distributed.init_from_env(args.device)
     try:
         main = distributed.topology(args.device).is_main
-        dataset = CropDataset(list_images(folders), config.crop, args.downscale_above or None)
+        with warnings_as_lines():
+            dataset = CropDataset(list_images(folders, recursive=True), config.crop,
+                                  args.downscale_above or None)
+        if main and not args.resume:
+            clear_run_folder(args.out, TRAIN_OUTPUTS)
         if main:
             print(f"training on {len(dataset)} images from {', '.join(config.data)}")
         train(config, dataset, args.out, resume=args.resume, warm_start=args.warm_start)

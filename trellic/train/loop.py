@@ -11,8 +11,11 @@ every ``val_every`` steps (see :mod:`trellic.train.validate`), and the final
 model with its coding tables exported as ``model.safetensors``. ``resume``
 continues from the checkpoint with the same optimizer state and the same future
 batches and proxy noise (both are seeded by (seed, step, rank)).
-``precision="bf16"`` runs the transforms in bfloat16 (see
-:mod:`trellic.train.precision`), ``channels_last`` changes the memory layout.
+A loss, gradient norm or weight that is not finite stops the run at once (see
+:mod:`trellic.train.divergence`): no model is exported, and the checkpoint on
+disk stays the last finite one. ``precision="bf16"`` runs the transforms in
+bfloat16 (see :mod:`trellic.train.precision`), ``channels_last`` changes the
+memory layout.
 
 Under torchrun (see :mod:`trellic.train.distributed`) the model is wrapped in
 DistributedDataParallel, each rank draws its own ``batch_size`` crops, and rank 0
@@ -39,14 +42,12 @@ from trellic.quant.base import ProxyKind, Quantizer
 from trellic.train import distributed
 from trellic.train.checkpoint import load_model_weights, load_training_state, save_training_state
 from trellic.train.data import CropDataset
+from trellic.train.divergence import Diverged, check_finite, check_finite_weights
 from trellic.train.loss import LossTerms, psnr, rate_distortion
 from trellic.train.precision import precision_context
+from trellic.train.run_folder import CHECKPOINT, EXPORT, LOG
 from trellic.train.validate import ValidationSet
 from trellic.zoo import save_model
-
-CHECKPOINT = "checkpoint.safetensors"
-EXPORT = "model.safetensors"
-LOG = "log.jsonl"
 
 
 @dataclass
@@ -104,16 +105,24 @@ def make_optimizers(model: MeanScaleHyperprior, config: TrainConfig) -> dict[str
 def train_step(net: torch.nn.Module, model: MeanScaleHyperprior, x: Tensor, quantizer: Quantizer,
                optimizers: dict[str, torch.optim.Adam], config: TrainConfig,
                step: int) -> tuple[LossTerms, Tensor]:
-    """One optimizer step on batch x; ``net`` is the model or its DDP wrapper."""
+    """One optimizer step on batch x; ``net`` is the model or its DDP wrapper.
+
+    Raises:
+        Diverged: the loss (averaged over the ranks) or the gradient norm is not
+            finite; the weights are then left as they were before the step.
+    """
     for group in optimizers["main"].param_groups:
         group["lr"] = learning_rate(config, step)
     proxy = ProxyKind[config.proxy.upper()]
     terms = rate_distortion(net(x, quantizer, proxy), x, config.lmbda, config.distortion)
     aux = model.aux_loss()  # reaches only the quantiles; the RD loss never does
+    check_finite("loss", distributed.mean_over_ranks((terms.loss + aux).detach()))
     for optimizer in optimizers.values():
         optimizer.zero_grad(set_to_none=True)
     (terms.loss + aux).backward()
-    torch.nn.utils.clip_grad_norm_(optimizers["main"].param_groups[0]["params"], config.clip)
+    norm = torch.nn.utils.clip_grad_norm_(optimizers["main"].param_groups[0]["params"],
+                                          config.clip)
+    check_finite("gradient norm", norm)  # DDP: the same averaged gradient on every rank
     for optimizer in optimizers.values():
         optimizer.step()
     return terms, aux
@@ -138,6 +147,13 @@ def _record(step: int, terms: LossTerms, aux: Tensor, config: TrainConfig, elaps
     return record
 
 
+def _stopped(step: int, error: Diverged, out_dir: Path, saved_step: int | None) -> str:
+    """The one line that ends a diverged run: where, why, and what is left on disk."""
+    kept = ("no checkpoint was written" if saved_step is None else
+            f"{out_dir / CHECKPOINT} keeps step {saved_step} (--resume from it with a lower --lr)")
+    return f"training stopped at step {step}: {error}; no model written; {kept}"
+
+
 def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool = False,
           warm_start: Path | None = None, progress: bool = True) -> MeanScaleHyperprior:
     """Run (or continue) a training run in ``out_dir``; returns the trained model."""
@@ -155,6 +171,7 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
         start, elapsed = saved["step"], saved["elapsed"]
     elif warm_start is not None:
         load_model_weights(warm_start, model)
+    saved_step = start if start else None  # the step the checkpoint on disk holds
     validation = None
     if config.val and where.is_main:
         validation = ValidationSet.from_folder(Path(config.val), config.val_images, config.val_crop)
@@ -168,16 +185,21 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
                disable=not (progress and where.is_main), desc="train", unit="step")
     began = time.time() - elapsed
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(out_dir / LOG, "a")) if where.is_main else None
+        mode = "a" if start else "w"  # a new run starts a new log
+        log = stack.enter_context(open(out_dir / LOG, mode)) if where.is_main else None
         stack.enter_context(precision_context(model, config.precision, where.device.type))
         for step in bar:
             x = dataset.batch(config.batch_size, config.seed, step, where.rank)
             x = x.to(where.device, memory_format=layout)
             torch.manual_seed(_noise_seed(config, step, where.rank))  # resumable proxy noise
-            terms, aux = train_step(net, model, x, quantizer, optimizers, config, step)
-
             done = step + 1
             last = done == config.steps
+            try:
+                terms, aux = train_step(net, model, x, quantizer, optimizers, config, step)
+                if done % config.checkpoint_every == 0 or last:
+                    check_finite_weights(model)  # on every rank, before they are saved
+            except Diverged as error:
+                raise Diverged(_stopped(done, error, out_dir, saved_step)) from None
             if done % config.log_every == 0 or last:
                 record = _record(done, terms, aux, config, time.time() - began)
                 if log is not None:
@@ -195,6 +217,7 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
                 save_training_state(out_dir / CHECKPOINT, model, optimizers,
                                     {"step": done, "elapsed": time.time() - began,
                                      "config": config.to_dict()})
+                saved_step = done
     model.cpu().eval()  # the coding tables are built on the CPU
     model.update()
     if where.is_main:

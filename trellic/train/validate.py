@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from trellic.codec import Codec
-from trellic.io import image_to_tensor, read_image
+from trellic.io import image_to_tensor, list_images, read_image
 from trellic.models import MeanScaleHyperprior
-from trellic.train.data import list_images
 from trellic.train.loss import MS_SSIM_MIN_SIDE, ms_ssim
 from trellic.zoo import LoadedModel
 
@@ -53,7 +52,7 @@ class ValidationSet:
 
     @classmethod
     def from_folder(cls, folder: Path, count: int, crop: int) -> ValidationSet:
-        files = list_images([Path(folder)])[:count]
+        files = list_images(folder, recursive=True, limit=count)
         return cls([center_crop(read_image(path), crop) for path in files])
 
     def evaluate(self, model: MeanScaleHyperprior, quantizer: str) -> dict:
