@@ -4,13 +4,13 @@ tables, and the curves' provenance.
 One self-contained file (images embedded as base64 PNG, no scripts, no network), so it can
 be attached to an issue or opened offline::
 
-    curves (results JSON) -> rd_plot_png ----------------> <img> RD plots
-                          -> bd() against the anchor ----> BD-rate / BD-PSNR table
-                          -> make_crops(image, targets) -> original; per target rate, a crop
-                                                           and an error map per codec
-                          -> points -------------------> bpp, PSNR, MS-SSIM of every point
-                          -> per-image bd() vs anchor -> BD-rate per image and curve
-                          -> provenance -----------------> table of encoders, data, commits
+    curves (results JSON) -> rd_plot_png -------------------> <img> RD plots
+                          -> bd() against the anchor -------> BD-rate / BD-PSNR table
+                          -> make_crops(image, targets) ----> original; per target rate, a
+                                                              crop and an error map per codec
+                          -> every point -------------------> bpp, PSNR, MS-SSIM table
+                          -> bd() per image, vs the anchor -> BD-rate per image and curve
+                          -> provenance --------------------> encoders, data, commits
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def _figure(crop: Crop) -> str:
 def _crops_section(crops: CropSet, curves: list[Results]) -> str:
     published = [curve.name for curve in curves if curve.codec == "reference"]
     low, high = crops.rate_range
-    parts = [f"<p>Every measured codec reaches {low:.3f} to {high:.3f} bpp on this image; "
+    parts = [f"<p>Every measured codec reaches {low:.3f} to {high:.3f} bpp on this image "
+             "(by its per-image results; by its mean rates where it has none for this image); "
              "the targets lie in that range. Each codec is shown at its setting whose rate on "
              "this image is closest to the target (crops at 2x, nearest neighbour); the "
              "caption gives the rate and PSNR that setting gets on the whole image. Under "
