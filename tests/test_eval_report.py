@@ -122,9 +122,10 @@ def test_report_tables_every_point_and_every_image(measured, tmp_path):
 def test_report_shows_progress_on_a_terminal(measured, tmp_path, capsys, monkeypatch):
     images, curves = measured
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    assert main(["report", str(curves["jpeg"]), "--image", str(images / "img0.png"),
-                 "-o", str(tmp_path / "r.html")]) == 0
-    assert "report crops" in capsys.readouterr().err
+    assert main(["report", str(curves["jpeg"]), str(curves["refined"]), "--image",
+                 str(images / "img0.png"), "-o", str(tmp_path / "r.html")]) == 0
+    error = capsys.readouterr().err
+    assert "report crops:" in error and "refine:" in error  # the re-runs, and their steps
 
 
 @pytest.mark.parametrize("paths", [

@@ -185,10 +185,12 @@ def _codec_for(curve: Results, point: Point) -> CodecLike:
     raise TrellicError(f"no codec to re-run for {curve.codec!r} curves")
 
 
-def _code(curve: Results, point: Point, image: np.ndarray) -> _Coded:
+def _code(curve: Results, point: Point, image: np.ndarray, progress: bool) -> _Coded:
     try:
         codec = _codec_for(curve, point)
-        encoded = codec.encode(image)
+        # trellic's encoder counts its refinement steps (minutes per image on a slow CPU)
+        encoded = (codec.encode(image, progress=progress) if curve.codec == "trellic"
+                   else codec.encode(image))
         data = encoded if isinstance(encoded, bytes) else encoded.data
         reconstruction = to_uint8(np.asarray(codec.decode(data)))
     except TrellicError as error:
@@ -244,7 +246,7 @@ def make_crops(curves: list[Results], image_path: Path, targets: list[float] | N
              for curve, point in zip(measured, row, strict=True)}
     for key, (curve, point) in tqdm(tasks.items(), desc="report crops", unit="codec",
                                     disable=not progress):
-        done[key] = _code(curve, point, image)
+        done[key] = _code(curve, point, image, progress)
     rows = [_row(target, measured, [done[id(point)] for point in row], image, box)
             for target, row in zip(targets, chosen, strict=True)]
     return CropSet(original, rate_range, rows)
