@@ -32,14 +32,14 @@ from trellic.codec import Codec
 from trellic.coding import bitstream
 from trellic.eval.results import provenance
 from trellic.io import image_to_tensor, list_images, pad_to_multiple, read_image, write_atomic
-from trellic.models import MeanScaleHyperprior, ModelConfig
-from trellic.models.hyperprior import single_threaded
+from trellic.models import CodecModel, ModelConfig
 from trellic.models.refine import RefineConfig
 from trellic.paths import kodak_dir
+from trellic.quant.registry import quantizer_names
 from trellic.zoo import LoadedModel
 from trellic.zoo import load as load_model
 
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+QUANTIZERS = quantizer_names()
 
 
 def architecture(text: str) -> tuple[int, int]:
@@ -54,28 +54,36 @@ def architecture(text: str) -> tuple[int, int]:
 def synthetic_model(n: int, m: int, image: np.ndarray) -> LoadedModel:
     """Random transforms; latents scaled to std ~2 and a hyperprior predicting that scale."""
     torch.manual_seed(0)
-    model = MeanScaleHyperprior(ModelConfig(N=n, M=m)).eval()
+    model = CodecModel(ModelConfig(N=n, M=m)).eval()
     with torch.no_grad():
         y = model.g_a(pad_to_multiple(image_to_tensor(image), 64))
         model.g_a[-1].weight.mul_(2.0 / float(y.std()))
         model.g_a[-1].bias.mul_(2.0 / float(y.std()))
-        model.h_s[-1].weight.zero_()
-        model.h_s[-1].bias[:m].zero_()
-        model.h_s[-1].bias[m:].fill_(2.0)
+        h_s = model.latent_codec.h_s
+        h_s[-1].weight.zero_()
+        h_s[-1].bias[:m].zero_()
+        h_s[-1].bias[m:].fill_(2.0)
     model.update()
     return LoadedModel(model, f"random-{n}x{m}", "0" * 64, {})
 
 
 def viterbi_ms(codec: Codec, image: np.ndarray) -> float:
-    model = codec.loaded.model
-    x = pad_to_multiple(image_to_tensor(image), 64)
-    with torch.no_grad(), single_threaded():
-        y = model.g_a(x)
-        means, scales = model.hyper_from_symbols(model.entropy_bottleneck.quantize(model.h_a(y)))
-        rate = model.rate_model(codec.quantizer)
+    """Milliseconds of the quantizer's search while the codec encodes the image."""
+    quantizer, elapsed = codec.quantizer, []
+    search = quantizer.search
+
+    def timed(*args, **kwargs):
         start = time.perf_counter()
-        codec.quantizer.quantize(y - means, scales, codec.lambda_t, rate=rate)
-    return 1000 * (time.perf_counter() - start)
+        result = search(*args, **kwargs)
+        elapsed.append(time.perf_counter() - start)
+        return result
+
+    quantizer.search = timed
+    try:
+        codec.encode(image)
+    finally:
+        del quantizer.search
+    return 1000 * sum(elapsed)
 
 
 def run(loaded: LoadedModel, files: list, threads: int, refine_steps: int = 0) -> dict:

@@ -40,15 +40,15 @@ from tests.conftest import make_tiny_model, synthetic_image  # noqa: E402
 from trellic.cli import main as cli_main  # noqa: E402
 from trellic.codec import MAX_PIXELS, Codec  # noqa: E402
 from trellic.coding import bitstream  # noqa: E402
-from trellic.coding.range_coder import SymbolEncoder  # noqa: E402
 from trellic.errors import TrellicError  # noqa: E402
-from trellic.models.hyperprior import _steps  # noqa: E402
 from trellic.quant import make_quantizer  # noqa: E402
+from trellic.quant.base import Quantized  # noqa: E402
+from trellic.quant.registry import quantizer_names
 from trellic.zoo import load, save_model  # noqa: E402
 
 TIME_LIMIT_S = 10.0
 CLI_EVERY = 100
-KINDS = ("usq", "tcq4", "tcq8")
+KINDS = quantizer_names()
 SIZES = ((40, 70), (1, 1), (64, 200), (130, 90))
 ID_ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789._:+-"
 
@@ -176,20 +176,15 @@ def splice(rng, seed, ctx):
 def absurd_escapes(rng, seed, ctx):
     """A well-formed y stream whose indices are huge: every one an escape."""
     model, codec = ctx["model"], ctx["codecs"][seed.header.quantizer]
-    h, w = (-(-s // 64) * 64 // 16 for s in (seed.header.height, seed.header.width))
-    z_shape = torch.Size((1, model.config.N, h // 4, w // 4))
-    from trellic.coding.range_coder import SymbolDecoder
-
-    z_decoder = SymbolDecoder(seed.container.z_stream, model.tables["z"])
-    z = z_decoder.decode_step(model._z_rows(z_shape))
-    means, scales = model.hyper_from_symbols(torch.from_numpy(z).view(z_shape))
+    latent = model.latent_codec
+    h, w = model.latent_shape(seed.header.height, seed.header.width)
+    z_shape = (1, model.config.N, h // latent.downscale, w // latent.downscale)
+    z = latent.z_coding().decode(seed.container.z_stream, z_shape)
+    means, scales = latent.decoded_parameters(z)
     magnitude = int(2 ** rng.uniform(4, 25))
     k = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, means.shape))
-    rows = model._rows(codec.quantizer.quantizer_ids(k), scales)
-    encoder = SymbolEncoder(model.y_tables(codec.quantizer))
-    for values, step_rows in _steps(codec.quantizer, k, rows):
-        encoder.encode_step(values, step_rows)
-    return repack(seed, y=encoder.finish())
+    quantized = Quantized(k, codec.quantizer.quantizer_ids(k))
+    return repack(seed, y=latent.y_coding(codec.quantizer).encode(quantized, scales))
 
 
 CATEGORIES = {  # name: (mutator, share of the cases)

@@ -28,6 +28,7 @@ from PIL import Image
 
 from trellic.codec import MAX_PIXELS
 from trellic.paths import kodak_dir
+from trellic.quant.registry import quantizer_names
 
 
 def make_png(width: int, height: int, path: Path) -> None:
@@ -62,7 +63,7 @@ def run_cli(args: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--quantizer", default="usq", choices=["usq", "tcq4", "tcq8"])
+    parser.add_argument("--quantizer", default="usq", choices=quantizer_names())
     parser.add_argument("--sizes", default="2000x1500,4000x3000")
     parser.add_argument("--refuse", default="8000x6000")
     parser.add_argument("--json", type=Path, default=None)

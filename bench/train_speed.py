@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.train.loop import TrainConfig, make_optimizers, train_step
 from trellic.train.precision import precision_context
@@ -47,7 +47,7 @@ def trellic_step(n: int, m: int, x: torch.Tensor, precision: str,
     config = TrainConfig(N=n, M=m, crop=x.shape[-1], batch_size=x.shape[0], decay_at=(),
                          precision=precision, channels_last=channels_last)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = MeanScaleHyperprior(ModelConfig(N=n, M=m)).to(memory_format=layout).train()
+    model = CodecModel(ModelConfig(N=n, M=m)).to(memory_format=layout).train()
     optimizers = make_optimizers(model, config)
     quantizer = make_quantizer("usq")
     x = x.contiguous(memory_format=layout)

@@ -32,6 +32,7 @@ from trellic.errors import TrellicError
 from trellic.eval.bdrate import bd
 from trellic.io import list_images, read_image
 from trellic.paths import data_root, kodak_dir
+from trellic.quant.registry import quantizer_names
 from trellic.retrain.loop import RetrainConfig, retrain
 from trellic.train.data import CropDataset
 from trellic.zoo import LoadedModel, load, save_model
@@ -49,7 +50,7 @@ VARIANTS = {
     "e2": ("tcq4", "hyper+decoder", "offline", 2),
 }
 LR_SCALE = {"b10": 10.0}
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+QUANTIZERS = quantizer_names()
 CONTROLS = {"b10", "e1", "e2"}  # tabulated, left out of the plot
 
 
@@ -218,7 +219,7 @@ def main() -> None:
     images = [read_image(f) for f in sorted(kodak_dir().glob("kodim*.png"))[: args.images]]
     dataset = CropDataset(list_images(data_root() / "train", recursive=True), args.crop)
     rows = []
-    for kind in ("usq", "tcq4", "tcq8"):
+    for kind in QUANTIZERS:
         rows.append(
             {"variant": "before", "quantizer": kind, **measure(loaded, kind, images, lmbda)}
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from trellic.cli import main as trellic
 from trellic.paths import kodak_dir
+from trellic.quant.registry import quantizer_names
 from trellic.zoo import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ BASELINES = Path("docs/baselines")
 # earlier zoos' curves: what longer training bought
 EARLIER = (RESULTS / "v1", RESULTS / "v2", RESULTS / "v3")
 WEIGHTS = ROOT / "weights"
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+QUANTIZERS = quantizer_names()
 REFINED = "zoo-usq-refine100"
 
 

@@ -28,12 +28,13 @@ from pathlib import Path
 
 from trellic.errors import TrellicError
 from trellic.io import write_atomic
+from trellic.quant.registry import quantizer_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/*.md")
 BLOCK = re.compile(r"<!-- table: (?P<kind>[a-z-]+)(?P<sources>(?: \S+)+) -->\n"
                    r"(?P<body>.*?)<!-- end table -->", re.S)
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+QUANTIZERS = quantizer_names()
 
 
 class DocTableError(Exception):

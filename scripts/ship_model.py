@@ -28,8 +28,9 @@ from trellic.codec import Codec
 from trellic.errors import TrellicError
 from trellic.eval.runner import rate_point
 from trellic.io import read_image, write_atomic
-from trellic.models import MeanScaleHyperprior
+from trellic.models import CodecModel
 from trellic.paths import data_root, kodak_dir
+from trellic.quant.registry import quantizer_names
 from trellic.train.checkpoint import model_from_checkpoint
 from trellic.zoo import (
     MANIFEST,
@@ -52,7 +53,7 @@ def _data_name(folder: str) -> str:
 def kodak_results(loaded: LoadedModel, count: int) -> dict:
     images = [read_image(path) for path in sorted(kodak_dir().glob("kodim*.png"))[:count]]
     results = {}
-    for kind in ("usq", "tcq4", "tcq8"):
+    for kind in quantizer_names():
         codec = Codec.load_from(loaded, kind)
         point = rate_point(codec, images)
         results[kind] = {
@@ -66,7 +67,7 @@ def kodak_results(loaded: LoadedModel, count: int) -> dict:
     return results
 
 
-def _from_checkpoint(checkpoint: Path) -> tuple[MeanScaleHyperprior, dict]:
+def _from_checkpoint(checkpoint: Path) -> tuple[CodecModel, dict]:
     model, progress = model_from_checkpoint(checkpoint)
     config = progress["config"]
     return model, {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
 from trellic.paths import kodak_dir
 from trellic.zoo import LoadedModel, save_model, sha256_of
 
@@ -16,20 +16,20 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
-def make_tiny_model(seed: int = 0, gain: float = 30.0) -> MeanScaleHyperprior:
+def make_tiny_model(seed: int = 0, gain: float = 30.0) -> CodecModel:
     """A random N=16/M=24 model whose latents are scaled up so indices are far from all-zero."""
     torch.manual_seed(seed)
-    model = MeanScaleHyperprior(ModelConfig(N=16, M=24))
+    model = CodecModel(ModelConfig(N=16, M=24))
     with torch.no_grad():
         model.g_a[-1].weight.mul_(gain)
-        model.h_s[-1].bias[24:].fill_(2.0)  # scales around 2: several table rows in use
+        model.latent_codec.h_s[-1].bias[24:].fill_(2.0)  # scales ~2: several table rows in use
     model.eval()
     model.update()
     return model
 
 
 @pytest.fixture(scope="session")
-def tiny_model() -> MeanScaleHyperprior:
+def tiny_model() -> CodecModel:
     return make_tiny_model()
 
 

@@ -7,9 +7,10 @@ from trellic.codec import Codec
 from trellic.coding import bitstream
 from trellic.eval.runner import rate_point
 from trellic.io import read_image
+from trellic.quant.registry import quantizer_names
 from trellic.zoo import load
 
-QUANTIZERS = ("usq", "tcq4", "tcq8")
+QUANTIZERS = quantizer_names()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trellic.errors import TrellicError
-from trellic.eval.metrics import PSNR_MAX, ms_ssim, psnr, to_uint8
+from trellic.eval.metrics import PSNR_MAX, ms_ssim, psnr, psnr_of_mse, to_uint8
 
 
 def _image(height=192, width=176, seed=0):
@@ -88,3 +88,11 @@ def test_decompress_reference_uses_the_same_psnr(tmp_path, tiny_weights, capsys)
     assert main(["decompress", str(trl), str(again), "--model", weights,
                  "--reference", str(out)]) == 0
     assert f"PSNR {PSNR_MAX:.2f} dB" in capsys.readouterr().out
+
+
+def test_psnr_of_an_mse_is_the_one_formula_of_image_psnr():
+    a = np.zeros((4, 4, 3), dtype=np.uint8)
+    b = np.full((4, 4, 3), 10, dtype=np.uint8)
+    assert psnr(a, b) == psnr_of_mse(100 / 255**2)
+    assert psnr_of_mse(0.01) == pytest.approx(20.0)
+    assert psnr_of_mse(0.0) == PSNR_MAX

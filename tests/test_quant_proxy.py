@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from trellic.quant import ProxyKind, make_quantizer
+from trellic.quant.registry import quantizer_names
 from trellic.quant.tcq import TCQ_NOISE_WIDTH
 
 
@@ -15,7 +16,7 @@ def residuals(seed=0):
     return torch.randn(scales.shape, generator=g) * scales, scales
 
 
-@pytest.mark.parametrize("kind", ["usq", "tcq4", "tcq8"])
+@pytest.mark.parametrize("kind", quantizer_names())
 @pytest.mark.parametrize("proxy_kind", list(ProxyKind), ids=lambda k: k.name)
 def test_gradients_flow_to_residuals_and_scales(kind, proxy_kind):
     q = make_quantizer(kind)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from trellic.quant import GaussianRate, make_quantizer
+from trellic.quant.registry import quantizer_names
 from trellic.quant.tcq import TCQ_NOISE_WIDTH
 from trellic.quant.viterbi import viterbi_search
 
@@ -73,7 +74,7 @@ def brute_force(q, r, scales, lambda_t, rate):
     return best, table
 
 
-@pytest.mark.parametrize("kind", ["usq", "tcq4", "tcq8"])
+@pytest.mark.parametrize("kind", quantizer_names())
 @pytest.mark.parametrize("num_steps", [5, 6])
 @pytest.mark.parametrize("gaussian", [True, False], ids=["gaussian_rate", "toy_rate"])
 def test_viterbi_cost_equals_brute_force_minimum(kind, num_steps, gaussian):
@@ -84,7 +85,8 @@ def test_viterbi_cost_equals_brute_force_minimum(kind, num_steps, gaussian):
     r, scales = r.double(), scales.double()
     r[0, 2] = 9.0  # far out in the tail, where index 0 can win
     for lambda_t in (0.05, 0.5 * torch.rand(1, generator=g).item(), 1.0):
-        k, cost = viterbi_search(q, r, scales, lambda_t, rate)
+        k, qid, cost = viterbi_search(q, r, scales, lambda_t, rate)
+        assert torch.equal(qid, q.quantizer_ids(k)), "the search's ids are the decoder's replay"
         for s in range(r.shape[0]):
             best, table = brute_force(q, r[s].tolist(), scales[s].tolist(), lambda_t, rate)
             path = k[s].tolist()
@@ -104,7 +106,9 @@ def test_tcq_dequantize_reproduces_encoder_reconstruction(kind):
     q = make_quantizer(kind)
     r, scales = gaussian_residuals((2, 3, 4, 16), seed=1)
     r, scales = r.double(), scales.double()
-    k, cost = viterbi_search(q, r.reshape(-1, 16), scales.reshape(-1, 16), 0.2, GaussianRate(q))
+    k, _, cost = viterbi_search(
+        q, r.reshape(-1, 16), scales.reshape(-1, 16), 0.2, GaussianRate(q)
+    )
     k = k.reshape(r.shape)
     assert torch.equal(k, q.quantize(r, scales, lambda_t=0.2))
     bits = -torch.log2(q.likelihood(k, scales))

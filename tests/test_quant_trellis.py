@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trellic.quant.trellis import ECM8, USQ_TRELLIS, VVC4, Trellis, from_sequences, to_sequences
+from trellic.quant.trellis import (
+    ECM8,
+    USQ_TRELLIS,
+    VVC4,
+    Trellis,
+    from_sequences,
+    to_sequences,
+    walk,
+)
 
 
 def test_tables_follow_the_published_state_machines():
@@ -44,3 +52,26 @@ def test_sequences_are_the_rows_of_the_latent_scanned_left_to_right():
     assert seq.shape == (24, 5)
     assert seq[1 * 12 + 2 * 4 + 3].tolist() == t[1, 2, 3].tolist()
     assert torch.equal(from_sequences(seq, t.shape), t)
+
+
+@pytest.mark.parametrize("trellis", [USQ_TRELLIS, VVC4, ECM8], ids=lambda t: t.name)
+def test_walk_visits_the_coding_steps_in_order_and_replays_the_states(trellis):
+    k = torch.randint(-4, 5, (6, 5), generator=torch.Generator().manual_seed(1))
+    visited = []
+
+    def step(positions, qid):
+        visited.append((positions.start, positions.stop))
+        return k[:, positions]
+
+    k_out, qid = walk(trellis, tuple(k.shape), step)
+    assert torch.equal(k_out, k)
+    steps = [(0, 5)] if trellis.num_states == 1 else [(t, t + 1) for t in range(5)]
+    assert visited == steps
+    for row_k, row_qid in zip(k.tolist(), qid.tolist(), strict=True):
+        state = 0
+        for k_t, qid_t in zip(row_k, row_qid, strict=True):
+            assert qid_t == trellis.quantizer_of_state[state]
+            state = trellis.next_state[state][k_t & 1]
+    passed = []
+    walk(trellis, tuple(k.shape), lambda p, q: passed.append(q) or k[:, p], qid=qid)
+    assert torch.equal(torch.cat(passed, dim=1), qid), "known ids are passed on, not replayed"

@@ -7,6 +7,7 @@ import torch
 
 from trellic.errors import TrellicError
 from trellic.quant import TCQ, USQ, make_quantizer
+from trellic.quant.registry import quantizer_names
 
 
 def test_usq_quantize_is_rounding_and_dequantize_is_exact():
@@ -36,7 +37,7 @@ def test_likelihood_is_differentiable_with_respect_to_scales():
     assert scales.grad is not None and torch.isfinite(scales.grad).all()
 
 
-@pytest.mark.parametrize("kind", ["usq", "tcq4", "tcq8"])
+@pytest.mark.parametrize("kind", quantizer_names())
 def test_pmf_rows_sum_to_one_for_every_quantizer(kind):
     q = make_quantizer(kind)
     scales = torch.logspace(-0.96, 1.31, 12, dtype=torch.float64)[:, None]  # 0.11 .. 20

@@ -7,10 +7,10 @@ import torch
 from tests.conftest import synthetic_image
 from trellic.cli import main
 from trellic.codec import Codec
+from trellic.determinism import single_threaded
 from trellic.errors import TrellicError
 from trellic.eval.runner import rate_point
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
-from trellic.models.hyperprior import single_threaded
 from trellic.models.refine import RefineConfig, refine_latents, true_cost
 from trellic.quant import make_quantizer
 from trellic.zoo import LoadedModel, load
@@ -33,11 +33,12 @@ def test_refined_file_decodes_to_the_refined_latents_and_is_deterministic(tiny_l
     x = pad_to_multiple(image_to_tensor(image), 64)
     y, z = refine_latents(model, x, (40, 72), 0.01, quantizer, codec.lambda_t, config)
     y_plain = model.g_a(x).detach()
-    plain = true_cost(model, x, y_plain, model.h_a(y_plain), (40, 72), 0.01, quantizer, None)
+    z_plain = model.latent_codec.side_latents(y_plain)
+    plain = true_cost(model, x, y_plain, z_plain, (40, 72), 0.01, quantizer, None)
     assert true_cost(model, x, y, z, (40, 72), 0.01, quantizer, None) < 0.95 * plain
-    latents = model.quantize_y(y, quantizer, codec.lambda_t, z)
+    y_hat = model.latent_codec.compress(y, quantizer, codec.lambda_t, z).y_hat
     with torch.no_grad(), single_threaded():
-        expected = model.g_s(latents.means + quantizer.dequantize(latents.k))
+        expected = model.g_s(y_hat)
     assert np.array_equal(tensor_to_image(expected[..., :40, :72]), decoded)
 
 

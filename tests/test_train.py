@@ -11,7 +11,7 @@ from trellic.codec import Codec
 from trellic.errors import TrellicError
 from trellic.eval import metrics
 from trellic.io import image_to_tensor, list_images, read_image
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.train import loop
 from trellic.train.checkpoint import load_model_weights, model_from_checkpoint
@@ -69,7 +69,7 @@ def test_tiny_model_loss_goes_down_and_exports_weights(tmp_path):
     first, last = np.mean([r["loss"] for r in log[:5]]), np.mean([r["loss"] for r in log[-5:]])
     assert last < 0.7 * first
     model, info = load_model_file(tmp_path / "run" / EXPORT)
-    assert info["training"]["steps"] == 40 and model.tables
+    assert info["training"]["steps"] == 40 and model.latent_codec.tables
     from_checkpoint, progress = model_from_checkpoint(tmp_path / "run" / CHECKPOINT, tcq_delta=0.5)
     assert progress["step"] == 40 and from_checkpoint.config.tcq_delta == 0.5
     for key, value in model.state_dict().items():
@@ -158,7 +158,7 @@ def test_train_command_checks_its_options(tmp_path, capsys):
 
 def test_bf16_precision_keeps_likelihoods_in_float32_and_removes_its_hooks():
     torch.manual_seed(0)
-    model = MeanScaleHyperprior(ModelConfig(N=16, M=24)).train()
+    model = CodecModel(ModelConfig(N=16, M=24)).train()
     x = torch.rand(2, 3, 64, 64)
     quantizer = make_quantizer("usq")
     torch.manual_seed(1)
@@ -166,7 +166,7 @@ def test_bf16_precision_keeps_likelihoods_in_float32_and_removes_its_hooks():
     with precision_context(model, "bf16", "cpu"):
         torch.manual_seed(1)
         output = model(x, quantizer)
-    assert output.y_likelihoods.dtype == output.z_likelihoods.dtype == torch.float32
+    assert {v.dtype for v in output.likelihoods.values()} == {torch.float32}
     assert output.x_hat.dtype == torch.float32
     assert abs(rate_distortion(output, x, 0.01).loss.item() / reference.item() - 1) < 0.02
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
@@ -182,7 +182,7 @@ def test_warm_start_takes_another_runs_weights_and_rejects_other_architectures(t
     )
     for key, value in source.state_dict().items():
         assert key.endswith("quantiles") or torch.equal(value, warm.state_dict()[key]), key
-    wider = MeanScaleHyperprior(ModelConfig(N=24, M=24))
+    wider = CodecModel(ModelConfig(N=24, M=24))
     with pytest.raises(TrellicError, match="does not match the model"):
         load_model_weights(tmp_path / "a" / CHECKPOINT, wider)
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.conftest import synthetic_image
 from trellic.io import list_images
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
 from trellic.train import distributed
 from trellic.train.checkpoint import load_model_weights
 from trellic.train.data import CropDataset
@@ -72,7 +72,7 @@ def test_two_cpu_ranks_hold_identical_weights_after_training_and_resume(tmp_path
     assert (tmp_path / "rank0.step3.sha256").read_text() != hashes[0]  # resumed and trained on
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / LOG).read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]  # one writer: rank 0
-    checkpoint = MeanScaleHyperprior(ModelConfig(N=16, M=24))
+    checkpoint = CodecModel(ModelConfig(N=16, M=24))
     load_model_weights(tmp_path / "run" / CHECKPOINT, checkpoint)
     assert _weights_hash(checkpoint) == hashes[0]
 

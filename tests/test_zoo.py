@@ -17,7 +17,8 @@ def test_weights_round_trip_strictly_with_tables(tmp_path, tiny_model):
     assert info["training"]["lmbda"] == 0.01
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(value, model.state_dict()[key])
-    assert (model.tables["tcq"].freqs == tiny_model.tables["tcq"].freqs).all()
+    tables, expected = model.latent_codec.tables, tiny_model.latent_codec.tables
+    assert (tables["tcq"].freqs == expected["tcq"].freqs).all()
 
 
 def test_missing_key_is_an_error(tmp_path, tiny_model):
@@ -63,7 +64,7 @@ def test_manifest_checks_sha256(tmp_path, tiny_model):
 
 def test_shipped_manifest_lists_loadable_weights():
     loaded = load("default")
-    assert loaded.model.tables and loaded.sha256 == sha256_of(
+    assert loaded.model.latent_codec.tables and loaded.sha256 == sha256_of(
         next(p for p in loaded_path_candidates(loaded.model_id))
     )
 
@@ -234,8 +235,8 @@ def test_missing_and_unexpected_keys_are_named(tmp_path, tiny_model):
     assert "missing key g_s.0.weight; unexpected key g_s.0.weighx" in str(error.value)
 
     _rekeyed(path, lambda k: "module." + k)  # saved from a DataParallel wrapper
-    with pytest.raises(TrellicError, match=r"missing keys scale_table, g_a\.0\.weight, .*"
-                       r"unexpected keys module\.entropy_bottleneck\.biases\.0, .* \(\+\d+ more\)"
+    with pytest.raises(TrellicError, match=r"missing keys g_a\.0\.weight, g_a\.0\.bias, .*"
+                       r"unexpected keys module\.g_a\.0\.bias, .* \(\+\d+ more\)"
                        r" \(saved from a DataParallel wrapper"):
         load_model_file(path)
 
@@ -254,11 +255,12 @@ def test_non_finite_weights_are_refused_on_load(tmp_path, tiny_model):
     model = copy.deepcopy(tiny_model)
     with torch.no_grad():
         model.g_s[0].weight[0, 0, 0, 0] = float("nan")
-        model.h_s[0].bias[0] = float("inf")
+        model.latent_codec.h_s[0].bias[0] = float("inf")
     path = tmp_path / "nan.safetensors"
     save_model(model, path, {})
     with pytest.raises(TrellicError, match=r"non-finite values \(NaN or inf\): keys "
-                       r"(g_s\.0\.weight, h_s\.0\.bias|h_s\.0\.bias, g_s\.0\.weight)"):
+                       r"(g_s\.0\.weight, latent_codec\.h_s\.0\.bias"
+                       r"|latent_codec\.h_s\.0\.bias, g_s\.0\.weight)"):
         load(str(path))
 
 

@@ -1,6 +1,6 @@
 """Images to trellic files and back: the model, the quantizer and the container together.
 
-    image (H, W, 3) uint8 -> pad to x64 -> model.compress(quantizer) -> container bytes
+    image (H, W, 3) uint8 -> pad (model.pad_multiple) -> model.compress(quantizer) -> container
     container bytes -> validate -> model.decompress -> crop -> clamp, round -> uint8
 
 ``Codec`` is what the CLI, the evaluation runner and the benchmarks use.
@@ -23,9 +23,7 @@ import torch
 from trellic.coding import bitstream
 from trellic.errors import TrellicError
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
-from trellic.models.hyperprior import DOWNSCALE, CompressedLatents
 from trellic.models.refine import RefineConfig, refine_latents
-from trellic.quant import make_quantizer
 from trellic.quant.base import Quantizer
 from trellic.zoo import LoadedModel, load_named
 from trellic.zoo import load as load_model
@@ -70,10 +68,11 @@ class Codec:
             raise TrellicError(
                 f"lambda_t must be in [0, {bitstream.MAX_LAMBDA_T:g}), got {lambda_t}"
             )
-        if quantizer.num_quantizers > 1:
-            delta = loaded.model.config.tcq_delta
-            if abs(quantizer.delta - delta) > 1e-9:
-                raise TrellicError(f"model {loaded.model_id} codes TCQ with delta {delta} only")
+        delta = loaded.model.quantizer(quantizer.kind).delta
+        if abs(quantizer.delta - delta) > 1e-9:
+            raise TrellicError(
+                f"model {loaded.model_id} codes {quantizer.kind} with delta {delta} only"
+            )
         if refine is not None:
             if quantizer.num_quantizers != 1:
                 raise TrellicError(f"latent refinement codes with usq, not {quantizer.kind}")
@@ -100,8 +99,7 @@ class Codec:
         lambda_t: float | None = None,
         refine: RefineConfig | None = None,
     ) -> Codec:
-        delta = loaded.model.config.tcq_delta if quantizer.startswith("tcq") else None
-        return cls(loaded, make_quantizer(quantizer, delta), lambda_t, refine)
+        return cls(loaded, loaded.model.quantizer(quantizer), lambda_t, refine)
 
     def describe(self) -> dict:
         training = self.loaded.info.get("training", {})
@@ -114,7 +112,8 @@ class Codec:
                 "lambda_t": self.lambda_t,
             },
             "lambda": training.get("lmbda"),
-            "architecture": {"name": "mbt2018-mean", **self.loaded.model.config.to_dict()},
+            "architecture": _architecture(self.loaded.model.config.to_dict()),
+            "source": self.loaded.info.get("source"),  # an imported checkpoint (trellic.interop)
             "refine": None if self.refine is None else dataclasses.asdict(self.refine),
         }
 
@@ -129,15 +128,15 @@ class Codec:
             )
         height, width = image.shape[:2]
         _check_size(height, width)
-        x = pad_to_multiple(image_to_tensor(image), DOWNSCALE)
         model = self.loaded.model
+        x = pad_to_multiple(image_to_tensor(image), model.pad_multiple)
         if self.refine is None:
-            latents = model.compress(x, self.quantizer, self.lambda_t)
+            compressed = model.compress(x, self.quantizer, self.lambda_t)
         else:
             lmbda = self.loaded.info["training"]["lmbda"]
-            y, z = refine_latents(model, x, (height, width), lmbda, self.quantizer, self.lambda_t,
-                                  self.refine, progress)
-            latents = model.compress_latents(y, self.quantizer, self.lambda_t, z)
+            y, side = refine_latents(model, x, (height, width), lmbda, self.quantizer,
+                                     self.lambda_t, self.refine, progress)
+            compressed = model.latent_codec.compress(y, self.quantizer, self.lambda_t, side)
         header = bitstream.Header(
             self.loaded.model_id,
             self.loaded.sha256,
@@ -147,18 +146,18 @@ class Codec:
             height,
             width,
         )
-        data = bitstream.pack(header, latents.z_stream, latents.y_stream)
-        return EncodedImage(data, latents.estimated_bits)
+        data = bitstream.pack(header, *compressed.streams)
+        return EncodedImage(data, compressed.estimated_bits)
 
     def _quantizer_for(self, header: bitstream.Header) -> Quantizer:
         """The header's quantizer with the model's exact delta (the header stores it as f32)."""
-        kind = header.quantizer
-        delta = self.loaded.model.config.tcq_delta if kind.startswith("tcq") else 1.0
-        if abs(header.delta - delta) > 1e-6 * delta:
+        quantizer = self.loaded.model.quantizer(header.quantizer)
+        if abs(header.delta - quantizer.delta) > 1e-6 * quantizer.delta:
             raise TrellicError(
-                f"file uses {kind} delta {header.delta:g}; this model codes {delta:g}"
+                f"file uses {quantizer.kind} delta {header.delta:g}; "
+                f"this model codes {quantizer.delta:g}"
             )
-        return make_quantizer(kind, delta)
+        return quantizer
 
     def _decodes_files_of(self, model_id: str, sha_prefix: str) -> bool:
         """Whether a file naming (model_id, sha_prefix) was coded for these weights.
@@ -195,10 +194,11 @@ class Codec:
             )
         _check_size(header.height, header.width)
         quantizer = self._quantizer_for(header)
-        latent_shape = (_padded(header.height) // 16, _padded(header.width) // 16)
-        compressed = CompressedLatents(container.z_stream, container.y_stream, latent_shape, 0.0)
+        model = self.loaded.model
+        streams = (container.z_stream, container.y_stream)
         try:
-            x_hat = self.loaded.model.decompress(compressed, quantizer)
+            x_hat = model.decompress(streams, model.latent_shape(header.height, header.width),
+                                     quantizer)
         except (ValueError, RuntimeError, OverflowError) as error:
             raise TrellicError(f"corrupt bitstream: {str(error).splitlines()[0]}") from None
         if not torch.isfinite(x_hat).all():
@@ -206,8 +206,10 @@ class Codec:
         return tensor_to_image(x_hat[..., : header.height, : header.width])
 
 
-def _padded(size: int) -> int:
-    return -(-size // DOWNSCALE) * DOWNSCALE
+def _architecture(config: dict) -> dict:
+    """The model config as results record it: ``name`` and the sizes."""
+    config.pop("version")
+    return {"name": config.pop("architecture"), **config}
 
 
 def codec_for_file(data: bytes, model: str | None = None) -> Codec:

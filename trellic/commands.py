@@ -24,6 +24,7 @@ from trellic.errors import TrellicError
 from trellic.eval.metrics import psnr
 from trellic.io import check_output, encode_png, read_bytes, read_image, write_atomic
 from trellic.paths import WEIGHTS_ENV
+from trellic.quant.registry import quantizer_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default",
                    help="zoo model name (`trellic models` lists them) or .safetensors path; "
                    "default: the zoo's default model")
-    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq",
+    p.add_argument("--quantizer", choices=quantizer_names(), default="usq",
                    help="uniform scalar, or trellis-coded with a 4- or 8-state trellis")
     p.add_argument(
         "--lambda-t",

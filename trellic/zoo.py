@@ -1,12 +1,14 @@
 """Shipped weights: safetensors files plus ``weights/manifest.json``.
 
-A weights file holds the model's tensors, its frozen coding tables (prefix
-``tables.``) and, in the safetensors metadata, the JSON ``config`` (architecture)
-and ``info`` (training recipe, lambda, data, results). Loading never unpickles,
-checks the sha256 listed in the manifest, and fails on any missing or
-unexpected key (no silent partial loads). The config is bounds-checked before
-the model is built (a weights file cannot size an allocation), and the tables'
-row counts are checked against the model (the decoder indexes them).
+A weights file holds the model's tensors, its latent codec's frozen coding
+tables (prefix ``tables.``) and, in the safetensors metadata, the JSON
+``config`` (versioned, see :mod:`trellic.models.config`) and ``info``
+(training recipe, lambda, data, results). Loading never unpickles, checks the
+sha256 listed in the manifest, and fails on any missing or unexpected key (no
+silent partial loads); files written before the latent-codec layer have their
+tensor names upgraded first. The config is bounds-checked before the model is
+built (a weights file cannot size an allocation), and the tables' row counts
+are checked against the latent codec's (the decoder indexes them).
 
 Shipped files are compact: float parameters are stored as fp16 (the model is
 rounded first and its tables rebuilt, so the file holds exactly the model that
@@ -39,12 +41,12 @@ from safetensors.torch import load_file
 from trellic import paths
 from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
+from trellic.models.model import upgrade_legacy_keys
 from trellic.safetensors_io import save_safetensors_atomic
 
 MANIFEST = "manifest.json"
 TABLE_PREFIX = "tables."
-MAX_CHANNELS = 1024
 RUN_EXPORT = "model.safetensors"  # what train and retrain write into their run folder
 WEIGHTS_DIR = paths.weights_dir()  # the weights folder when imported, for scripts; code calls paths
 _NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")  # a manifest name: never a path
@@ -54,7 +56,7 @@ _NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")  # a manifest name: n
 class LoadedModel:
     """A model ready to code, with the identity written into every bitstream."""
 
-    model: MeanScaleHyperprior
+    model: CodecModel
     model_id: str
     sha256: str
     info: dict
@@ -68,16 +70,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_tensors(model: MeanScaleHyperprior) -> dict:
+def model_tensors(model: CodecModel) -> dict:
     """Everything a weights file holds: the state dict and the coding tables."""
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    for key, tables in model.tables.items():
+    for key, tables in model.latent_codec.tables.items():
         tensors.update(tables.to_tensors(TABLE_PREFIX + key))
     return tensors
 
 
 def save_model(
-    model: MeanScaleHyperprior,
+    model: CodecModel,
     path: Path,
     info: dict,
     half: bool = False,
@@ -96,7 +98,7 @@ def save_model(
             for parameter in model.parameters():
                 parameter.copy_(parameter.half().float())
         model.update()
-    elif not model.tables:
+    elif not model.latent_codec.tables:
         model.update()
     tensors = model_tensors(model)
     metadata = {"config": json.dumps(model.config.to_dict()), "info": json.dumps(info)}
@@ -119,20 +121,16 @@ def save_model(
     return sha256_of(Path(path))
 
 
-def _config(metadata: dict) -> ModelConfig:
-    config = ModelConfig.from_dict(json.loads(metadata["config"]))
-    for name in ("N", "M"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or not 1 <= value <= MAX_CHANNELS:
-            raise ValueError(f"config {name}={value!r} is not an integer in 1..{MAX_CHANNELS}")
-    if not isinstance(config.tcq_delta, float | int) or not 0 < config.tcq_delta < 1e3:
-        raise ValueError(f"config tcq_delta={config.tcq_delta!r} out of range")
-    return config
+def _upgraded(tensors: dict) -> dict:
+    """A file's tensors with the model's tensor names of today (tables keep theirs)."""
+    tables = {k: v for k, v in tensors.items() if k.startswith(TABLE_PREFIX)}
+    state = {k: v for k, v in tensors.items() if not k.startswith(TABLE_PREFIX)}
+    return {**upgrade_legacy_keys(state), **tables}
 
 
 def load_model_file(
     path: Path, weights_dir: Path | None = None, allow_variant: bool = True
-) -> tuple[MeanScaleHyperprior, dict]:
+) -> tuple[CodecModel, dict]:
     """Load a weights file strictly; returns (model in eval mode, info).
 
     A variant file's base is ``<base>.safetensors`` next to it or the base's
@@ -154,8 +152,8 @@ def load_model_file(
                 f"{path} is a training checkpoint, not a model: pass the run's {RUN_EXPORT} "
                 "(written when training ends) or ship it with scripts/ship_model.py"
             )
-        tensors = load_file(str(path))
-        config = _config(metadata)
+        tensors = _upgraded(load_file(str(path)))
+        config = ModelConfig.from_dict(json.loads(metadata["config"]))
         info = json.loads(metadata.get("info", "{}"))
         base = json.loads(metadata["base"]) if "base" in metadata else None
         if not isinstance(info, dict):
@@ -175,7 +173,8 @@ def load_model_file(
         tensors = _overlay_on_base(path, tensors, base, weights_dir)
         info = {**info, "base": base}
     tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
-    model = MeanScaleHyperprior(config)
+    model = CodecModel(config)
+    codec = model.latent_codec
     state = {k: v for k, v in tensors.items() if not k.startswith(TABLE_PREFIX)}
     mismatch = state_mismatch(model, state)
     if mismatch:
@@ -189,15 +188,13 @@ def load_model_file(
         table_keys = {
             k[len(TABLE_PREFIX) :].split(".")[0] for k in tensors if k.startswith(TABLE_PREFIX)
         }
-        model.tables = {
+        codec.tables = {
             key: PmfTables.from_tensors(tensors, TABLE_PREFIX + key) for key in sorted(table_keys)
         }
     except (RuntimeError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise TrellicError(f"weights {path} do not match the model: {first_line}") from None
-    levels = model.scale_table.numel()
-    rows = {"z": config.N, "usq": levels, "tcq": 2 * levels}
-    if {key: t.num_rows for key, t in model.tables.items()} != rows:
+    if {key: t.num_rows for key, t in codec.tables.items()} != codec.table_rows():
         raise TrellicError(f"weights {path} lack coding tables or have the wrong row counts")
     return model.eval(), info
 

@@ -8,7 +8,7 @@ Layout (all integers little-endian; ``varint`` = unsigned LEB128, at most 5 byte
     5       model id length  u8       1..64
     6       model id         ASCII    [A-Za-z0-9._:+-]: zoo name, or "file:<label>-<sha12>"
     ..      weights sha256   8 bytes  prefix of the weights file's sha256
-    ..      quantizer        u8       0 usq, 1 tcq4, 2 tcq8
+    ..      quantizer        u8       its code in trellic.quant.registry
     ..      delta            f32      quantizer step (reconstruction scale)
     ..      lambda_t         f32      the trellis's rate weight (informative only)
     ..      height, width    varint   image size in pixels, 1..MAX_SIDE (minimal varints)
@@ -41,11 +41,12 @@ import zlib
 from dataclasses import dataclass
 
 from trellic.errors import TrellicError
+from trellic.quant.registry import QUANTIZERS
 
 MAGIC = b"TRLC"
 FORMAT_VERSION = 1
 MAX_SIDE = 1 << 16
-QUANTIZER_CODES = {"usq": 0, "tcq4": 1, "tcq8": 2}
+QUANTIZER_CODES = {name: spec.code for name, spec in QUANTIZERS.items()}
 SHA_PREFIX_BYTES = 8
 MAX_DELTA = 1e3
 MAX_LAMBDA_T = 1e6

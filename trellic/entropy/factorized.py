@@ -67,11 +67,13 @@ class FactorizedPrior(nn.Module):
         return logits
 
     def _likelihood_cn(self, values: Tensor) -> Tensor:
-        """Mass of the unit interval around values (C, 1, N)."""
-        lower = self._logits_cumulative(values - 0.5)
-        upper = self._logits_cumulative(values + 0.5)
-        sign = -torch.sign(lower + upper).detach()
-        mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        """Mass of the unit interval around values (C, 1, N), always in full precision
+        (a caller's autocast would run its matmuls in bfloat16)."""
+        with torch.autocast(values.device.type, enabled=False):
+            lower = self._logits_cumulative(values - 0.5)
+            upper = self._logits_cumulative(values + 0.5)
+            sign = -torch.sign(lower + upper).detach()
+            mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         return mass.clamp_min(LIKELIHOOD_BOUND)
 
     def likelihood(self, z_hat: Tensor) -> Tensor:

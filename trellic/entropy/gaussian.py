@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from trellic.entropy.tables import PmfTables
-from trellic.models.gdn import lower_bound
+from trellic.ops import lower_bound
 from trellic.quant.base import Quantizer
 
 SCALE_MIN = 0.11
@@ -40,6 +40,11 @@ def scale_levels(scales: Tensor, scale_table: Tensor) -> Tensor:
     """Index of the first scale level >= scale, clamped to the table (int64, same shape)."""
     index = torch.bucketize(scales.float().contiguous(), scale_table.float())
     return index.clamp_(0, scale_table.numel() - 1)
+
+
+def table_rows(qid: Tensor | int, levels: Tensor, num_levels: int) -> Tensor:
+    """The table row of each element: quantizer id * L + scale level (shapes broadcast)."""
+    return qid * num_levels + levels
 
 
 def build_gaussian_tables(quantizer: Quantizer, scale_table: Tensor) -> PmfTables:
@@ -71,7 +76,8 @@ class TableRate:
         self.scale_table = scale_table
 
     def rows(self, qid: int | Tensor, scales: Tensor) -> Tensor:
-        return qid * self.scale_table.numel() + scale_levels(scales, self.scale_table)
+        levels = scale_levels(scales, self.scale_table)
+        return table_rows(qid, levels, self.scale_table.numel())
 
     def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
         k, scales = torch.broadcast_tensors(k, scales)

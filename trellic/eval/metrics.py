@@ -53,7 +53,12 @@ def mse(original: np.ndarray, reconstruction: np.ndarray) -> float:
 
 def psnr(original: np.ndarray, reconstruction: np.ndarray, peak: float = 255.0) -> float:
     """PSNR in dB over all pixels and channels, in [0, PSNR_MAX] (120 dB for identical images)."""
-    return -10 * math.log10(max(mse(original, reconstruction) / peak**2, MSE_FLOOR))
+    return psnr_of_mse(mse(original, reconstruction) / peak**2)
+
+
+def psnr_of_mse(mse_unit: float) -> float:
+    """PSNR in dB of an MSE of pixel values in [0, 1] (floored at MSE_FLOOR: PSNR_MAX)."""
+    return -10 * math.log10(max(mse_unit, MSE_FLOOR))
 
 
 def _gaussian_window() -> np.ndarray:

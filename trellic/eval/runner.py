@@ -28,6 +28,7 @@ from trellic.errors import TrellicError
 from trellic.eval.metrics import ms_ssim, mse, psnr, to_uint8
 from trellic.eval.results import ImageResult, Point
 from trellic.io import read_image
+from trellic.rd import rd_cost
 
 
 class CodecLike(Protocol):
@@ -99,7 +100,7 @@ class RatePoint:
 
     def rd_cost(self, lmbda: float) -> float:
         """lambda * 255^2 * MSE + bpp: the training loss, measured on real files."""
-        return lmbda * 255**2 * self.mse + self.bpp
+        return rd_cost(self.mse, self.bpp, lmbda)
 
 
 def rate_point(codec: CodecLike, images: list[np.ndarray]) -> RatePoint:

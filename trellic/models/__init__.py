@@ -1,5 +1,6 @@
-"""Transforms and the mean-scale hyperprior model (CompressAI's model contract)."""
+"""The model (transforms around a latent codec), its config and architectures."""
 
-from trellic.models.hyperprior import MeanScaleHyperprior, ModelConfig
+from trellic.models.config import ModelConfig
+from trellic.models.model import CodecModel
 
-__all__ = ["MeanScaleHyperprior", "ModelConfig"]
+__all__ = ["CodecModel", "ModelConfig"]

@@ -13,47 +13,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_PEDESTAL = 2.0**-36
+from trellic.ops import lower_bound
 
-
-class _LowerBoundGrad(torch.autograd.Function):
-    """max(x, bound) whose gradient still flows where it pushes x up from below the bound."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, bound: float) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        return x.clamp_min(bound)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (x,) = ctx.saved_tensors
-        passes = (x >= ctx.bound) | (grad < 0)
-        return grad * passes, None
-
-
-def lower_bound(x: Tensor, bound: float) -> Tensor:
-    """Clamp from below without killing the gradient that would lift x over the bound."""
-    return _LowerBoundGrad.apply(x, bound)
+PEDESTAL = 2.0**-36  # reparametrisation offset squared (2**-18)**2, as in CompressAI
+BETA_MIN = 1e-6
 
 
 class GDN(nn.Module):
     """GDN over channels (``inverse=True`` gives IGDN). Input (B, C, H, W)."""
 
     def __init__(
-        self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1
+        self,
+        channels: int,
+        inverse: bool = False,
+        beta_min: float = BETA_MIN,
+        gamma_init: float = 0.1,
     ):
         super().__init__()
         self.inverse = inverse
-        self.beta_bound = (beta_min + _PEDESTAL) ** 0.5
-        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + _PEDESTAL))
+        self.beta_bound = (beta_min + PEDESTAL) ** 0.5
+        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + PEDESTAL))
         gamma = gamma_init * torch.eye(channels)
-        self.gamma = nn.Parameter(torch.sqrt(gamma + _PEDESTAL))
+        self.gamma = nn.Parameter(torch.sqrt(gamma + PEDESTAL))
 
     def forward(self, x: Tensor) -> Tensor:
         channels = x.shape[1]
-        beta = lower_bound(self.beta, self.beta_bound) ** 2 - _PEDESTAL
-        gamma = lower_bound(self.gamma, _PEDESTAL**0.5) ** 2 - _PEDESTAL
+        beta = lower_bound(self.beta, self.beta_bound) ** 2 - PEDESTAL
+        gamma = lower_bound(self.gamma, PEDESTAL**0.5) ** 2 - PEDESTAL
         norm = F.conv2d(x * x, gamma.view(channels, channels, 1, 1), beta)
         norm = torch.sqrt(norm)
         return x * norm if self.inverse else x / norm

@@ -7,8 +7,11 @@ lowers ``lambda * 255^2 * MSE + bpp`` further (Campos et al. 2019; Yang, Bamler,
 Mandt 2020). Rounding has no gradient, so the latents are rounded by stochastic
 Gumbel annealing (SGA, Yang et al. 2020): each value goes to its floor or its
 ceiling by a relaxed Bernoulli draw whose temperature anneals towards hard
-rounding. The result is an ordinary pair (y, z) for ``compress_latents``: the
-bitstream and the decoder do not change, only the encoder spends more time.
+rounding. Everything goes through the latent codec's contract: its side
+latents z, its ``relaxed`` rate with SGA as the rounding, and ``compress``
+for the true cost. The result is an ordinary pair (y, z) for
+``latent_codec.compress``: the bitstream and the decoder do not change, only
+the encoder spends more time.
 
 The refined latents are kept only when their true cost (real quantizer, the
 coder's integer tables, the decoded image) is lower than the encoder's own, so
@@ -27,8 +30,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from trellic.models.hyperprior import MeanScaleHyperprior, single_threaded
-from trellic.quant.base import Quantizer, gaussian_mass
+from trellic.determinism import single_threaded
+from trellic.models.model import CodecModel
+from trellic.quant.base import Quantizer
+from trellic.rd import rd_cost
 
 TEMPERATURE_START = 0.5  # SGA's initial temperature (Yang et al. 2020)
 ANNEAL = 8.0  # temperature falls by e^-8 over the run, to near-hard rounding
@@ -59,42 +64,43 @@ def sga_round(v: Tensor, temperature: float, generator: torch.Generator) -> Tens
     return floor + torch.sigmoid((logit_up + logistic) / temperature)
 
 
-def _relaxed_cost(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor,
+def _relaxed_cost(model: CodecModel, x: Tensor, y: Tensor, z: Tensor,
                   valid: tuple[int, int], lmbda: float, temperature: float,
                   generator: torch.Generator) -> Tensor:
-    """lambda * 255^2 * MSE + bpp with SGA-rounded z (around the medians) and y - means."""
+    """lambda * 255^2 * MSE + bpp of (y, z) with SGA in place of rounding.
+
+    The networks compute in bfloat16 (autocast), the likelihoods in float32.
+    """
     height, width = valid
-    medians = model.entropy_bottleneck.medians.view(1, -1, 1, 1)
-    z_tilde = sga_round(z - medians, temperature, generator) + medians
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        means, scales = model.hyper_synthesis(z_tilde)
-    means, scales = means.float(), scales.float()
-    r_tilde = sga_round(y - means, temperature, generator)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        x_hat = model.g_s(r_tilde + means)
-    bits = -torch.log2(gaussian_mass(r_tilde - 0.5, r_tilde + 0.5, scales)).sum()
-    bits = bits - torch.log2(model.entropy_bottleneck.likelihood(z_tilde)).sum()
+        out = model.latent_codec.relaxed(
+            y, z, lambda v: sga_round(v, temperature, generator)
+        )
+        x_hat = model.g_s(out.y_hat)
+    bits = sum(-torch.log2(likelihood).sum() for likelihood in out.likelihoods.values())
     mse = torch.mean((x_hat.float() - x)[..., :height, :width] ** 2)
-    return lmbda * 255**2 * mse + bits / (height * width)
+    return rd_cost(mse, bits / (height * width), lmbda)
 
 
 @torch.no_grad()
-def true_cost(model: MeanScaleHyperprior, x: Tensor, y: Tensor, z: Tensor,
+def true_cost(model: CodecModel, x: Tensor, y: Tensor, z: Tensor,
               valid: tuple[int, int], lmbda: float, quantizer: Quantizer,
               lambda_t: float | None) -> float:
-    """lambda * 255^2 * MSE + bpp of what compress_latents(y, z) codes and the decoder shows."""
+    """lambda * 255^2 * MSE + bpp of what latent_codec.compress(y, side=z) would code and the
+    decoder show."""
     height, width = valid
-    latents = model.quantize_y(y, quantizer, lambda_t, z)
-    x_hat = model.g_s(latents.means + quantizer.dequantize(latents.k)).clamp(0, 1)
+    quantized = model.latent_codec.quantize(y, quantizer, lambda_t, z)
+    x_hat = model.g_s(quantized.y_hat).clamp(0, 1)
     mse = torch.mean((x_hat - x)[..., :height, :width] ** 2).item()
-    return lmbda * 255**2 * mse + model.estimated_bits(latents, quantizer) / (height * width)
+    return rd_cost(mse, quantized.estimated_bits / (height * width), lmbda)
 
 
-def refine_latents(model: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], lmbda: float,
+def refine_latents(model: CodecModel, x: Tensor, valid: tuple[int, int], lmbda: float,
                    quantizer: Quantizer, lambda_t: float | None = None,
                    config: RefineConfig = RefineConfig(),
                    progress: bool = False) -> tuple[Tensor, Tensor]:
-    """Latents (y, z) for one padded image x (1, 3, H, W) whose top-left ``valid`` is the image.
+    """Latents (y, side latents z) for one padded image x (1, 3, H, W) whose top-left
+    ``valid`` is the image.
 
     lmbda: the RD trade-off to optimise (the model's training lambda).
     progress: a progress bar of the steps on stderr, shown only when stderr is a terminal.
@@ -104,7 +110,7 @@ def refine_latents(model: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int]
     with single_threaded():
         with torch.no_grad():
             y_start = model.g_a(x)
-            z_start = model.h_a(y_start)
+            z_start = model.latent_codec.side_latents(y_start)
         y = y_start.clone().requires_grad_(True)
         z = z_start.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([y, z], lr=config.lr)

@@ -1,6 +1,7 @@
 """Quantizers: uniform scalar (USQ) and trellis-coded (TCQ), behind one interface.
 
-``make_quantizer("usq" | "tcq4" | "tcq8", delta)`` builds one; see
+``make_quantizer(name, delta)`` builds one by its name in the registry
+(:mod:`trellic.quant.registry`); see
 :class:`~trellic.quant.base.Quantizer` for what every quantizer provides.
 """
 
@@ -10,14 +11,15 @@ from trellic.quant.base import (
     Quantizer,
     RateModel,
     gaussian_mass,
-    make_quantizer,
 )
+from trellic.quant.registry import QUANTIZERS, make_quantizer, quantizer_names
 from trellic.quant.tcq import TCQ
 from trellic.quant.trellis import ECM8, USQ_TRELLIS, VVC4, Trellis, from_sequences, to_sequences
 from trellic.quant.usq import USQ
 
 __all__ = [
     "ECM8",
+    "QUANTIZERS",
     "TCQ",
     "USQ",
     "USQ_TRELLIS",
@@ -30,5 +32,6 @@ __all__ = [
     "from_sequences",
     "gaussian_mass",
     "make_quantizer",
+    "quantizer_names",
     "to_sequences",
 ]

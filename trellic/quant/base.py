@@ -19,27 +19,16 @@ from __future__ import annotations
 import abc
 import enum
 import math
-from typing import Protocol
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from trellic.errors import TrellicError
-from trellic.quant.trellis import ECM8, VVC4, Trellis, from_sequences, to_sequences
-from trellic.quant.viterbi import viterbi_search
+from trellic.quant.trellis import CodingStep, Trellis, from_sequences, to_sequences, walk
+from trellic.quant.viterbi import RateModel, viterbi_search
 
 LIKELIHOOD_BOUND = 1e-9
-
-
-class RateModel(Protocol):
-    """Code length of quantization indices, as the trellis search sees it."""
-
-    def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
-        """Bits to code integer index ``k`` with quantizer ``qid`` at Gaussian scale ``scales``.
-
-        ``k`` and ``scales`` broadcast elementwise; the result has their broadcast shape.
-        """
-        ...
 
 
 class ProxyKind(enum.Enum):
@@ -48,11 +37,15 @@ class ProxyKind(enum.Enum):
     NOISE: additive uniform noise (USQ) or the switching perturbation (TCQ).
     STE: the true quantizer output with a straight-through gradient.
     MIXED: STE value for the decoder, NOISE likelihood for the rate.
+    TRUE: what the decoder gets (the search with the caller's lambda_t and rate
+    model, no gradient to r) and the likelihood of those true indices
+    (straight-through to r): retraining on truly quantized latents.
     """
 
     NOISE = "noise"
     STE = "ste"
     MIXED = "mixed"
+    TRUE = "true"
 
 
 def _lower_bound(p: Tensor) -> Tensor:
@@ -74,6 +67,13 @@ def gaussian_mass(lo: Tensor, hi: Tensor, scales: Tensor) -> Tensor:
     gain = 1.0 / (2.0 * math.sqrt(2.0) * scales)
     mass = 0.5 * (torch.erfc((centre2 - width) * gain) - torch.erfc((centre2 + width) * gain))
     return _lower_bound(mass)
+
+
+class Quantized(NamedTuple):
+    """The search's decision: indices k and the quantizer id that codes each, same shape."""
+
+    k: Tensor
+    qid: Tensor
 
 
 class GaussianRate:
@@ -117,7 +117,12 @@ class Quantizer(abc.ABC):
 
     @abc.abstractmethod
     def proxy(
-        self, r: Tensor, scales: Tensor, kind: ProxyKind = ProxyKind.NOISE
+        self,
+        r: Tensor,
+        scales: Tensor,
+        kind: ProxyKind = ProxyKind.NOISE,
+        lambda_t: float | None = None,
+        rate: RateModel | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Differentiable training path.
 
@@ -125,6 +130,7 @@ class Quantizer(abc.ABC):
             r: (B, M, H, W) residuals y - means.
             scales: (B, M, H, W) Gaussian scales.
             kind: which approximation (see :class:`ProxyKind`).
+            lambda_t, rate: the search's, for ``TRUE`` (see :meth:`search`).
 
         Returns:
             (r_tilde, likelihood), both (B, M, H, W), differentiable w.r.t. r and scales.
@@ -160,17 +166,18 @@ class Quantizer(abc.ABC):
         return torch.floor((u + torch.sign(u) * qid) / self.num_quantizers).long()
 
     @torch.no_grad()
-    def quantize(
+    def search(
         self,
         r: Tensor,
         scales: Tensor,
         lambda_t: float | None = None,
         rate: RateModel | None = None,
-    ) -> Tensor:
+    ) -> Quantized:
         """True quantization: the indices minimising sum (r - r_hat)^2 + lambda_t * bits.
 
         With one state and lambda_t = 0 that is rounding; otherwise a Viterbi
-        search over each sequence (see :mod:`trellic.quant.tcq`).
+        search over each sequence (see :mod:`trellic.quant.tcq`), which also
+        knows the quantizer id of every element along its path.
 
         Args:
             r: (B, M, H, W) residuals y - means.
@@ -179,20 +186,43 @@ class Quantizer(abc.ABC):
             rate: code length model; None uses :class:`GaussianRate`.
 
         Returns:
-            (B, M, H, W) int64 indices.
+            indices k and quantizer ids, both (B, M, H, W) int64.
         """
         lam = self.default_lambda_t if lambda_t is None else float(lambda_t)
         if self.trellis.num_states == 1 and lam == 0.0:
-            return torch.round(r / self.delta).long()
+            k = torch.round(r / self.delta).long()
+            return Quantized(k, torch.zeros_like(k))
         dtype = torch.promote_types(r.dtype, torch.float32)  # never search in half precision
-        k, _ = viterbi_search(
+        k, qid, _ = viterbi_search(
             self,
-            to_sequences(r.to(dtype)),
-            to_sequences(scales.to(dtype).expand_as(r)),
+            self.scan(r.to(dtype)),
+            self.scan(scales.to(dtype).expand_as(r)),
             lam,
             GaussianRate(self) if rate is None else rate,
         )
-        return from_sequences(k, r.shape)
+        return Quantized(self.unscan(k, r.shape), self.unscan(qid, r.shape))
+
+    def quantize(self, r: Tensor, scales: Tensor, lambda_t: float | None = None,
+                 rate: RateModel | None = None) -> Tensor:
+        """The indices k of :meth:`search`, (B, M, H, W) int64."""
+        return self.search(r, scales, lambda_t, rate).k
+
+    def scan(self, t: Tensor) -> Tensor:
+        """(B, M, H, W) -> (S, T): the independent coding sequences, in the format's scan order."""
+        return to_sequences(t)
+
+    def unscan(self, sequences: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
+        """Inverse of :meth:`scan`."""
+        return from_sequences(sequences, shape)
+
+    def walk(self, shape: tuple[int, int], step: CodingStep, qid: Tensor | None = None,
+             device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """Visit the coding steps of (S, T) sequences; see :func:`trellic.quant.trellis.walk`.
+
+        The coder codes (``qid`` given by the search) and decodes (states
+        replayed) through this one walk, so both follow the same order.
+        """
+        return walk(self.trellis, shape, step, qid, device)
 
     def quantizer_ids(self, k: Tensor) -> Tensor:
         """Replay the trellis: the quantizer id of each element given the indices before it.
@@ -203,23 +233,22 @@ class Quantizer(abc.ABC):
         Returns:
             (B, M, H, W) int64 quantizer ids (all zeros for USQ).
         """
-        if self.trellis.num_states == 1:
-            return torch.zeros_like(k)
-        parity = (to_sequences(k) & 1).t().contiguous()  # (T, S), time-major
-        next_flat = self.trellis.next_state_table().flatten().to(k.device)
-        states = torch.empty_like(parity)
-        state = torch.zeros(parity.shape[1], dtype=torch.long, device=k.device)
-        for t in range(parity.shape[0]):
-            states[t] = state
-            state = next_flat[2 * state + parity[t]]
-        qtab = self.trellis.quantizer_table().to(k.device)
-        return from_sequences(qtab[states].t(), k.shape)
+        sequences = self.scan(k)
+        _, qid = self.walk(
+            tuple(sequences.shape), lambda positions, _: sequences[:, positions], device=k.device
+        )
+        return self.unscan(qid, k.shape)
 
-    def dequantize(self, k: Tensor) -> Tensor:
-        """(B, M, H, W) int64 indices -> (B, M, H, W) reconstructed residuals r_hat."""
-        return self.level(k, self.quantizer_ids(k))
+    def dequantize(self, k: Tensor, qid: Tensor | None = None) -> Tensor:
+        """(B, M, H, W) int64 indices -> (B, M, H, W) reconstructed residuals r_hat.
 
-    def likelihood(self, k: Tensor, scales: Tensor, r: Tensor | None = None) -> Tensor:
+        qid: the indices' quantizer ids if known (the search's); else replayed.
+        """
+        return self.level(k, self.quantizer_ids(k) if qid is None else qid)
+
+    def likelihood(
+        self, k: Tensor, scales: Tensor, r: Tensor | None = None, qid: Tensor | None = None
+    ) -> Tensor:
         """P(k | quantizer of its state, N(0, scales)), lower-bounded by 1e-9.
 
         The value depends on the scales only, so the rate of true indices has
@@ -232,8 +261,9 @@ class Quantizer(abc.ABC):
             k: (B, M, H, W) int64 indices.
             scales: (B, M, H, W) Gaussian scales; the result is differentiable w.r.t. them.
             r: optional (B, M, H, W) residuals that k quantizes.
+            qid: the indices' quantizer ids if known; else replayed.
         """
-        lo, hi = self.decision_bounds(k, self.quantizer_ids(k))
+        lo, hi = self.decision_bounds(k, self.quantizer_ids(k) if qid is None else qid)
         if r is not None:
             shift = r - r.detach()
             lo, hi = lo + shift, hi + shift
@@ -253,17 +283,3 @@ class Quantizer(abc.ABC):
         lo, hi = self.decision_bounds(k, qid)
         return gaussian_mass(lo, hi, scales)
 
-
-def make_quantizer(kind: str, delta: float | None = None) -> Quantizer:
-    """Quantizer by name: "usq" (default delta 1.0), "tcq4" or "tcq8" (default delta 0.6)."""
-    # The subclasses import this module, so they are looked up at call time.
-    from trellic.quant.tcq import TCQ
-    from trellic.quant.usq import USQ
-
-    step = {} if delta is None else {"delta": delta}
-    if kind == "usq":
-        return USQ(**step)
-    trellises = {"tcq4": VVC4, "tcq8": ECM8}
-    if kind not in trellises:
-        raise TrellicError(f"unknown quantizer {kind!r}: expected one of usq, tcq4, tcq8")
-    return TCQ(trellises[kind], **step)

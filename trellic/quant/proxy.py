@@ -12,6 +12,10 @@ noise); the mechanics are the same for both:
   ``r_tilde`` so that the gradient reaches r as well as the scales.
 - MIXED: the STE value (the decoder trains on true reconstructions) and the
   NOISE likelihood (the rate keeps a smooth gradient w.r.t. r).
+- TRUE: the true reconstruction without gradient (the decoder's input; the
+  means still get the distortion's gradient from y_hat = means + r_hat) and
+  the likelihood of the true indices, straight-through to r (see
+  ``Quantizer.likelihood``): retraining on truly quantized latents.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trellic.quant.base import ProxyKind, Quantizer, gaussian_mass
+from trellic.quant.base import ProxyKind, Quantizer, RateModel, gaussian_mass
 
 
 def centred_interval_mass(quantizer: Quantizer, x: Tensor, scales: Tensor, qid: Tensor) -> Tensor:
@@ -52,18 +56,33 @@ def noise_proxy(
 
 def ste_proxy(quantizer: Quantizer, r: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
     """True quantization (default lambda_t, Gaussian rate) with a straight-through gradient."""
-    k = quantizer.quantize(r.detach(), scales.detach())
-    qid = quantizer.quantizer_ids(k)
+    k, qid = quantizer.search(r.detach(), scales.detach())
     r_hat = quantizer.level(k, qid).to(r.dtype)
     lo, hi = quantizer.decision_bounds(k, qid)
     r_tilde = r_hat + (r - r.detach())  # exactly r_hat, with the gradient of r
     return r_tilde, gaussian_mass(r_tilde + (lo - r_hat), r_tilde + (hi - r_hat), scales)
 
 
+def true_proxy(
+    quantizer: Quantizer, r: Tensor, scales: Tensor, lambda_t: float | None, rate: RateModel | None
+) -> tuple[Tensor, Tensor]:
+    """The search's reconstruction (constant) and its indices' likelihood (straight-through)."""
+    k, qid = quantizer.search(r.detach(), scales.detach(), lambda_t, rate)
+    return quantizer.level(k, qid), quantizer.likelihood(k, scales, r, qid)
+
+
 def quantizer_proxy(
-    quantizer: Quantizer, r: Tensor, scales: Tensor, kind: ProxyKind, noise_width: float
+    quantizer: Quantizer,
+    r: Tensor,
+    scales: Tensor,
+    kind: ProxyKind,
+    noise_width: float,
+    lambda_t: float | None = None,
+    rate: RateModel | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Dispatch on ``kind``; see the module docstring. Shapes as in ``Quantizer.proxy``."""
+    if kind is ProxyKind.TRUE:
+        return true_proxy(quantizer, r, scales, lambda_t, rate)
     if kind is ProxyKind.NOISE:
         return noise_proxy(quantizer, r, scales, noise_width)
     if kind is ProxyKind.STE:

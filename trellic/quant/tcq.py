@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from trellic.quant.base import ProxyKind, Quantizer
+from trellic.quant.base import ProxyKind, Quantizer, RateModel
 from trellic.quant.proxy import quantizer_proxy
 from trellic.quant.trellis import Trellis
 
@@ -54,7 +54,12 @@ class TCQ(Quantizer):
         return LAMBDA_PER_DELTA2 * self.delta**2
 
     def proxy(
-        self, r: Tensor, scales: Tensor, kind: ProxyKind = ProxyKind.NOISE
+        self,
+        r: Tensor,
+        scales: Tensor,
+        kind: ProxyKind = ProxyKind.NOISE,
+        lambda_t: float | None = None,
+        rate: RateModel | None = None,
     ) -> tuple[Tensor, Tensor]:
         """NOISE is the switching perturbation.
 
@@ -68,4 +73,5 @@ class TCQ(Quantizer):
         is what coding an index of q costs. On the DESIGN.md Gaussian residuals
         its rate is ~4% above that of real TCQ (USQ's noise: ~3% above rounding).
         """
-        return quantizer_proxy(self, r, scales, kind, noise_width=TCQ_NOISE_WIDTH * self.delta)
+        width = TCQ_NOISE_WIDTH * self.delta
+        return quantizer_proxy(self, r, scales, kind, width, lambda_t, rate)

@@ -8,10 +8,13 @@ alike. USQ is the 1-state case (one quantizer, both parities loop back).
 
 The scan order is part of the bitstream format (see :mod:`trellic.quant.tcq`):
 every row of a (B, M, H, W) latent is one sequence, i.e. ``t.reshape(-1, W)``.
+:func:`walk` visits the coding steps of those sequences in the bitstream's
+order; it is the one place that replays the states from decoded indices.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -97,3 +100,55 @@ def to_sequences(t: Tensor) -> Tensor:
 def from_sequences(s: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
     """Inverse of :func:`to_sequences`: (S, W) back to ``shape`` (B, M, H, W)."""
     return s.reshape(shape)
+
+
+CodingStep = Callable[[slice, Tensor], Tensor]
+"""``step(positions, qid) -> k``: codes or decodes the indices at sequence ``positions``.
+
+``qid`` (S, n) holds the quantizer id of each element of those positions; the
+step returns their (S, n) int64 indices.
+"""
+
+
+def walk(
+    trellis: Trellis,
+    shape: tuple[int, int],
+    step: CodingStep,
+    qid: Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """Visit the coding steps of (S, T) sequences in the bitstream's order.
+
+    A one-state trellis (USQ) is one step over all positions. Otherwise each
+    position is a step (lockstep over all sequences, from state 0), and its
+    quantizer ids follow from the parities of the indices before it:
+    ``state = next_state[state][k & 1]``. Given ``qid`` (the encoder's: the
+    search already knows its path) the ids are passed on as they are; without
+    it they are replayed from the indices each step returns (the decoder).
+
+    Args:
+        shape: (S, T), sequences and positions.
+        step: see :data:`CodingStep`.
+        qid: optional (S, T) int64 quantizer ids of the whole path.
+        device: where the replayed states live (the indices' device).
+
+    Returns:
+        (k, qid), both (S, T) int64.
+    """
+    num_sequences, num_positions = shape
+    if trellis.num_states == 1:
+        if qid is None:
+            qid = torch.zeros(shape, dtype=torch.long, device=device)
+        return step(slice(0, num_positions), qid), qid
+    if qid is not None:
+        k = [step(slice(t, t + 1), qid[:, t : t + 1]) for t in range(num_positions)]
+        return torch.cat(k, dim=1), qid
+    next_state = trellis.next_state_table().to(device)
+    quantizer_of = trellis.quantizer_table().to(device)
+    state = torch.zeros(num_sequences, dtype=torch.long, device=device)
+    k, ids = [], []
+    for t in range(num_positions):
+        ids.append(quantizer_of[state].unsqueeze(1))
+        k.append(step(slice(t, t + 1), ids[-1]))
+        state = next_state[state, k[-1][:, 0] & 1]
+    return torch.cat(k, dim=1), torch.cat(ids, dim=1)

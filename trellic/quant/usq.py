@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from trellic.quant.base import ProxyKind, Quantizer
+from trellic.quant.base import ProxyKind, Quantizer, RateModel
 from trellic.quant.proxy import quantizer_proxy
 from trellic.quant.trellis import USQ_TRELLIS
 
@@ -27,7 +27,12 @@ class USQ(Quantizer):
         return 0.0
 
     def proxy(
-        self, r: Tensor, scales: Tensor, kind: ProxyKind = ProxyKind.NOISE
+        self,
+        r: Tensor,
+        scales: Tensor,
+        kind: ProxyKind = ProxyKind.NOISE,
+        lambda_t: float | None = None,
+        rate: RateModel | None = None,
     ) -> tuple[Tensor, Tensor]:
         """NOISE adds U(-delta/2, delta/2): the rounding error's distribution at high rate."""
-        return quantizer_proxy(self, r, scales, kind, noise_width=self.delta)
+        return quantizer_proxy(self, r, scales, kind, self.delta, lambda_t, rate)

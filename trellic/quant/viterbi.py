@@ -21,15 +21,39 @@ every step of the loop reads and writes contiguous rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from trellic.quant.base import Quantizer, RateModel
+from trellic.quant.trellis import Trellis
 
 BLOCK_ELEMENTS = 1 << 17
+
+
+class RateModel(Protocol):
+    """Code length of quantization indices, as the trellis search sees it."""
+
+    def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
+        """Bits to code integer index ``k`` with quantizer ``qid`` at Gaussian scale ``scales``.
+
+        ``k`` and ``scales`` broadcast elementwise; the result has their broadcast shape.
+        """
+        ...
+
+
+class Quantizer(Protocol):
+    """What the search needs of a quantizer (:class:`trellic.quant.base.Quantizer` has it)."""
+
+    trellis: Trellis
+    delta: float
+
+    @property
+    def num_quantizers(self) -> int: ...
+
+    def level_units(self, k: Tensor, qid: Tensor | int) -> Tensor: ...
+
+    def index_below(self, r: Tensor, qid: Tensor | int) -> Tensor: ...
 
 
 def candidates(quantizer: Quantizer, r: Tensor, qid: int) -> Tensor:
@@ -78,8 +102,8 @@ def branch_metrics(
 
 def viterbi_search(
     quantizer: Quantizer, r: Tensor, scales: Tensor, lambda_t: float, rate: RateModel
-) -> tuple[Tensor, Tensor]:
-    """Best index path of every sequence, and its cost.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Best index path of every sequence, its quantizer ids and its cost.
 
     Sequences are searched in blocks of about BLOCK_ELEMENTS elements: the
     temporaries stay in cache and memory stays bounded for large images.
@@ -92,20 +116,21 @@ def viterbi_search(
         rate: code length model.
 
     Returns:
-        (k, cost): (S, T) int64 indices and (S,) their sum of squared error
-        plus lambda_t * bits, in r's dtype.
+        (k, qid, cost): (S, T) int64 indices, (S, T) int64 quantizer ids along
+        the path (the states' quantizers, as the decoder replays them) and (S,)
+        the sum of squared error plus lambda_t * bits, in r's dtype.
     """
     block = max(1, BLOCK_ELEMENTS // max(1, r.shape[1]))
     results = [
         search_block(quantizer, r_block, s_block, lambda_t, rate)
         for r_block, s_block in zip(r.split(block), scales.split(block), strict=True)
     ]
-    return torch.cat([k for k, _ in results]), torch.cat([c for _, c in results])
+    return tuple(torch.cat(parts) for parts in zip(*results, strict=True))
 
 
 def search_block(
     quantizer: Quantizer, r: Tensor, scales: Tensor, lambda_t: float, rate: RateModel
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`viterbi_search` on one block of sequences."""
     trellis = quantizer.trellis
     num_seq, num_steps = r.shape
@@ -133,8 +158,10 @@ def search_block(
     seq = torch.arange(num_seq, device=r.device)
     best_cost, state = path.min(dim=0)
     k = torch.empty(num_steps, num_seq, dtype=torch.long, device=r.device)
+    qid = torch.empty_like(k)
     for t in range(num_steps - 1, -1, -1):
         branch = 2 * state + took_b[t].flatten().take(state * num_seq + seq)
         k[t] = best_k[t].flatten().take(row.flatten()[branch] * num_seq + seq)
-        state = incoming.flatten()[branch] // 2
-    return k.t(), best_cost
+        state = incoming.flatten()[branch] // 2  # the state that coded position t
+        qid[t] = qtab[state]
+    return k.t(), qid.t(), best_cost

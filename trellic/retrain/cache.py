@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 from tqdm import tqdm
 
-from trellic.models.hyperprior import MeanScaleHyperprior
+from trellic.models.model import CodecModel
 from trellic.quant.base import Quantizer
 from trellic.retrain.targets import encode, quantized_latents
 from trellic.safetensors_io import save_safetensors_atomic
@@ -46,7 +46,7 @@ class LatentCache:
 
 
 def build_cache(
-    model: MeanScaleHyperprior,
+    model: CodecModel,
     quantizer: Quantizer,
     lambda_t: float | None,
     dataset: CropDataset,

@@ -11,6 +11,7 @@ from trellic.argtypes import float_in, int_multiple_of, positive_float, positive
 from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.errors import TrellicError, warnings_as_lines
 from trellic.paths import data_root
+from trellic.quant.registry import quantizer_names
 from trellic.train.commands import LEARNING_RATE
 from trellic.train.run_folder import EXPORT, RETRAIN_OUTPUTS, check_run_folder, clear_run_folder
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(an earlier run there is refused without --force).",
     )
     p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
-    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
+    p.add_argument("--quantizer", choices=quantizer_names(), default="usq")
     p.add_argument("--part", choices=["decoder", "hyper+decoder"], default="decoder")
     p.add_argument("--mode", choices=["offline", "online"], default="offline")
     p.add_argument("--rounds", type=positive_int, default=1,

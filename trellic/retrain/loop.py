@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from trellic.models.hyperprior import MeanScaleHyperprior
-from trellic.quant import make_quantizer
+from trellic.eval.metrics import psnr_of_mse
+from trellic.models.model import CodecModel
+from trellic.rd import rd_cost
 from trellic.retrain.cache import LatentCache, build_cache
 from trellic.retrain.targets import encode, forward_quantized, quantized_latents
 from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
-from trellic.train.loss import bits, psnr
+from trellic.train.loss import rate_bits
 from trellic.train.run_folder import LOG
 
 PARTS = ("decoder", "hyper+decoder")
@@ -65,32 +66,33 @@ class RetrainConfig:
         return asdict(self)
 
 
-def trainable_modules(model: MeanScaleHyperprior, part: str) -> list[torch.nn.Module]:
+def trainable_modules(model: CodecModel, part: str) -> list[torch.nn.Module]:
+    """The parts a retraining learns, by role: the synthesis, or the latent codec too."""
     if part == "decoder":
         return [model.g_s]
-    return [model.h_a, model.h_s, model.entropy_bottleneck, model.g_s]
+    return [model.latent_codec, model.g_s]
 
 
 def retrain(
-    source: MeanScaleHyperprior,
+    source: CodecModel,
     config: RetrainConfig,
     dataset: CropDataset,
     out_dir: Path,
     identity: str = "",
     progress: bool = True,
-) -> MeanScaleHyperprior:
+) -> CodecModel:
     """Retrain a copy of ``source``; returns it with rebuilt tables (source is untouched)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(source)
     model.requires_grad_(False)
     modules = trainable_modules(model, config.part)
-    # The prior's quantiles (median and table bounds) stay fixed: z_hat keeps its grid.
-    quantiles = model.entropy_bottleneck.quantiles
-    params = [p for m in modules for p in m.parameters() if p is not quantiles]
+    # The aux parameters (the prior's medians and table bounds) stay fixed: z_hat keeps its grid.
+    fixed = {id(p) for p in model.latent_codec.aux_parameters()}
+    params = [p for m in modules for p in m.parameters() if id(p) not in fixed]
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=config.lr)
-    quantizer = make_quantizer(config.quantizer, _delta(model, config.quantizer))
+    quantizer = model.quantizer(config.quantizer)
     began = time.time()
     with open(out_dir / LOG, "w") as log:
         for round_index in range(config.rounds):
@@ -134,7 +136,7 @@ def retrain(
                         **{k: v.item() for k, v in terms.items()},
                         "elapsed": time.time() - began,
                     }
-                    record["psnr"] = psnr(record["mse"])
+                    record["psnr"] = psnr_of_mse(record["mse"])
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     bar.set_postfix(psnr=f"{record['psnr']:.2f}")
@@ -151,10 +153,6 @@ def _update(loss: torch.Tensor, params: list[torch.Tensor], optimizer: torch.opt
     loss.backward()
     check_finite("gradient norm", torch.nn.utils.clip_grad_norm_(params, 1.0))
     optimizer.step()
-
-
-def _delta(model: MeanScaleHyperprior, kind: str) -> float | None:
-    return model.config.tcq_delta if kind.startswith("tcq") else None
 
 
 def _step(
@@ -178,6 +176,6 @@ def _step(
         return {"loss": mse, "mse": mse}
     out = forward_quantized(model, quantizer, y, config.lambda_t)
     pixels = x.shape[0] * x.shape[2] * x.shape[3]
-    bpp = (bits(out.y_likelihoods) + bits(out.z_likelihoods)) / pixels
+    bpp = rate_bits(out.likelihoods) / pixels
     mse = torch.mean((out.x_hat - x) ** 2)
-    return {"loss": config.lmbda * 255**2 * mse + bpp, "mse": mse, "bpp": bpp}
+    return {"loss": rd_cost(mse, bpp, config.lmbda), "mse": mse, "bpp": bpp}

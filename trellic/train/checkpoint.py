@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from trellic.errors import TrellicError
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.models import CodecModel, ModelConfig
 from trellic.safetensors_io import save_safetensors_atomic
 from trellic.zoo import load_model_file
 
@@ -77,7 +77,7 @@ def load_model_weights(path: Path, model: torch.nn.Module) -> None:
 
 def model_from_checkpoint(
     path: Path, tcq_delta: float | None = None
-) -> tuple[MeanScaleHyperprior, dict]:
+) -> tuple[CodecModel, dict]:
     """The model of a training checkpoint (eval mode, coding tables built) and its progress.
 
     Args:
@@ -90,7 +90,7 @@ def model_from_checkpoint(
         progress = json.loads((handle.metadata() or {})["progress"])
     config = progress["config"]
     extra = {} if tcq_delta is None else {"tcq_delta": tcq_delta}
-    model = MeanScaleHyperprior(ModelConfig(N=config["N"], M=config["M"], **extra))
+    model = CodecModel(ModelConfig(N=config["N"], M=config["M"], **extra))
     load_model_weights(path, model)
     model.eval()
     model.update()

@@ -17,9 +17,10 @@ from trellic.argtypes import (
     seed,
 )
 from trellic.errors import TrellicError, warnings_as_lines
+from trellic.models.config import MAX_CHANNELS
 from trellic.paths import data_root
+from trellic.quant.registry import quantizer_names
 from trellic.train.run_folder import TRAIN_OUTPUTS, check_run_folder, clear_run_folder
-from trellic.zoo import MAX_CHANNELS
 
 DEFAULT_LAMBDA = {"mse": 0.0067, "ms-ssim": 16.64}  # CompressAI's quality 4 of each
 # Adam moves every weight by about lr per step: above 1 no run learns, and far above it
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mse: lambda * 255^2 * MSE + bpp; ms-ssim: lambda * (1 - MS-SSIM) + bpp")
     p.add_argument("--lambda", dest="lmbda", type=positive_float, default=None,
                    help="rate-distortion weight (default: 0.0067 for mse, 16.64 for ms-ssim)")
-    p.add_argument("--quantizer", choices=["usq", "tcq4", "tcq8"], default="usq")
+    p.add_argument("--quantizer", choices=quantizer_names(), default="usq")
     p.add_argument("--proxy", choices=["noise", "ste", "mixed"], default="noise")
     p.add_argument("--N", type=int_in(1, MAX_CHANNELS), default=128, help="transform channels")
     p.add_argument("--M", type=int_in(1, MAX_CHANNELS), default=192, help="latent channels")

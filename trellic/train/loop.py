@@ -36,14 +36,15 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trellic.models import MeanScaleHyperprior, ModelConfig
+from trellic.eval.metrics import psnr_of_mse
+from trellic.models import CodecModel, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.quant.base import ProxyKind, Quantizer
 from trellic.train import distributed
 from trellic.train.checkpoint import load_model_weights, load_training_state, save_training_state
 from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
-from trellic.train.loss import LossTerms, psnr, rate_distortion
+from trellic.train.loss import LossTerms, rate_distortion
 from trellic.train.precision import precision_context
 from trellic.train.run_folder import CHECKPOINT, EXPORT, LOG
 from trellic.train.validate import ValidationSet
@@ -93,16 +94,17 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * 0.1**drops
 
 
-def make_optimizers(model: MeanScaleHyperprior, config: TrainConfig) -> dict[str, torch.optim.Adam]:
-    """Adam for the model ("main") and for the factorized prior's quantiles ("aux")."""
-    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+def make_optimizers(model: CodecModel, config: TrainConfig) -> dict[str, torch.optim.Adam]:
+    """Adam for the model ("main") and for the latent codec's aux parameters ("aux")."""
+    aux = model.latent_codec.aux_parameters()
+    main = [p for p in model.parameters() if all(p is not a for a in aux)]
     return {
         "main": torch.optim.Adam(main, lr=config.lr),
-        "aux": torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=config.aux_lr),
+        "aux": torch.optim.Adam(aux, lr=config.aux_lr),
     }
 
 
-def train_step(net: torch.nn.Module, model: MeanScaleHyperprior, x: Tensor, quantizer: Quantizer,
+def train_step(net: torch.nn.Module, model: CodecModel, x: Tensor, quantizer: Quantizer,
                optimizers: dict[str, torch.optim.Adam], config: TrainConfig,
                step: int) -> tuple[LossTerms, Tensor]:
     """One optimizer step on batch x; ``net`` is the model or its DDP wrapper.
@@ -139,7 +141,7 @@ def _record(step: int, terms: LossTerms, aux: Tensor, config: TrainConfig, elaps
     if terms.ms_ssim is not None:
         values.append(terms.ms_ssim)
     values = distributed.mean_over_ranks(torch.stack([v.detach() for v in values])).tolist()
-    record = {"step": step, "loss": values[0], "mse": values[1], "psnr": psnr(values[1]),
+    record = {"step": step, "loss": values[0], "mse": values[1], "psnr": psnr_of_mse(values[1]),
               "bpp": values[2], "aux": values[3], "lr": learning_rate(config, step - 1),
               "elapsed": elapsed}
     if terms.ms_ssim is not None:
@@ -155,14 +157,14 @@ def _stopped(step: int, error: Diverged, out_dir: Path, saved_step: int | None) 
 
 
 def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool = False,
-          warm_start: Path | None = None, progress: bool = True) -> MeanScaleHyperprior:
+          warm_start: Path | None = None, progress: bool = True) -> CodecModel:
     """Run (or continue) a training run in ``out_dir``; returns the trained model."""
     where = distributed.topology(config.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     quantizer = make_quantizer(config.quantizer)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = MeanScaleHyperprior(ModelConfig(N=config.N, M=config.M))
+    model = CodecModel(ModelConfig(N=config.N, M=config.M))
     model.to(where.device, memory_format=layout)
     optimizers = make_optimizers(model, config)
     start, elapsed = 0, 0.0

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trellic.models.hyperprior import ForwardOutput
+from trellic.models.model import ForwardOutput
+from trellic.rd import rd_cost
 
 DISTORTIONS = ("mse", "ms-ssim")
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -39,22 +40,23 @@ def bits(likelihoods: Tensor) -> Tensor:
     return -torch.log(likelihoods).sum() / math.log(2)
 
 
+def rate_bits(likelihoods: dict[str, Tensor]) -> Tensor:
+    """Bits of every stream's likelihoods, summed in stream order."""
+    return sum(bits(values) for values in likelihoods.values())
+
+
 def rate_distortion(output: ForwardOutput, x: Tensor, lmbda: float,
                     distortion: str = "mse") -> LossTerms:
     """Loss of one batch x (B, 3, H, W); bpp counts y and z bits per image pixel."""
     pixels = x.shape[0] * x.shape[2] * x.shape[3]
-    bpp = (bits(output.y_likelihoods) + bits(output.z_likelihoods)) / pixels
+    bpp = rate_bits(output.likelihoods) / pixels
     mse = torch.mean((output.x_hat - x) ** 2)
     if distortion == "mse":
-        return LossTerms(lmbda * 255**2 * mse + bpp, mse, bpp)
+        return LossTerms(rd_cost(mse, bpp, lmbda), mse, bpp)
     if distortion == "ms-ssim":
         similarity = ms_ssim(output.x_hat, x).mean()
         return LossTerms(lmbda * (1 - similarity) + bpp, mse, bpp, similarity)
     raise ValueError(f"unknown distortion {distortion!r}: expected one of {DISTORTIONS}")
-
-
-def psnr(mse: float) -> float:
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def _ssim_terms(x: Tensor, y: Tensor, window: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,7 +1,8 @@
 """Mixed precision for training: the transforms in bfloat16, the entropy models in float32.
 
-With ``precision="bf16"`` the four transforms g_a, h_a, h_s and g_s (the
-convolutions: nearly all the time of a step) run under ``torch.autocast`` with
+With ``precision="bf16"`` the transforms (g_a, g_s and the latent codec's,
+h_a and h_s for the hyperprior: the convolutions, nearly all the time of a
+step) run under ``torch.autocast`` with
 bfloat16 and hand float32 outputs on. The factorized prior, the quantizer
 proxy and the rate stay float32: their likelihoods are differences of erfc or
 sigmoid values, which bfloat16's 8-bit mantissa would blur. Parameters,
@@ -16,14 +17,14 @@ from collections.abc import Iterator
 
 import torch
 
-from trellic.models import MeanScaleHyperprior
+from trellic.models import CodecModel
 
 PRECISIONS = ("fp32", "bf16")
 
 
 @contextlib.contextmanager
-def transforms_in_bf16(model: MeanScaleHyperprior, device_type: str) -> Iterator[None]:
-    """While open, g_a, h_a, h_s and g_s of ``model`` compute in bfloat16 (forward hooks)."""
+def transforms_in_bf16(model: CodecModel, device_type: str) -> Iterator[None]:
+    """While open, the transforms of ``model`` compute in bfloat16 (forward hooks)."""
     active: list[torch.autocast] = []
 
     def enter(module, args):
@@ -36,7 +37,7 @@ def transforms_in_bf16(model: MeanScaleHyperprior, device_type: str) -> Iterator
         return output.float()
 
     handles = []
-    for transform in (model.g_a, model.h_a, model.h_s, model.g_s):
+    for transform in model.transforms():
         handles += [transform.register_forward_pre_hook(enter),
                     transform.register_forward_hook(leave)]
     try:
@@ -48,7 +49,7 @@ def transforms_in_bf16(model: MeanScaleHyperprior, device_type: str) -> Iterator
             active.pop().__exit__(None, None, None)
 
 
-def precision_context(model: MeanScaleHyperprior, precision: str,
+def precision_context(model: CodecModel, precision: str,
                       device_type: str) -> contextlib.AbstractContextManager:
     """The context a training run with ``precision`` computes in."""
     if precision == "fp32":

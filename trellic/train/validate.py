@@ -11,7 +11,6 @@ itself is never touched (it stays in train mode, on its device).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 
 from trellic.codec import Codec
+from trellic.eval import metrics
 from trellic.io import image_to_tensor, list_images, read_image
-from trellic.models import MeanScaleHyperprior
+from trellic.models import CodecModel
 from trellic.train.loss import MS_SSIM_MIN_SIDE, ms_ssim
 from trellic.zoo import LoadedModel
 
@@ -35,9 +35,9 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + h, left : left + w])
 
 
-def cpu_replica(model: MeanScaleHyperprior) -> MeanScaleHyperprior:
+def cpu_replica(model: CodecModel) -> CodecModel:
     """A CPU copy of the model in eval mode with fresh coding tables."""
-    replica = MeanScaleHyperprior(model.config)
+    replica = CodecModel(model.config)
     replica.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     replica.eval()
     replica.update()
@@ -55,26 +55,25 @@ class ValidationSet:
         files = list_images(folder, recursive=True, limit=count)
         return cls([center_crop(read_image(path), crop) for path in files])
 
-    def evaluate(self, model: MeanScaleHyperprior, quantizer: str) -> dict:
+    def evaluate(self, model: CodecModel, quantizer: str) -> dict:
         """Code every image with the real quantizer; per-image means of bpp, PSNR (, MS-SSIM)."""
         began = time.perf_counter()
         loaded = LoadedModel(cpu_replica(model), MODEL_ID, "0" * 64, {})
         codec = Codec.load_from(loaded, quantizer)
-        bpp, est_bpp, psnr, similarity = [], [], [], []
+        bpp, est_bpp, quality, similarity = [], [], [], []
         for image in self.images:
             encoded = codec.encode(image)
             decoded = codec.decode(encoded.data)
             pixels = image.shape[0] * image.shape[1]
             bpp.append(8 * len(encoded.data) / pixels)
             est_bpp.append(encoded.estimated_bits / pixels)
-            mse = np.mean((image.astype(np.float64) - decoded) ** 2)
-            psnr.append(10 * math.log10(255.0**2 / max(mse, 1e-12)))
+            quality.append(metrics.psnr(image, decoded))
             if min(image.shape[:2]) >= MS_SSIM_MIN_SIDE:
                 with torch.no_grad():
                     similarity.append(ms_ssim(image_to_tensor(image).double(),
                                               image_to_tensor(decoded).double()).item())
         result = {"val_bpp": float(np.mean(bpp)), "val_est_bpp": float(np.mean(est_bpp)),
-                  "val_psnr": float(np.mean(psnr)), "val_images": len(self.images)}
+                  "val_psnr": float(np.mean(quality)), "val_images": len(self.images)}
         if len(similarity) == len(self.images):
             result["val_ms_ssim"] = float(np.mean(similarity))
         result["val_seconds"] = time.perf_counter() - began

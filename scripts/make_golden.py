@@ -1,0 +1,152 @@
+"""Write the golden files: small real crops coded by every shipped model (tests/test_golden.py).
+
+    python scripts/make_golden.py [--out tests/golden] [--force]
+
+For each shipped model (weights/manifest.json) and quantizer (usq, tcq4,
+tcq8), crop ``a`` of a Kodak image is coded into ``<model>-<quantizer>-a.trl``;
+the full models (not retrained variants) also code crop ``b``, whose odd size
+exercises padding. Extras: one file with a non-default lambda_t, one with a few
+steps of latent refinement, and each decoder-only variant decoding its base
+model's file. ``golden.json`` records, for every file, how it was made, the
+sha256 of its bytes and the sha256 of the decoded image (its uint8 (H, W, 3)
+bytes, C order); for every crop, the image (relative to ``$TRELLIC_DATA``),
+its coordinates and the sha256 of its pixels. The images are never copied.
+
+The golden files pin the codec's exact bytes and pixels: refresh them only
+for a change that is *meant* to alter the format or the shipped models, and
+say so in the commit (``--force`` overwrites).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trellic.codec import Codec
+from trellic.coding import bitstream
+from trellic.errors import TrellicError
+from trellic.io import read_image, write_atomic
+from trellic.models.refine import RefineConfig
+from trellic.paths import data_root
+from trellic.quant.registry import quantizer_names
+from trellic.zoo import LoadedModel, load, read_manifest
+
+QUANTIZERS = quantizer_names()
+CROPS = {
+    "a": {"image": "kodak/kodim23.png", "x": 288, "y": 160, "width": 128, "height": 96},
+    "b": {"image": "kodak/kodim05.png", "x": 400, "y": 300, "width": 72, "height": 60},
+}
+DEFAULT = "mbt-mean-n64-l0067-tcq4"
+EXTRAS = (
+    {"model": DEFAULT, "quantizer": "tcq8", "lambda_t": 0.05, "refine": 0, "crop": "a"},
+    {"model": DEFAULT, "quantizer": "usq", "lambda_t": None, "refine": 2, "crop": "b"},
+)
+
+
+def image_sha256(image: np.ndarray) -> str:
+    """sha256 of a uint8 (H, W, 3) image's bytes in C order."""
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def read_crop(crop: dict, root: Path) -> np.ndarray:
+    """The crop's pixels, uint8 (height, width, 3)."""
+    image = read_image(root / crop["image"])
+    x, y = crop["x"], crop["y"]
+    return np.ascontiguousarray(image[y : y + crop["height"], x : x + crop["width"]])
+
+
+@cache
+def loaded_model(name: str) -> LoadedModel:
+    """A shipped model, loaded once per process."""
+    return load(name)
+
+
+def encode(case: dict, crop: np.ndarray) -> bytes:
+    """The file a golden case describes (also what the test re-encodes)."""
+    refine = RefineConfig(steps=case["refine"]) if case["refine"] else None
+    loaded = loaded_model(case["model"])
+    return Codec.load_from(loaded, case["quantizer"], case["lambda_t"], refine).encode(crop).data
+
+
+def decode(data: bytes, model: str | None = None) -> np.ndarray:
+    """A golden file decoded as ``trellic decompress [--model NAME]`` does it (models cached)."""
+    header = bitstream.unpack(data).header
+    loaded = loaded_model(header.model_id if model is None else model)
+    return Codec.load_from(loaded, header.quantizer, header.lambda_t).decode(data)
+
+
+def file_name(case: dict) -> str:
+    extra = (f"-lt{case['lambda_t']:g}" if case["lambda_t"] is not None else "") + (
+        f"-refine{case['refine']}" if case["refine"] else ""
+    )
+    return f"{case['model']}-{case['quantizer']}{extra}-{case['crop']}.trl"
+
+
+def cases(manifest: dict) -> list[dict]:
+    out = []
+    for model, entry in manifest["models"].items():
+        crops = ("a",) if "retrain" in entry else ("a", "b")
+        for crop in crops:
+            for kind in QUANTIZERS:
+                out.append(
+                    {"model": model, "quantizer": kind, "lambda_t": None, "refine": 0, "crop": crop}
+                )
+    return out + [dict(extra) for extra in EXTRAS]
+
+
+def cross_decodes(manifest: dict) -> list[dict]:
+    """Decoder-only variants decode their base model's files (same encoder and tables)."""
+    out = []
+    for model in manifest["models"]:
+        loaded = loaded_model(model)
+        source = loaded.info.get("retrained_from")
+        if source and loaded.info.get("retrain", {}).get("part") == "decoder":
+            quantizer = loaded.info["retrain"]["quantizer"]
+            base = {"model": source["model"], "quantizer": quantizer, "lambda_t": None,
+                    "refine": 0, "crop": "a"}
+            out.append({"file": file_name(base), "model": model})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "tests" / "golden")
+    parser.add_argument("--force", action="store_true", help="overwrite existing golden files")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    root = data_root()
+    pixels = {name: read_crop(crop, root) for name, crop in CROPS.items()}
+    crops = {name: {**crop, "sha256": image_sha256(pixels[name])} for name, crop in CROPS.items()}
+    manifest = read_manifest()
+    files = []
+    for case in cases(manifest):
+        data = encode(case, pixels[case["crop"]])
+        name = file_name(case)
+        write_atomic(args.out / name, data, force=args.force)
+        files.append({"file": name, **case, "sha256": hashlib.sha256(data).hexdigest(),
+                      "decoded_sha256": image_sha256(decode(data))})
+        print(f"{name}: {len(data)} bytes", file=sys.stderr)
+    cross = []
+    for entry in cross_decodes(manifest):
+        data = (args.out / entry["file"]).read_bytes()
+        cross.append({**entry, "decoded_sha256": image_sha256(decode(data, entry["model"]))})
+    golden = {"schema": 1, "crops": crops, "files": files, "cross_decodes": cross}
+    text = json.dumps(golden, indent=1) + "\n"
+    write_atomic(args.out / "golden.json", text.encode(), force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except TrellicError as error:
+        print(f"make_golden: error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,78 @@
+"""Coding the indices of y with the Gaussian conditional's integer tables.
+
+Every element's table row is (quantizer id of its trellis state, scale
+level); the quantizer's walk fixes the order: USQ codes all indices in one
+step, TCQ one step per sequence position, over every sequence at once (see
+:func:`trellic.quant.trellis.walk` and the container's docstring). The
+encoder passes the quantizer ids its search found; the decoder replays them
+from the indices it decodes, through the same walk.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from trellic.coding.range_coder import SymbolDecoder, SymbolEncoder
+from trellic.entropy.gaussian import TableRate, scale_levels, table_rows
+from trellic.entropy.tables import PmfTables
+from trellic.quant.base import Quantized, Quantizer
+
+
+class GaussianCoding:
+    """The y coder of one quantizer: its tables, the scale table and the quantizer's walk.
+
+    Args:
+        tables: the integer tables of the quantizer's (quantizer id, scale level) rows.
+        scale_table: (L,) scale levels.
+        quantizer: the quantizer whose indices are coded.
+    """
+
+    def __init__(self, tables: PmfTables, scale_table: Tensor, quantizer: Quantizer):
+        self.tables = tables
+        self.scale_table = scale_table
+        self.quantizer = quantizer
+
+    @property
+    def rate(self) -> TableRate:
+        """The coder's exact code lengths, as the Viterbi's rate term."""
+        return TableRate(self.tables, self.scale_table)
+
+    def _levels(self, scales: Tensor) -> Tensor:
+        """Scale levels as (S, T) sequences."""
+        return self.quantizer.scan(scale_levels(scales, self.scale_table))
+
+    def _rows(self, qid: Tensor, levels: Tensor) -> Tensor:
+        return table_rows(qid, levels, self.scale_table.numel())
+
+    def encode(self, quantized: Quantized, scales: Tensor) -> bytes:
+        """Indices k with their quantizer ids, and scales, all (1, M, h, w) -> the y stream."""
+        k, levels = self.quantizer.scan(quantized.k), self._levels(scales)
+        encoder = SymbolEncoder(self.tables)
+
+        def step(positions: slice, qid: Tensor) -> Tensor:
+            rows = self._rows(qid, levels[:, positions])
+            encoder.encode_step(k[:, positions].numpy(), rows.numpy())
+            return k[:, positions]
+
+        self.quantizer.walk(tuple(k.shape), step, self.quantizer.scan(quantized.qid))
+        return encoder.finish()
+
+    def decode(self, stream: bytes, scales: Tensor) -> Quantized:
+        """The y stream and scales (1, M, h, w) -> indices and quantizer ids (1, M, h, w)."""
+        levels = self._levels(scales)
+        decoder = SymbolDecoder(stream, self.tables)
+
+        def step(positions: slice, qid: Tensor) -> Tensor:
+            rows = self._rows(qid, levels[:, positions])
+            values = decoder.decode_step(rows.numpy())
+            return torch.from_numpy(values).view(levels.shape[0], -1)
+
+        k, qid = self.quantizer.walk(tuple(levels.shape), step)
+        shape = scales.shape
+        return Quantized(self.quantizer.unscan(k, shape), self.quantizer.unscan(qid, shape))
+
+    def bits(self, quantized: Quantized, scales: Tensor) -> Tensor:
+        """Code length of each index under the integer tables, (1, M, h, w) float64."""
+        levels = scale_levels(scales, self.scale_table)
+        return self.tables.bits(self._rows(quantized.qid, levels), quantized.k)

@@ -1,0 +1,82 @@
+"""The model config: architecture, channel counts, TCQ step, prior widths; versioned.
+
+Every weights file stores it as JSON. Version 1 (the files shipped before the
+latent-codec layer) held exactly ``N``, ``M`` and ``tcq_delta`` and meant the
+mbt2018-mean architecture; it loads as that. From version 2 the config names
+its architecture (:mod:`trellic.models.architectures`). A field the file lacks
+takes its default, so adding an optional field keeps every older file
+loading; a version newer than this trellic, a field it does not know, an
+unknown architecture or out-of-range values are errors (ValueError): the
+config sizes the model, so it is checked before anything is allocated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from trellic.models.architectures import ARCHITECTURES
+
+CONFIG_VERSION = 2
+VERSION_1_ARCHITECTURE = "mbt2018-mean"
+MAX_CHANNELS = 1024
+MAX_DELTA = 1e3
+MAX_PRIOR_LAYERS, MAX_PRIOR_WIDTH = 8, 16  # bounds of the factorized prior's density network
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """architecture: a name in the registry; N transform channels, M latent channels;
+    tcq_delta: the step of the TCQ tables; prior_filters: hidden widths of the factorized
+    prior's density network (trellic's models (3, 3, 3), CompressAI's (3, 3, 3, 3))."""
+
+    architecture: str = "mbt2018-mean"
+    N: int = 128
+    M: int = 192
+    tcq_delta: float = 0.6
+    prior_filters: tuple[int, ...] = (3, 3, 3)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}")
+        for name in ("N", "M"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"config {name}={value!r} is not an integer")
+            if not 1 <= value <= MAX_CHANNELS:
+                raise ValueError(f"config {name}={value} is not in 1..{MAX_CHANNELS}")
+        delta = self.tcq_delta
+        if isinstance(delta, bool) or not isinstance(delta, float | int):
+            raise ValueError(f"config tcq_delta={delta!r} is not a number")
+        if not 0 < delta < MAX_DELTA:
+            raise ValueError(f"config tcq_delta={delta} out of range")
+        filters = self.prior_filters
+        if not (
+            isinstance(filters, tuple)
+            and 1 <= len(filters) <= MAX_PRIOR_LAYERS
+            and all(type(width) is int and 1 <= width <= MAX_PRIOR_WIDTH for width in filters)
+        ):
+            raise ValueError(f"config prior_filters={filters!r} out of range")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """A stored config of any version up to :data:`CONFIG_VERSION`."""
+        if not isinstance(data, dict):
+            raise ValueError("model config is not a JSON object")
+        data = dict(data)
+        version = data.pop("version", 1)
+        if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
+            raise ValueError(
+                f"model config version {version!r} is not supported "
+                f"(this trellic reads 1..{CONFIG_VERSION})"
+            )
+        if version == 1:
+            data.setdefault("architecture", VERSION_1_ARCHITECTURE)
+        if isinstance(data.get("prior_filters"), list):  # JSON has no tuples
+            data["prior_filters"] = tuple(data["prior_filters"])
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"model config has fields this trellic does not know: {unknown}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return {"version": CONFIG_VERSION, **asdict(self)}
