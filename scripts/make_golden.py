@@ -36,6 +36,7 @@ import torch
 
 from trellic.codec import Codec
 from trellic.coding import bitstream
+from trellic.determinism import kernel_fingerprint
 from trellic.errors import TrellicError
 from trellic.io import read_image, write_atomic
 from trellic.models.refine import RefineConfig
@@ -85,17 +86,6 @@ def decode(data: bytes, model: str | None = None) -> np.ndarray:
     header = bitstream.unpack(data).header
     loaded = loaded_model(header.model_id if model is None else model)
     return Codec.load_from(loaded, header.quantizer, header.lambda_t).decode(data)
-
-
-def kernel_fingerprint() -> str:
-    """sha256 of the default model's g_a and g_s on a fixed input, one thread: machines whose
-    float kernels round alike give the same fingerprint (and the same golden bytes and pixels)."""
-    model = loaded_model(DEFAULT).model
-    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        y = model.g_a(x)
-        x_hat = model.g_s(y)
-    return hashlib.sha256(y.numpy().tobytes() + x_hat.numpy().tobytes()).hexdigest()
 
 
 def file_name(case: dict) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from trellic.coding import bitstream
+from trellic.determinism import kernel_fingerprint
 from trellic.paths import data_root
 from trellic.zoo import read_manifest
 
@@ -35,7 +36,7 @@ _spec.loader.exec_module(make_golden)
 
 @pytest.fixture(scope="module")
 def same_kernels():
-    if make_golden.kernel_fingerprint() != RECORD["kernels"]:
+    if kernel_fingerprint() != RECORD["kernels"]:
         pytest.skip("this machine's float kernels round unlike those that wrote the golden files")
 
 
