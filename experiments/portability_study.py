@@ -34,7 +34,7 @@ SETTINGS = {
     "no-onednn": {},
     "two-threads": {},
 }
-ENCODERS = ("native", "sse41", "no-onednn")
+ENCODERS = ("native", "sse41", "no-onednn")  # the default --encoders
 QUANTIZERS = ("usq", "tcq4")
 
 
@@ -85,11 +85,12 @@ def _run(setting: str, *args: str) -> str:
     return subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def study(models: list[str], images: list[str], tolerance: int) -> dict:
+def study(models: list[str], images: list[str], tolerance: int,
+          encoders: tuple[str, ...] = ENCODERS) -> dict:
     """Every (encoder setting, decoder setting) pair: files decoded, failed, wrong."""
     pairs = []
     with tempfile.TemporaryDirectory() as folder:
-        for encoder in ENCODERS:
+        for encoder in encoders:
             work = Path(folder) / encoder
             work.mkdir()
             _run(encoder, "encode", str(work), ",".join(models), *images)
@@ -130,13 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="default", help="comma-separated names, or 'all'")
     parser.add_argument("--limit", type=positive_int, default=24, help="first N Kodak images")
     parser.add_argument("--tolerance", type=int_in(0, 255), default=2, help="pixel levels")
+    parser.add_argument("--encoders", default=",".join(ENCODERS),
+                        help=f"comma-separated settings to encode under, of {', '.join(SETTINGS)}")
     parser.add_argument("-o", "--output", type=Path, help="write the JSON here")
     parser.add_argument("--force", action="store_true", help="overwrite --output")
     args = parser.parse_args(argv)
     models = (sorted(read_manifest()["models"]) if args.models == "all"
               else args.models.split(","))
     images = [str(p) for p in list_images(kodak_dir(), limit=args.limit)]
-    result = study(models, images, args.tolerance)
+    encoders = tuple(args.encoders.split(","))
+    unknown = set(encoders) - set(SETTINGS)
+    if unknown:
+        parser.error(f"unknown --encoders {', '.join(sorted(unknown))}")
+    result = study(models, images, args.tolerance, encoders)
     text = json.dumps(result, indent=1) + "\n"
     if args.output:
         write_atomic(args.output, text.encode(), args.force)

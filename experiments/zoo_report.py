@@ -13,8 +13,9 @@ with ``--curves`` only the named curves are re-measured (``--curves ''``: none, 
 tables and the plot are rebuilt from the stored JSON in seconds). Then it tabulates BD-rates
 against JPEG, WebP, AVIF (docs/baselines), CompressAI's published
 mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/, v2/, v3/: what
-the zoo measured before its models were trained longer) with ``trellic bdrate --table``,
-and plots them with ``trellic plot``.
+the zoo measured before its models were trained longer; format1/: the same v4 models
+coding format-1 files, with float scales, before portable bitstreams) with
+``trellic bdrate --table``, and plots them with ``trellic plot``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")  # relative to ROOT, so the tables name no machine paths
 BASELINES = Path("docs/baselines")
 # earlier zoos' curves: what longer training bought
-EARLIER = (RESULTS / "v1", RESULTS / "v2", RESULTS / "v3")
+EARLIER = (RESULTS / "v1", RESULTS / "v2", RESULTS / "v3", RESULTS / "format1")
 WEIGHTS = ROOT / "weights"
 QUANTIZERS = quantizer_names()
 REFINED = "zoo-usq-refine100"

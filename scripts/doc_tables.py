@@ -267,6 +267,26 @@ def retraining(paths: list[Path]) -> list[str]:
         sys.path.remove(str(ROOT / "experiments"))
 
 
+def format_change(paths: list[Path]) -> list[str]:
+    """Each zoo curve in format 2 against the same models' format-1 curve (docs/results/format1/):
+    BD-rate over the curve, and the change of rate and PSNR per rate point."""
+    matrix = _bd_matrix(paths[0])
+    rows = []
+    for old_path in sorted((ROOT / "docs/results/format1").glob("*.json")):
+        old, new = _json(old_path), _json(ROOT / "docs/results" / old_path.name)
+        by_model = {p["model"]: p for p in new["points"]}
+        changes = []
+        for point in sorted(old["points"], key=lambda p: p["lambda"]):
+            now = by_model[point["model"]]
+            changes.append(f"{100 * (now['bpp'] / point['bpp'] - 1):+.2f}% / "
+                           f"{now['psnr_rgb'] - point['psnr_rgb']:+.3f}")
+        rows.append([new["name"].removeprefix("trellic "),
+                     f"{matrix[old['name']][new['name']]}%"] + changes)
+    lambdas = sorted(p["lambda"] for p in _json(paths[1])["points"])
+    header = ["curve", "BD-rate vs format 1"] + [f"lambda {v:g}: bpp / dB" for v in lambdas]
+    return _table(header, rows)
+
+
 def portability(paths: list[Path]) -> list[str]:
     """experiments/portability_study.py: files written under one kernel set, decoded under
     another (one table per data file: before and after portable bitstreams)."""
@@ -298,6 +318,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "tcq-training": tcq_training,
     "retraining": retraining,
     "portability": portability,
+    "format-change": format_change,
 }
 
 
