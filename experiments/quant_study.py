@@ -3,9 +3,11 @@
     python experiments/quant_study.py --json out.json [--model default] [--images 4] \
         --configs usq rdoq:0.05 tcq4 tcq4:0.05+cheap tcq4+full
 
-A config is ``quantizer[:lambda_t][+REFINE]`` (lambda_t: the search's rate
-weight, default the quantizer's; REFINE: encoder-side refinement, a mode of
-``--refine`` or a number of annealed steps).
+A config is ``quantizer[:lambda_t][@SHRINK][+REFINE]`` (lambda_t: the search's
+rate weight, default the quantizer's; SHRINK: the search's weight of errors
+towards the mean, default the quantizer's; REFINE: encoder-side refinement, a mode of
+``--refine``, a number of annealed steps, or ``uSTEPS:LR`` for the cheap mode's
+unrounded float32 steps at another count and learning rate).
 Codes BSDS500 ``val`` photos (training photos, never Kodak: the reporting
 set), the first ``--images`` of them in name order from ``--first``, through
 the real codec, and records per image the bytes, the MSE and the encode
@@ -34,12 +36,19 @@ from trellic.rd import rd_cost
 from trellic.zoo import load
 
 
-def parse_config(text: str) -> tuple[str, float | None, RefineConfig | None]:
-    """``quantizer[:lambda_t][+REFINE]`` -> (quantizer, lambda_t or None, refinement)."""
+def parse_config(text: str) -> tuple[str, float | None, float | None, RefineConfig | None]:
+    """``quantizer[:lambda_t][@SHRINK][+REFINE]`` -> (quantizer, lambda_t or None, shrink or
+    None, refinement)."""
     head, _, refine = text.partition("+")
+    head, _, shrink = head.partition("@")
     name, _, lambda_t = head.partition(":")
-    mode = refine if refine in REFINE_MODES else int(refine or 0)
-    return name, float(lambda_t) if lambda_t else None, refine_config(mode)
+    if refine.startswith("u"):
+        steps, lr = refine[1:].split(":")
+        config = RefineConfig(int(steps), float(lr), anneal=False, bfloat16=False)
+    else:
+        config = refine_config(refine if refine in REFINE_MODES else int(refine or 0))
+    return (name, float(lambda_t) if lambda_t else None, float(shrink) if shrink else None,
+            config)
 
 
 def measure(codec: Codec, images: list[np.ndarray], lmbda: float) -> dict:
@@ -70,10 +79,12 @@ def main() -> None:
     out = {"model": loaded.model_id, "sha256": loaded.sha256, "lambda": lmbda,
            "images": [f.name for f in files], "configs": {}}
     for text in args.configs:
-        name, lambda_t, refine = parse_config(text)
+        name, lambda_t, shrink, refine = parse_config(text)
         codec = Codec.load_from(loaded, name, lambda_t, refine)
+        if shrink is not None:
+            codec.quantizer.shrink = shrink
         point = measure(codec, images, lmbda)
-        point["lambda_t"] = codec.lambda_t
+        point["lambda_t"], point["shrink"] = codec.lambda_t, codec.quantizer.shrink
         base = next(iter(out["configs"].values()), point)
         point["gain_percent"] = 100 * (base["rd_cost"] - point["rd_cost"]) / base["bpp"]
         out["configs"][text] = point

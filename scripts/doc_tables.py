@@ -28,6 +28,7 @@ from pathlib import Path
 
 from trellic.errors import TrellicError
 from trellic.io import write_atomic
+from trellic.quant.registry import QUANTIZERS as QUANTIZERS_BY_NAME
 from trellic.quant.registry import quantizer_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,12 +68,13 @@ def default_model(paths: list[Path]) -> list[str]:
     manifest = _json(paths[0])
     name = manifest["default"]
     entry = manifest["models"][name]
-    images = {entry["kodak"][q]["images"] for q in QUANTIZERS}
+    measured = [q for q in QUANTIZERS if q in entry["kodak"]]
+    images = {entry["kodak"][q]["images"] for q in measured}
     rows = []
-    for kind in QUANTIZERS:
-        point = entry["kodak"][kind]
-        label = kind if kind == "usq" else f"{kind} (delta {entry['tcq_delta']:g})"
-        lambda_t = "-" if kind == "usq" else f"{point['lambda_t']:g}"
+    for kind in measured:
+        point, step = entry["kodak"][kind], QUANTIZERS_BY_NAME[kind].step
+        label = kind if step is None else f"{kind} (delta {entry[step]:g})"
+        lambda_t = f"{point['lambda_t']:g}" if point.get("lambda_t") else "-"
         rows.append([label, f"{point['bpp']:.4f}", f"{point['psnr_rgb']:.2f}", lambda_t])
     caption = f"`{name}` on Kodak ({', '.join(map(str, sorted(images)))} images):"
     return [caption, ""] + _table(["quantizer", "bpp", "PSNR (dB)", "lambda_t"], rows)

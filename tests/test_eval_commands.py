@@ -128,7 +128,8 @@ def test_eval_refine_records_the_setting_and_rejects_negative_steps(folder, tmp_
     argv = ["eval", str(folder), "--model", str(weights), "--quantizer", "tcq4", "-o", str(out)]
     assert main([*argv, "--refine", "2"]) == 0
     (point,) = read_results(out).points
-    assert point.options["refine"] == {"steps": 2, "lr": 0.01, "seed": 0, "anneal": True}
+    assert point.options["refine"] == {"steps": 2, "lr": 0.01, "seed": 0, "anneal": True,
+                                       "bfloat16": True}
     assert point.options["load"]["refine"] == 2 and point.bpp > 0
     assert main([*argv, "--refine", "cheap", "--force"]) == 0
     (point,) = read_results(out).points

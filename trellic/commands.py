@@ -40,12 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="zoo model name (`trellic models` lists them) or .safetensors path; "
                    "default: the zoo's default model")
     p.add_argument("--quantizer", choices=quantizer_names(), default="usq",
-                   help="uniform scalar, or trellis-coded with a 4- or 8-state trellis")
+                   help="uniform scalar (usq: rounding; rdoq: rate-aware search on its grid), "
+                   "or trellis-coded with a 4- or 8-state trellis")
     p.add_argument(
         "--lambda-t",
         type=float_in(0.0, bitstream.MAX_LAMBDA_T, high_open=True),
         default=None,
-        help="TCQ rate weight in latent units (default: 0.3 * delta^2)",
+        help="rate weight of the rdoq/tcq search in latent units (default: the quantizer's, "
+        "rdoq 0.01 * delta^2, tcq 0.3 * delta^2)",
     )
     p.add_argument(
         "--refine",

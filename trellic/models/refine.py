@@ -50,13 +50,15 @@ CHEAP_LR = 0.02
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """Adam steps on (y, z), its peak learning rate (cosine decay), the noise seed, and
-    whether the latents are rounded by SGA (False: left unrounded, deterministic)."""
+    """Adam steps on (y, z), its peak learning rate (cosine decay), the noise seed,
+    whether the latents are rounded by SGA (False: left unrounded, deterministic) and
+    whether the networks compute in bfloat16 (fast only on CPUs with bfloat16 units)."""
 
     steps: int = 100
     lr: float = 0.01
     seed: int = 0
     anneal: bool = True
+    bfloat16: bool = True
 
     def __post_init__(self):
         if self.steps < 1 or not self.lr > 0:
@@ -65,7 +67,7 @@ class RefineConfig:
 
 # The encoder modes of ``--refine``: measured in docs/quantization.md.
 REFINE_MODES = {
-    "cheap": RefineConfig(steps=CHEAP_STEPS, lr=CHEAP_LR, anneal=False),
+    "cheap": RefineConfig(steps=CHEAP_STEPS, lr=CHEAP_LR, anneal=False, bfloat16=False),
     "full": RefineConfig(),
 }
 
@@ -89,13 +91,13 @@ def sga_round(v: Tensor, temperature: float, generator: torch.Generator) -> Tens
 
 def _relaxed_cost(model: CodecModel, x: Tensor, y: Tensor, z: Tensor,
                   valid: tuple[int, int], lmbda: float,
-                  rounding: Callable[[Tensor], Tensor]) -> Tensor:
+                  rounding: Callable[[Tensor], Tensor], bfloat16: bool) -> Tensor:
     """lambda * 255^2 * MSE + bpp of (y, z) with ``rounding`` in place of rounding.
 
-    The networks compute in bfloat16 (autocast), the likelihoods in float32.
+    The networks compute in bfloat16 (autocast) if asked, the likelihoods in float32.
     """
     height, width = valid
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         out = model.latent_codec.relaxed(y, z, rounding)
         x_hat = model.g_s(out.y_hat)
     bits = sum(-torch.log2(likelihood).sum() for likelihood in out.likelihoods.values())
@@ -149,7 +151,7 @@ def refine_latents(model: CodecModel, x: Tensor, valid: tuple[int, int], lmbda: 
             rounding = partial(sga_round, temperature=temperature, generator=generator)
             with torch.enable_grad():
                 cost = _relaxed_cost(model, x, y, z, valid, lmbda,
-                                     rounding if config.anneal else _unrounded)
+                                     rounding if config.anneal else _unrounded, config.bfloat16)
                 y.grad, z.grad = torch.autograd.grad(cost, [y, z])
             optimizer.step()
         y, z = y.detach(), z.detach()

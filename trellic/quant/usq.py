@@ -17,8 +17,8 @@ from trellic.quant.proxy import quantizer_proxy
 from trellic.quant.trellis import USQ_TRELLIS
 
 # RDOQ's default rate weight per delta^2 (latent units): the lowest mean RD cost
-# of the default model on non-Kodak photos (docs/quantization.md, scripts/quant_study.py).
-RDOQ_LAMBDA_PER_DELTA2 = 0.05
+# of the default model on non-Kodak photos (docs/quantization.md, experiments/quant_study.py).
+RDOQ_LAMBDA_PER_DELTA2 = 0.01
 
 
 class USQ(Quantizer):
