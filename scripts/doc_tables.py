@@ -251,6 +251,23 @@ def refine_study(paths: list[Path]) -> list[str]:
                    for model, by in cells.items()])
 
 
+def quant_study(paths: list[Path]) -> list[str]:
+    """experiments/quant_study.py runs: per config the RD cost, its gain over the first config
+    (% of its bpp) and the encode seconds; one table per run."""
+    lines: list[str] = []
+    for path in paths:
+        run = _json(path)
+        caption = (f"`{path.name}`: `{run['model']}` (lambda {run['lambda']:g}), BSDS500 val "
+                   f"{', '.join(Path(name).stem for name in run['images'])}:")
+        rows = [[f"`{config}`", f"{point['lambda_t']:g}", f"{point['shrink']:g}",
+                 f"{point['bpp']:.4f}", f"{point['rd_cost']:.4f}",
+                 f"{point['gain_percent']:+.2f}%", f"{point['encode_s']:.2f}"]
+                for config, point in run["configs"].items()]
+        header = ["config", "lambda_t", "shrink", "bpp", "RD cost", "gain", "encode s"]
+        lines += ([""] if lines else []) + [caption, ""] + _table(header, rows)
+    return lines
+
+
 def tcq_training(paths: list[Path]) -> list[str]:
     """experiments/tcq_training_study.py: each training recipe coded with usq and tcq4."""
     return _table(
@@ -278,6 +295,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "operating-point": operating_point,
     "refine-study": refine_study,
     "tcq-training": tcq_training,
+    "quant-study": quant_study,
     "retraining": retraining,
 }
 
