@@ -242,3 +242,17 @@ def test_a_losslessly_coded_image_gives_a_finite_curve_and_a_warning(tmp_path, c
     assert [p.psnr_rgb for p in read_results(out).points] == [PSNR_MAX, PSNR_MAX]
     assert "trellic: warning: black.png decoded identical to the original" in (
         capsys.readouterr().err)
+
+
+def test_convert_results_writes_compressai_layout_and_back(tmp_path, capsys):
+    source = _curve(tmp_path, "ours")
+    out = tmp_path / "compressai.json"
+    assert main(["convert-results", source, "--to", "compressai", "-o", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["name"] == "ours" and data["results"]["bpp"] == RATE
+    assert data["results"]["psnr-rgb"] == PSNR
+    back = tmp_path / "back.json"
+    assert main(["convert-results", str(out), "--to", "trellic", "-o", str(back)]) == 0
+    assert [p.psnr_rgb for p in read_results(back).points] == PSNR
+    assert main(["convert-results", source, "--to", "compressai", "-o", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err

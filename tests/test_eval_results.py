@@ -19,6 +19,7 @@ from trellic.eval.results import (
     read_reference,
     read_results,
     reference_names,
+    to_compressai,
     write_results,
 )
 
@@ -105,6 +106,23 @@ def test_compressai_results_files_are_read(tmp_path, psnr_key, ssim_key):
     assert [p.bpp for p in results.points] == [0.1, 0.2, 0.3]
     assert [p.psnr_rgb for p in results.points] == [27.0, 29.0, 31.0]
     assert results.points[0].ms_ssim_rgb == 0.92 and results.points[0].encode_seconds == 1
+
+
+def test_results_export_to_compressai_layout_and_read_back(tmp_path):
+    results = _results()
+    data = to_compressai(results)
+    # What compressai.utils.plot reads: name, results.bpp and results.<metric>, in pairs.
+    assert data["name"] == "trellic tcq8" and data["results"]["bpp"] == [0.25, 0.6]
+    assert data["results"]["psnr-rgb"] == [28.5, 32.0]
+    assert data["results"]["ms-ssim-rgb"] == pytest.approx([0.97, 0.97])
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    back = read_results(tmp_path / "c.json")
+    for ours, theirs in zip(results.points, back.points, strict=True):
+        assert (theirs.bpp, theirs.psnr_rgb, theirs.ms_ssim_rgb, theirs.decode_seconds) == (
+            ours.bpp, ours.psnr_rgb, ours.ms_ssim_rgb, ours.decode_seconds)
+    results.points[0].ms_ssim_rgb = None  # a column some point lacks is left out
+    assert set(to_compressai(results)["results"]) == {
+        "bpp", "psnr-rgb", "encoding_time", "decoding_time"}
 
 
 def test_shipped_reference_curves_name_their_source():

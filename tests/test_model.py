@@ -26,6 +26,14 @@ def test_a_version_1_config_means_mbt2018_mean_and_new_configs_name_their_archit
 def test_a_field_the_file_lacks_takes_its_default():
     config = ModelConfig.from_dict({"version": 2, "architecture": "mbt2018-mean", "N": 8, "M": 8})
     assert config.tcq_delta == ModelConfig().tcq_delta
+    assert config.prior_filters == (3, 3, 3)
+
+
+def test_the_prior_widths_of_a_config_size_the_factorized_prior_and_survive_json():
+    config = ModelConfig(N=8, M=8, prior_filters=(3, 3, 3, 3))
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    prior = CodecModel(config).latent_codec.entropy_bottleneck
+    assert len(prior.matrices) == 5 and len(prior.factors) == 4
 
 
 @pytest.mark.parametrize(
@@ -37,6 +45,10 @@ def test_a_field_the_file_lacks_takes_its_default():
         ({"N": 0, "M": 8}, "not in 1..1024"),
         ({"N": 8, "M": 8.5}, "not an integer"),
         ({"N": 8, "M": 8, "tcq_delta": -1.0}, "out of range"),
+        ({"N": 8, "M": 8, "prior_filters": []}, "prior_filters"),
+        ({"N": 8, "M": 8, "prior_filters": [3, 99]}, "prior_filters"),
+        ({"N": 8, "M": 8, "prior_filters": [3, 2.5]}, "prior_filters"),
+        ({"N": 8, "M": 8, "prior_filters": 3}, "prior_filters"),
     ],
 )
 def test_configs_this_trellic_cannot_build_are_refused_before_allocation(data, message):

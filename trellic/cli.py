@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "trellic.train.commands",
     "trellic.eval.commands",
     "trellic.retrain.commands",
+    "trellic.interop.commands",
 )
 
 

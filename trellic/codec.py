@@ -110,6 +110,7 @@ class Codec:
             },
             "lambda": training.get("lmbda"),
             "architecture": _architecture(self.loaded.model.config.to_dict()),
+            "source": self.loaded.info.get("source"),  # an imported checkpoint (trellic.interop)
             "refine": None if self.refine is None else dataclasses.asdict(self.refine),
         }
 

@@ -1,4 +1,4 @@
-"""Subcommands of the evaluation suite: eval, baseline, bdrate, plot, report.
+"""Subcommands of the evaluation suite: eval, baseline, bdrate, plot, report, convert-results.
 
     trellic eval DATA_DIR [--model NAME] --quantizer usq|tcq4|tcq8 -o results.json
     trellic baseline DATA_DIR --codec jpeg|jpeg444|webp|avif|avif420|jxl|x265 -o results.json
@@ -6,6 +6,7 @@
     trellic bdrate --table *.json --reference all -o bdrate.md
     trellic plot *.json --reference mbt2018-mean -o rd.png
     trellic report *.json --anchor jpeg -o report.html
+    trellic convert-results results.json --to compressai -o compressai.json
 
 Every option value is checked at parse time (trellic.argtypes; exit 2). Curves measured on
 different image sets are not compared unless ``--allow-mixed-images`` (then a warning).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
 from pathlib import Path
@@ -44,6 +46,7 @@ from trellic.eval.results import (
     read_reference,
     read_results,
     reference_names,
+    to_compressai,
     write_results,
 )
 from trellic.eval.runner import Setting, run
@@ -256,6 +259,18 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_results(args: argparse.Namespace) -> int:
+    output = check_output(args.output, args.force, (Path(args.file),))
+    results = read_results(args.file)
+    if args.to == "compressai":
+        text = json.dumps(to_compressai(results), indent=2, allow_nan=False) + "\n"
+        write_atomic(output, text.encode(), args.force)
+    else:
+        write_results(results, output, args.force)
+    print(f"wrote {output}")
+    return 0
+
+
 def _add_output(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("-o", "--output", required=required, help="output file (atomic write)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -349,3 +364,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="right end of the rate axis (default: 2.0)")
     _add_output(parser)
     parser.set_defaults(func=_report)
+
+    parser = subparsers.add_parser(
+        "convert-results", help="a results JSON in trellic's or CompressAI's layout",
+        description="Read a trellic or CompressAI results JSON and write it in the chosen "
+        "layout (CompressAI's: columns bpp, psnr-rgb, ms-ssim-rgb, times; its plot reads it).")
+    parser.add_argument("file", help="results JSON (trellic or CompressAI format)")
+    parser.add_argument("--to", choices=("compressai", "trellic"), required=True)
+    _add_output(parser)
+    parser.set_defaults(func=_convert_results)

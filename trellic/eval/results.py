@@ -33,7 +33,7 @@ images of each field (CompressAI style: mean bpp, mean PSNR in dB). For learned 
 model, checkpoint sha256, quantizer config and lambda live in each point, since a curve is made
 of several models. Published curves (``codec: "reference"``) have empty ``images``.
 :func:`read_results` also reads CompressAI's results JSON files, and checks every file it reads
-(trellic.eval.validate).
+(trellic.eval.validate); :func:`to_compressai` writes one.
 
 Image sets: a curve's images are named in ``dataset.files``. Published curves, which have no
 per-image data, record their dataset's name and image count instead (the shipped CompressAI
@@ -214,6 +214,23 @@ def from_compressai(data: dict[str, Any], source: str = "CompressAI results") ->
     return Results(name=data.get("name") or "compressai", codec="reference",
                    encoder=str(data.get("description", "")), dataset=Dataset("unknown"),
                    points=points, source=source)
+
+
+def to_compressai(results: Results) -> dict[str, Any]:
+    """CompressAI's results layout (``python -m compressai.utils.plot`` reads it).
+
+    One column per metric, in rate order; the MS-SSIM and timing columns only
+    when every point has them. :func:`from_compressai` reads it back.
+    """
+    points = results.points
+    columns: dict[str, list[float]] = {"bpp": [point.bpp for point in points],
+                                       "psnr-rgb": [point.psnr_rgb for point in points]}
+    for column, name in (("ms-ssim-rgb", "ms_ssim_rgb"), ("encoding_time", "encode_seconds"),
+                         ("decoding_time", "decode_seconds")):
+        values = [getattr(point, name) for point in points]
+        if all(value is not None for value in values):
+            columns[column] = values
+    return {"name": results.name, "description": results.encoder, "results": columns}
 
 
 def _image_set_difference(a: Dataset, b: Dataset) -> str | None:

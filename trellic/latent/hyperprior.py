@@ -47,7 +47,7 @@ class MeanScaleHyperprior(LatentCodec):
     def __init__(self, config) -> None:
         super().__init__(config)
         self.h_a, self.h_s = self.hyper_transforms(config.N, config.M)
-        self.entropy_bottleneck = FactorizedPrior(config.N)
+        self.entropy_bottleneck = FactorizedPrior(config.N, config.prior_filters)
         self.register_buffer("scale_table", default_scale_table())
 
     # -- the entropy model ------------------------------------------------------

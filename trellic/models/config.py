@@ -1,4 +1,4 @@
-"""The model config: architecture, channel counts and TCQ step, versioned.
+"""The model config: architecture, channel counts, TCQ step, prior widths; versioned.
 
 Every weights file stores it as JSON. Version 1 (the files shipped before the
 latent-codec layer) held exactly ``N``, ``M`` and ``tcq_delta`` and meant the
@@ -20,17 +20,20 @@ CONFIG_VERSION = 2
 VERSION_1_ARCHITECTURE = "mbt2018-mean"
 MAX_CHANNELS = 1024
 MAX_DELTA = 1e3
+MAX_PRIOR_LAYERS, MAX_PRIOR_WIDTH = 8, 16  # bounds of the factorized prior's density network
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """architecture: a name in the registry; N transform channels, M latent channels;
-    tcq_delta: the step of the TCQ tables."""
+    tcq_delta: the step of the TCQ tables; prior_filters: hidden widths of the factorized
+    prior's density network (trellic's models (3, 3, 3), CompressAI's (3, 3, 3, 3))."""
 
     architecture: str = "mbt2018-mean"
     N: int = 128
     M: int = 192
     tcq_delta: float = 0.6
+    prior_filters: tuple[int, ...] = (3, 3, 3)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -46,6 +49,13 @@ class ModelConfig:
             raise ValueError(f"config tcq_delta={delta!r} is not a number")
         if not 0 < delta < MAX_DELTA:
             raise ValueError(f"config tcq_delta={delta} out of range")
+        filters = self.prior_filters
+        if not (
+            isinstance(filters, tuple)
+            and 1 <= len(filters) <= MAX_PRIOR_LAYERS
+            and all(type(width) is int and 1 <= width <= MAX_PRIOR_WIDTH for width in filters)
+        ):
+            raise ValueError(f"config prior_filters={filters!r} out of range")
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -61,6 +71,8 @@ class ModelConfig:
             )
         if version == 1:
             data.setdefault("architecture", VERSION_1_ARCHITECTURE)
+        if isinstance(data.get("prior_filters"), list):  # JSON has no tuples
+            data["prior_filters"] = tuple(data["prior_filters"])
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"model config has fields this trellic does not know: {unknown}")

@@ -1,0 +1,267 @@
+"""CompressAI checkpoints imported as trellic models, checked against CompressAI's own outputs.
+
+The fixtures (tests/fixtures/compressai/, written by scripts/make_compressai_fixtures.py
+with CompressAI 1.2.8) hold tiny random-weight models' state dicts and what CompressAI
+computed with them; CompressAI itself is not needed here. The ``.pth.tar`` variants
+(wrappers, ``module.`` prefixes, before/after ``update()``) are made with torch.save.
+
+Tolerances: float32 transforms agree to rtol = atol = 1e-5 (GDN divides by a square
+root where CompressAI multiplies by rsqrt: y differs by ~3e-6); likelihoods to rtol 2e-5;
+the rounded latents, the means and scales derived from them and the decoded images
+are compared exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trellic.cli import main
+from trellic.codec import Codec
+from trellic.interop.compressai import (
+    DERIVED,
+    expected_shapes,
+    import_checkpoint,
+    read_checkpoint,
+)
+from trellic.io import image_to_tensor, read_image
+from trellic.paths import data_root
+from trellic.quant import ProxyKind
+from trellic.zoo import load, model_tensors, save_model, sha256_of
+
+FIXTURES = Path(__file__).parent / "fixtures" / "compressai"
+META = json.loads((FIXTURES / "fixtures.json").read_text())
+ARCHS = ["mbt2018-mean", "bmshj2018-hyperprior"]
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+LIKELIHOOD_TOLERANCE = {"rtol": 2e-5, "atol": 1e-12}
+
+
+def fixture_state(arch: str) -> dict[str, torch.Tensor]:
+    """The CompressAI state_dict after update(), the omitted y table restored as zeros."""
+    tensors = load_file(str(FIXTURES / f"{arch}.safetensors"))
+    state = {k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")}
+    for key, shape in META["archs"][arch]["omitted_state_shapes"].items():
+        state[key] = torch.zeros(shape, dtype=torch.int32)  # content ignored by the importer
+    return state
+
+
+def fixture_expected(arch: str) -> dict[str, torch.Tensor]:
+    tensors = load_file(str(FIXTURES / f"{arch}.safetensors"))
+    return {k[len("expected.") :]: v for k, v in tensors.items() if k.startswith("expected.")}
+
+
+def before_update(state: dict) -> dict:
+    """What CompressAI saves before update(): its derived tables are empty tensors."""
+    return {k: v[:0].reshape(0) if k in DERIVED else v for k, v in state.items()}
+
+
+def save_checkpoint(path: Path, state: dict, wrapper: str | None = None, prefix: str = "") -> Path:
+    state = {prefix + key: value for key, value in state.items()}
+    torch.save({wrapper: state, "epoch": 3} if wrapper else state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """The tiny mbt2018-mean fixture imported and saved: (weights path, checkpoint path)."""
+    folder = tmp_path_factory.mktemp("imported")
+    checkpoint = save_checkpoint(folder / "mbt.pth.tar", fixture_state("mbt2018-mean"))
+    weights = folder / "mbt.safetensors"
+    assert main(["import-compressai", str(checkpoint), "--arch", "mbt2018-mean",
+                 "-o", str(weights), "--lambda", "0.0067"]) == 0
+    return weights, checkpoint
+
+
+@pytest.mark.parametrize("arch", ["mbt2018-mean", "bmshj2018-hyperprior"])
+def test_expected_keys_and_shapes_are_those_of_compressai(arch):
+    state = fixture_state(arch)
+    N, M = META["archs"][arch]["N"], META["archs"][arch]["M"]
+    shapes = {k: tuple(v.shape) for k, v in state.items() if k not in DERIVED}
+    assert shapes == expected_shapes(arch, N, M)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_imported_model_reproduces_compressai_noise_free_forward(tmp_path, arch):
+    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state(arch))
+    model, _ = import_checkpoint(checkpoint, arch)
+    codec, expected = model.latent_codec, fixture_expected(arch)
+    x = expected["x_u8"][None].float() / 255.0
+    usq = model.quantizer("usq")
+    with torch.no_grad():
+        y = model.g_a(x)
+        z = codec.side_latents(y)
+        z_hat = codec.entropy_bottleneck.dequantize(codec.entropy_bottleneck.quantize(z))
+        means, scales = codec.entropy_parameters(z_hat)
+        true = model.forward(x, usq, ProxyKind.TRUE)  # the decoder's y_hat, true likelihoods
+        aux_loss = model.aux_loss().item()
+    torch.testing.assert_close(y, expected["y"], **TOLERANCE)
+    torch.testing.assert_close(z, expected["z"], **TOLERANCE)
+    assert torch.equal(z_hat, expected["z_hat"])
+    assert torch.equal(means, expected.get("means", torch.zeros_like(means)))
+    assert torch.equal(scales, expected["scales"].clamp_min(0.11))
+    assert torch.equal(codec.quantize(y, usq).y_hat, expected["y_hat"])
+    torch.testing.assert_close(true.x_hat, expected["x_hat"], **TOLERANCE)
+    for name in ("y", "z"):
+        torch.testing.assert_close(true.likelihoods[name], expected[f"{name}_likelihoods"],
+                                   **LIKELIHOOD_TOLERANCE)
+    assert aux_loss == pytest.approx(META["archs"][arch]["aux_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_usq_decode_of_a_real_crop_equals_compressai_decode_pixel_for_pixel(tmp_path, arch):
+    crop = META["crop"]
+    path = data_root() / crop["path"]
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set TRELLIC_DATA)")
+    left, top, right, bottom = crop["box"]
+    image = read_image(path)[top:bottom, left:right]
+    assert hashlib.sha256(image.tobytes()).hexdigest() == crop["input_sha256"]
+    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state(arch))
+    model, info = import_checkpoint(checkpoint, arch)
+    save_model(model, tmp_path / "m.safetensors", info)
+    codec = Codec.load(str(tmp_path / "m.safetensors"), "usq")
+    decoded = codec.decode(codec.encode(image).data)
+    expected = fixture_expected(arch)
+    usq = model.quantizer("usq")
+    compressed = model.compress(image_to_tensor(image), usq)
+    y_hat = model.latent_codec.decompress(compressed.streams, (8, 8), usq)
+    assert torch.equal(y_hat, expected["crop_y_hat"])
+    assert torch.equal(compressed.y_hat, y_hat)
+    assert (decoded == expected["crop_x_hat_u8"].numpy()).all()
+    assert hashlib.sha256(decoded.tobytes()).hexdigest() == META["archs"][arch][
+        "crop_decoded_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "prefix", "updated"),
+    [(None, "", True), ("state_dict", "module.", False), ("model", "", True),
+     ("state_dict", "", False)],
+)
+def test_wrapped_prefixed_and_unupdated_checkpoints_import_to_the_same_model(
+    tmp_path, wrapper, prefix, updated
+):
+    state = fixture_state("mbt2018-mean")
+    reference, _ = import_checkpoint(save_checkpoint(tmp_path / "a.pth", state), "mbt2018-mean")
+    variant = state if updated else before_update(state)
+    path = save_checkpoint(tmp_path / "b.pth.tar", variant, wrapper, prefix)
+    model, info = import_checkpoint(path, "mbt2018-mean")
+    assert info["source"] == {
+        "format": "compressai", "checkpoint": "b.pth.tar", "sha256": sha256_of(path),
+        "wrapper": wrapper, "prefix": prefix, "ignored": sorted(DERIVED),
+    }
+    ours, theirs = model_tensors(model), model_tensors(reference)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+
+
+def _old_prior_name(key: str, plural: bool) -> str:
+    match = re.fullmatch(r"entropy_bottleneck\.(matrices|biases|factors)\.(\d+)", key)
+    if match is None:
+        return key
+    singular = {"matrices": "matrix", "biases": "bias", "factors": "factor"}[match[1]]
+    return f"entropy_bottleneck._{match[1]}.{match[2]}" if plural else (
+        f"entropy_bottleneck._{singular}{match[2]}")
+
+
+@pytest.mark.parametrize(("plural", "example"), [(True, "_matrices.0"), (False, "_matrix0")])
+def test_old_entropy_bottleneck_names_are_read(tmp_path, plural, example):
+    """CompressAI's zoo files name them ``_matrices.0``, CompressAI < 1.1 ``_matrix0``."""
+    state = fixture_state("mbt2018-mean")
+    old = {_old_prior_name(key, plural): value for key, value in state.items()}
+    assert f"entropy_bottleneck.{example}" in old
+    checkpoint = read_checkpoint(save_checkpoint(tmp_path / "old.pth", old))
+    assert checkpoint.state.keys() == state.keys()
+
+
+class _NeedsCode:
+    """An object whose unpickling would run this module's code."""
+
+
+def _error_line(capsys, argv) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("trellic: error: ")
+    return err
+
+
+@pytest.mark.parametrize(
+    ("damage", "arch", "message"),
+    [
+        (lambda s: s.pop("entropy_bottleneck.quantiles"), "mbt2018-mean",
+         "missing key entropy_bottleneck.quantiles"),
+        (lambda s: s.update({"context_prediction.weight": torch.zeros(3)}), "mbt2018-mean",
+         "unexpected key context_prediction.weight"),
+        (lambda s: s.update({"h_a.2.weight": torch.zeros(8, 8, 3, 3)}), "mbt2018-mean",
+         "h_a.2.weight has shape [8, 8, 3, 3], expected [8, 8, 5, 5]"),
+        (lambda s: s.update({"g_a.1.beta_reparam.lower_bound.bound": torch.tensor([0.01])}),
+         "mbt2018-mean", "g_a.1.beta_reparam.lower_bound.bound = [0.01"),
+        (lambda s: s.update({"g_s.0.bias": torch.full((8,), float("nan"))}), "mbt2018-mean",
+         "g_s.0.bias is not a finite floating-point tensor"),
+        (lambda s: None, "bmshj2018-hyperprior", "(it is a mbt2018-mean checkpoint)"),
+    ],
+)
+def test_bad_checkpoints_are_refused_in_one_line_naming_the_fault(
+    tmp_path, capsys, damage, arch, message
+):
+    state = fixture_state("mbt2018-mean")
+    damage(state)
+    checkpoint = save_checkpoint(tmp_path / "bad.pth.tar", state, "state_dict")
+    err = _error_line(capsys, ["import-compressai", str(checkpoint), "--arch", arch,
+                               "-o", str(tmp_path / "out.safetensors")])
+    assert message in err
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_scale_hyperprior_checkpoint_is_not_taken_for_a_mean_scale_one(tmp_path, capsys):
+    checkpoint = save_checkpoint(tmp_path / "b.pth.tar", fixture_state("bmshj2018-hyperprior"))
+    err = _error_line(capsys, ["import-compressai", str(checkpoint), "--arch", "mbt2018-mean",
+                               "-o", str(tmp_path / "out.safetensors")])
+    assert "h_s.0.weight has shape [8, 8, 5, 5], expected [8, 12, 5, 5]" in err
+    assert "(it is a bmshj2018-hyperprior checkpoint)" in err
+
+
+def test_a_pickle_that_needs_code_execution_is_refused_unexecuted(tmp_path, capsys):
+    checkpoint = tmp_path / "object.pth.tar"
+    torch.save({"state_dict": fixture_state("mbt2018-mean"), "args": _NeedsCode()}, checkpoint)
+    with pytest.raises(pickle.UnpicklingError):  # what weights_only=True makes of it
+        torch.load(checkpoint, weights_only=True)
+    err = _error_line(capsys, ["import-compressai", str(checkpoint), "--arch", "mbt2018-mean",
+                               "-o", str(tmp_path / "out.safetensors")])
+    assert "_NeedsCode) that needs code execution" in err
+
+
+def test_unreadable_files_and_outputs_are_refused(tmp_path, capsys, imported):
+    weights, checkpoint = imported
+    garbage = tmp_path / "garbage.pth.tar"
+    garbage.write_bytes(b"not a checkpoint at all")
+    argv = ["import-compressai", "--arch", "mbt2018-mean"]
+    assert "cannot read checkpoint" in _error_line(
+        capsys, [*argv, str(garbage), "-o", str(tmp_path / "a.safetensors")])
+    listed = save_checkpoint(tmp_path / "list.pth", {"g_a.0.weight": [1.0]})
+    assert "entry 'g_a.0.weight' is not a named tensor" in _error_line(
+        capsys, [*argv, str(listed), "-o", str(tmp_path / "a.safetensors")])
+    assert "checkpoint not found" in _error_line(
+        capsys, [*argv, str(tmp_path / "none.pth"), "-o", str(tmp_path / "a.safetensors")])
+    assert "exists" in _error_line(capsys, [*argv, str(checkpoint), "-o", str(weights)])
+    assert ".safetensors" in _error_line(
+        capsys, [*argv, str(checkpoint), "-o", str(tmp_path / "a.pth")])
+    with pytest.raises(SystemExit):
+        main([*argv, str(checkpoint), "-o", str(tmp_path / "a.safetensors"), "--lambda", "-1"])
+
+
+def test_imported_weights_record_the_source_and_load_as_a_model(imported):
+    weights, checkpoint = imported
+    loaded = load(str(weights))
+    assert loaded.info["source"]["sha256"] == sha256_of(checkpoint)
+    assert loaded.model.config.architecture == "mbt2018-mean"
+    assert loaded.info["training"] == {"lmbda": 0.0067}
+    assert loaded.model.config.prior_filters == (3, 3, 3, 3)
+    codec = loaded.model.latent_codec
+    assert set(codec.tables) == set(codec.table_rows()) and "z" in codec.tables

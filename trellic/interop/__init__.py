@@ -1,0 +1,1 @@
+"""Other codebases' models and results, read and written in trellic's terms."""
