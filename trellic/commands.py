@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         metavar="MODE",
         help="optimise the image's latents first, then quantize: cheap (a few steps), full "
-        "(100 annealed steps) or a number of annealed steps; slower encoder, same file "
-        "(default 0: off)",
+        "(100 annealed steps) or a number of annealed steps, 0 for off; slower encoder, "
+        "same file (default: 0)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-v", "--verbose", action="store_true", help="print timing and rates")

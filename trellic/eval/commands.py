@@ -323,7 +323,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="TCQ rate weight in latent units (default: 0.3 * delta^2)")
     parser.add_argument("--refine", type=word_or_int(tuple(REFINE_MODES), 0), default=0,
                         metavar="MODE", help="latent refinement per image: cheap, full or a "
-                        "number of annealed steps (default 0: off)")
+                        "number of annealed steps, 0 for off (default: 0)")
     parser.set_defaults(func=_eval)
 
     parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")

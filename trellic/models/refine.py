@@ -44,7 +44,7 @@ TEMPERATURE_START = 0.5  # SGA's initial temperature (Yang et al. 2020)
 ANNEAL = 8.0  # temperature falls by e^-8 over the run, to near-hard rounding
 TEMPERATURE_FLOOR = 1e-3
 EDGE = 1e-5  # keeps atanh finite at the grid points
-CHEAP_STEPS = 3  # the cheap mode: a few unrounded float32 steps
+CHEAP_STEPS = 5  # the cheap mode: a few unrounded float32 steps
 CHEAP_LR = 0.1  # docs/quantization.md, runs d and e
 
 

@@ -99,10 +99,6 @@ class Quantizer(abc.ABC):
     kind: str
     trellis: Trellis
     delta: float
-    # The search's weight of squared errors towards the mean (r_hat between 0 and r):
-    # such errors cost more in the image than in the latents (docs/quantization.md).
-    # Encoder only: files and decoders do not depend on it.
-    default_shrink: float = 1.0
 
     def __init__(self, kind: str, trellis: Trellis, delta: float) -> None:
         if not delta > 0:
@@ -110,7 +106,11 @@ class Quantizer(abc.ABC):
         self.kind = kind
         self.trellis = trellis
         self.delta = float(delta)
-        self.shrink = self.default_shrink
+        # The search's weight of squared errors towards the mean (r_hat between 0 and r),
+        # which cost more in the image than in the latents (docs/quantization.md: it helps
+        # decoders trained on noise, hurts those retrained on the plain search's latents).
+        # Encoder only: files and decoders do not depend on it.
+        self.shrink = 1.0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, delta={self.delta})"

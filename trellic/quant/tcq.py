@@ -34,10 +34,6 @@ LAMBDA_PER_DELTA2 = 0.3
 # (width 1.588); one constant serves both. (Scales > 2 alone give 0.239, width 1.69.)
 TCQ_NOISE_WIDTH = 1.58
 
-# The search's weight of errors towards the mean: the lowest RD cost in the image of
-# the default model on BSDS500 val photos, at the default lambda_t (docs/quantization.md).
-TCQ_SHRINK = 2.0
-
 
 class TCQ(Quantizer):
     """Trellis-coded quantization (Marcellin & Fischer, 1990; as in VVC/ECM).
@@ -46,8 +42,6 @@ class TCQ(Quantizer):
         trellis: a two-quantizer trellis, e.g. ``VVC4`` or ``ECM8``.
         delta: step; the levels of the union of Q0 and Q1 are multiples of it.
     """
-
-    default_shrink = TCQ_SHRINK
 
     def __init__(self, trellis: Trellis, delta: float = 0.6) -> None:
         if trellis.num_quantizers != 2:
