@@ -171,23 +171,24 @@ def report(paths: list[Path], section: str = "") -> None:
 
 
 def _plot(curves: dict[tuple[str, str], list[dict]], points: int, path: Path) -> None:
-    import matplotlib
+    """PSNR against bpp, one line per (variant, quantizer), styled as ``trellic plot`` does."""
+    from trellic.eval.plot import curve_styles, legend_columns, make_figure, png_bytes
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 5), dpi=120)
-    for (variant, kind), rows in curves.items():
-        if len(rows) != points or variant in CONTROLS:
-            continue
-        style = "--" if variant == "before" else "-"
-        axes.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], style, marker="o",
-                  markersize=3, label=f"{LABELS[variant]}, {kind}")
+    shown = {key: rows for key, rows in curves.items()
+             if len(rows) == points and key[0] not in CONTROLS}
+    labels = [f"{LABELS[variant]}, {kind}" for variant, kind in shown]
+    width = 8.0
+    figure = make_figure(figsize=(width, 6), dpi=120, layout="constrained")
+    axes = figure.subplots()
+    styles = curve_styles([variant == "before" for variant, _ in shown])
+    for rows, label, style in zip(shown.values(), labels, styles, strict=True):
+        axes.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], label=label,
+                  **style.kwargs())
     axes.set(xlabel="bpp", ylabel="PSNR-RGB (dB)", title="Retraining on Kodak (24 images)")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path)
+    figure.legend(loc="outside lower center", ncols=legend_columns(labels, width, 8), fontsize=8,
+                  frameon=False)
+    path.write_bytes(png_bytes(figure))
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ TCQ-4-proxy-trained models with tcq4, the TCQ-4 hyper+decoder retrained variants
 with usq, and the USQ models with usq after latent refinement (its retrained-decoder twin
 matched it, -0.3% against -0.5% BD-rate vs WebP on the v3 zoo, and is no longer measured).
 The refined curve costs ~1 CPU-core-hour (100 optimisation steps per image);
-with ``--curves`` only the named curves are re-measured. Then it tabulates BD-rates
+with ``--curves`` only the named curves are re-measured (``--curves ''``: none, the
+tables and the plot are rebuilt from the stored JSON in seconds). Then it tabulates BD-rates
 against JPEG, WebP, AVIF (docs/baselines), CompressAI's published
 mbt2018-mean and the curves of earlier zoo versions (docs/results/v1/, v2/, v3/: what
 the zoo measured before its models were trained longer) with ``trellic bdrate --table``,
@@ -129,8 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--curves", default=None, metavar="STEMS",
-                        help="re-measure only these curves (comma-separated file stems); "
-                             "the others are read back, and must match the shipped weights")
+                        help="re-measure only these curves (comma-separated file stems; '' for "
+                             "none); the others are read back, and must match the shipped weights")
     args = parser.parse_args()
     os.chdir(ROOT)
     write_model_table(RESULTS / "zoo_models.md")
@@ -161,8 +162,9 @@ def main() -> None:
             ]
         )
         curves.append(str(out))
-    anchors = [str(BASELINES / f"{name}.json") for name in ("jpeg", "webp", "avif")]
-    anchors += [str(path) for folder in EARLIER for path in sorted(folder.glob("*.json"))]
+    baselines = [str(BASELINES / f"{name}.json") for name in ("jpeg", "webp", "avif")]
+    earlier = [str(path) for folder in EARLIER for path in sorted(folder.glob("*.json"))]
+    anchors = baselines + earlier
     for metric, suffix in (("psnr", ""), ("ms-ssim", "_msssim")):
         trellic(
             [
@@ -181,11 +183,14 @@ def main() -> None:
         )
     trellic(
         [
-            "plot",
-            *anchors,
+            "plot",  # the earlier zoos last: the palette's strong colours go to today's curves
+            *baselines,
             *curves,
+            *earlier,
             "--reference",
             "mbt2018-mean",
+            "--max-bpp",
+            "1.0",  # the zoo ends near 0.6 bpp: room for its curves
             "-o",
             str(RESULTS / "zoo_rd.png"),
             "--force",

@@ -58,7 +58,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", nargs="?", type=Path)
     parser.add_argument("--screenshot", type=Path, default=Path("report-screenshot.png"))
-    parser.add_argument("--window", default="1300,3400", help="window size W,H of the shot")
+    parser.add_argument("--window", default="1300,9000", help="window size W,H of the shot")
     args = parser.parse_args()
     browser = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which(
         "chromium-browser")

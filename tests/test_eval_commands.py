@@ -99,9 +99,12 @@ def test_plot_and_report_render_curves_and_crops(folder, tmp_path):
     page = tmp_path / "report.html"
     assert main(["report", str(jpeg), str(webp), "--reference", "mbt2018-mean",
                  "--anchor", "jpeg", "--image", str(folder / "img0.png"), "--crop", "8,8,64,64",
-                 "--crop-bpp", "1.0", "-o", str(page), "--allow-mixed-images"]) == 0
+                 "-o", str(page), "--allow-mixed-images"]) == 0
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 1 + 3  # plot, original, jpeg, webp
+    rows = html.count("<h3>Near ")
+    assert rows == 2  # two target rates by default
+    # plot, original, then a crop and an error map for jpeg and webp per row
+    assert html.count("data:image/png;base64,") == 2 + rows * 2 * 2
     assert "Against the anchor <b>JPEG 4:2:0</b>" in html
     assert "Published curves have no reconstructions: mbt2018-mean" in html
 

@@ -35,6 +35,7 @@ from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.errors import TrellicError
 from trellic.eval import baselines
 from trellic.eval.bdrate import METHODS, bd
+from trellic.eval.learned import load_learned
 from trellic.eval.metrics import PSNR_MAX
 from trellic.eval.plot import ms_ssim_db, rd_plot_png
 from trellic.eval.results import (
@@ -56,20 +57,6 @@ from trellic.paths import kodak_dir
 from trellic.quant.registry import quantizer_names
 
 DEFAULT_MODEL = "default"  # what compress uses: the zoo manifest's default model
-
-
-def load_learned(model: str, quantizer: str, lambda_t: float | None, refine: str | int = 0):
-    """Build the learned codec (module level, so worker processes can unpickle it).
-
-    refine: ``--refine``'s value: a mode, a number of steps, or 0 (the plain encoder).
-    """
-    try:
-        from trellic.codec import Codec
-        from trellic.models.refine import refine_config
-    except ImportError as error:
-        raise TrellicError(f"the learned codec (trellic.codec) is not available: {error}") from None
-    return Codec.load(model, quantizer=quantizer, lambda_t=lambda_t,
-                      refine=refine_config(refine))
 
 
 def _dataset(folder: str, files: list[Path]) -> Dataset:
@@ -249,11 +236,11 @@ def _report(args: argparse.Namespace) -> int:
     crops, note = None, None
     if image.is_file():
         box = parse_box(args.crop) if args.crop else None
-        crops = make_crops(curves, image, args.crop_bpp, box)
+        crops = make_crops(curves, image, args.crop_bpp, box, progress=sys.stderr.isatty())
     else:
         note = f"No crops: image {image} not found (use --image)."
     page = render_report(curves, labels, anchor, rd_plot_png(curves, args.max_bpp), crops,
-                         args.crop_bpp, note, args.method)
+                         note, args.method)
     write_atomic(output, page.encode(), args.force)
     print(f"wrote {output}")
     return 0
@@ -358,7 +345,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", help="image for the crops (default: Kodak kodim23.png)")
     parser.add_argument("--crop", metavar="X,Y,W,H",
                         help="crop box (default: the most detailed 192x192 square)")
-    parser.add_argument("--crop-bpp", type=float, default=0.5, help="target rate of the crops")
+    parser.add_argument("--crop-bpp", type=positive_float, action="append", metavar="BPP",
+                        help="target rate of a crop row, reached by every measured curve "
+                        "(repeatable; default: two such rates, chosen from the curves)")
     parser.add_argument("--method", choices=METHODS, default="pchip")
     parser.add_argument("--max-bpp", type=positive_float, default=2.0,
                         help="right end of the rate axis (default: 2.0)")

@@ -1,12 +1,16 @@
-"""A static HTML report: RD plots, BD-rates against an anchor, crops, and the curves' provenance.
+"""A static HTML report: RD plots, BD-rates, crops with error maps, per-point and per-image
+tables, and the curves' provenance.
 
 One self-contained file (images embedded as base64 PNG, no scripts, no network), so it can
 be attached to an issue or opened offline::
 
-    curves (results JSON) -> rd_plot_png ----------------> <img> RD plots
-                          -> bd() against the anchor ----> BD-rate / BD-PSNR table
-                          -> make_crops(image, bpp) -----> original + one crop per codec
-                          -> provenance -----------------> table of encoders, data, commits
+    curves (results JSON) -> rd_plot_png -------------------> <img> RD plots
+                          -> bd() against the anchor -------> BD-rate / BD-PSNR table
+                          -> make_crops(image, targets) ----> original; per target rate, a
+                                                              crop and an error map per codec
+                          -> every point -------------------> bpp, PSNR, MS-SSIM table
+                          -> bd() per image, vs the anchor -> BD-rate per image and curve
+                          -> provenance --------------------> encoders, data, commits
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from trellic.errors import TrellicError
 from trellic.eval.bdrate import bd
-from trellic.eval.crops import Crop
+from trellic.eval.crops import Crop, CropSet
 from trellic.eval.plot import ms_ssim_db
 from trellic.eval.results import Results
 
@@ -32,9 +36,11 @@ td.better { color: #116611; } td.worse { color: #aa2222; }
 .crops { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; } figcaption { font-size: 0.85em; max-width: 384px; }
 figure img { width: 384px; height: 384px; image-rendering: pixelated; border: 1px solid #999; }
+figure img.error { display: block; width: 192px; height: 192px; margin-top: 0.3em; }
 .note { width: 384px; height: 384px; display: flex; align-items: center; justify-content: center;
         background: #f3f3f3; color: #666; border: 1px solid #ccc; text-align: center; }
 .rd { max-width: 100%; }
+table.images td { white-space: nowrap; }
 table.wide { width: 100%; } table.wide td { text-align: left; overflow-wrap: anywhere; }
 """
 
@@ -103,19 +109,87 @@ def _bd_table(anchor: Results, rows: list[BDRow], method: str) -> str:
     return "\n".join(lines)
 
 
-def _crops_section(crops: list[Crop], target_bpp: float, curves: list[Results]) -> str:
+def _figure(crop: Crop) -> str:
+    body = (_image(crop.png, crop.title) if crop.png
+            else f'<div class="note">{html.escape(crop.note or "")}</div>')
+    error = (_image(crop.error_png, f"{crop.title}: error map", "error")
+             if crop.error_png else "")
+    return (f"<figure>{body}{error}<figcaption><b>{html.escape(crop.title)}</b><br>"
+            f"{html.escape(crop.caption)}</figcaption></figure>")
+
+
+def _crops_section(crops: CropSet, curves: list[Results]) -> str:
     published = [curve.name for curve in curves if curve.codec == "reference"]
-    parts = [f"<p>Each codec at the setting whose rate on this image is closest to "
-             f"{target_bpp} bpp (shown at 2x, nearest neighbour)."
+    low, high = crops.rate_range
+    parts = [f"<p>Every measured codec reaches {low:.3f} to {high:.3f} bpp on this image "
+             "(by its per-image results; by its mean rates where it has none for this image); "
+             "the targets lie in that range. Each codec is shown at its setting whose rate on "
+             "this image is closest to the target (crops at 2x, nearest neighbour); the "
+             "caption gives the rate and PSNR that setting gets on the whole image. Under "
+             "each crop, its error map: |x - x&#770;| averaged over R, G, B, from black (0) "
+             "through red and yellow to white (the row's scale)."
              + (f" Published curves have no reconstructions: {html.escape(', '.join(published))}."
-                if published else "") + "</p>", '<div class="crops">']
-    for crop in crops:
-        body = (_image(crop.png, crop.title) if crop.png
-                else f'<div class="note">{html.escape(crop.note or "")}</div>')
-        parts.append(f"<figure>{body}<figcaption><b>{html.escape(crop.title)}</b><br>"
-                     f"{html.escape(crop.caption)}</figcaption></figure>")
-    parts.append("</div>")
+                if published else "") + "</p>",
+             f'<div class="crops">{_figure(crops.original)}</div>']
+    for row in crops.rows:
+        parts += [f"<h3>Near {row.target_bpp:.3f} bpp (error maps: white = {row.error_scale} "
+                  "levels or more)</h3>",
+                  '<div class="crops">', *(_figure(crop) for crop in row.crops), "</div>"]
     return "\n".join(parts)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "<td>n/a</td>" if value is None else f"<td>{value:.{digits}f}</td>"
+
+
+def _points_table(curves: list[Results]) -> str:
+    count = sum(len(curve.points) for curve in curves)
+    lines = [f"<details><summary>Every point of every curve ({count} points; means over the "
+             "images)</summary>", "<table><tr><th>curve</th><th>point</th><th>bpp</th>"
+             "<th>PSNR-RGB (dB)</th><th>MS-SSIM-RGB</th><th>MS-SSIM (dB)</th><th>images</th>"
+             "</tr>"]
+    for curve in curves:
+        for point in curve.points:
+            ms_ssim = point.ms_ssim_rgb
+            lines.append(
+                f"<tr><td>{html.escape(curve.name)}</td><td>{html.escape(point.label)}</td>"
+                f"{_number(point.bpp, 4)}{_number(point.psnr_rgb, 3)}{_number(ms_ssim, 5)}"
+                f"{_number(None if ms_ssim is None else ms_ssim_db(ms_ssim), 3)}"
+                f"<td>{len(point.images) or 'n/a'}</td></tr>")
+    lines += ["</table>", "</details>"]
+    return "\n".join(lines)
+
+
+def _image_curve(results: Results, name: str) -> tuple[list[float], list[float]]:
+    entries = [entry for point in results.points for entry in point.images if entry.name == name]
+    return [entry.bpp for entry in entries], [entry.psnr_rgb for entry in entries]
+
+
+def _images_table(anchor: Results, curves: list[Results], method: str) -> str:
+    names = [entry.name for entry in anchor.points[0].images] if anchor.points else []
+    if not names:
+        return (f"<p>The anchor {html.escape(anchor.name)} has no per-image results "
+                "(a published curve): choose a measured anchor for this table.</p>")
+    tested = [curve for curve in curves if any(point.images for point in curve.points)]
+    if not tested:
+        return "<p>No other curve has per-image results.</p>"
+    lines = [f"<p>BD-rate (PSNR-RGB, {method}) of each curve against "
+             f"<b>{html.escape(anchor.name)}</b> on each image alone; n/a where the curves "
+             "do not overlap on that image or it was not measured.</p>",
+             '<table class="images"><tr><th>image</th>'
+             + "".join(f"<th>{html.escape(curve.name)}</th>" for curve in tested) + "</tr>"]
+    for name in names:
+        cells = []
+        for curve in tested:
+            try:
+                rate = bd(*_image_curve(anchor, name), *_image_curve(curve, name),
+                          method).rate_percent
+            except TrellicError:
+                rate = None
+            cells.append(_cell(rate, " %", True))
+        lines.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
 
 
 def _provenance_table(curves: list[Results], labels: list[str]) -> str:
@@ -147,14 +221,14 @@ def choose_anchor(curves: list[Results], labels: list[str], anchor: str | None) 
 
 
 def render_report(curves: list[Results], labels: list[str], anchor: Results, plot_png: bytes,
-                  crops: list[Crop] | None, target_bpp: float, crop_note: str | None = None,
+                  crops: CropSet | None, crop_note: str | None = None,
                   method: str = "pchip") -> str:
     """The whole page as one HTML string."""
     others = [curve for curve in curves if curve is not anchor]
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     datasets = ", ".join(sorted({curve.dataset.name for curve in curves}))
-    crop_html = (_crops_section(crops, target_bpp, curves) if crops
-                 else f"<p>{html.escape(crop_note or 'No crops.')}</p>")
+    crop_html = (_crops_section(crops, curves) if crops and crops.rows
+                 else f"<p>{html.escape(crop_note or 'No crops: no measured curve.')}</p>")
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>trellic rate-distortion report</title>", f"<style>{_STYLE}</style></head><body>",
@@ -163,6 +237,8 @@ def render_report(curves: list[Results], labels: list[str], anchor: Results, plo
         "the coded file; PSNR-RGB and MS-SSIM-RGB are averaged over images per point.</p>",
         "<h2>Rate-distortion curves</h2>", _image(plot_png, "RD curves", "rd"),
         "<h2>Bjontegaard deltas</h2>", _bd_table(anchor, bd_rows(anchor, others, method), method),
-        "<h2>Crops at a similar rate</h2>", crop_html,
+        "<h2>Crops at similar rates</h2>", crop_html,
+        "<h2>Points</h2>", _points_table(curves),
+        "<h2>Per image</h2>", _images_table(anchor, others, method),
         "<h2>Curves</h2>", _provenance_table(curves, labels),
         "</body></html>", ""])

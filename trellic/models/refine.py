@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from trellic.determinism import single_threaded
+from trellic.errors import TrellicError
 from trellic.models.model import CodecModel
 from trellic.quant.base import Quantizer
 from trellic.rd import rd_cost
@@ -75,6 +76,9 @@ REFINE_MODES = {
 def refine_config(option: str | int) -> RefineConfig | None:
     """``--refine``'s value: a mode name, a number of full-mode steps, or 0 (off)."""
     if isinstance(option, str):
+        if option not in REFINE_MODES:
+            raise TrellicError(f"unknown refinement mode {option!r}: expected one of "
+                               f"{', '.join(REFINE_MODES)} or a number of steps")
         return REFINE_MODES[option]
     return RefineConfig(steps=option) if option else None
 
