@@ -98,10 +98,13 @@ def write_model_table(path: Path) -> None:
         "",
         "Steps: each training stage of the model, after the model it was warm-started from.",
         "",
-        "| model | lambda | trained | steps | retrained | file | usq | tcq4 | tcq8 |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
     models = manifest["models"]
+    measured = [q for q in QUANTIZERS if all(q in e["kodak"] for e in models.values())]
+    lines += [
+        "| model | lambda | trained | steps | retrained | file | " + " | ".join(measured) + " |",
+        "|" + "---|" * (6 + len(measured)),
+    ]
     for name in sorted(models, key=lambda n: (models[n]["lambda"], n)):
         entry = models[name]
         retrain = entry.get("retrain")
@@ -110,7 +113,7 @@ def write_model_table(path: Path) -> None:
         )
         size = (WEIGHTS / entry["file"]).stat().st_size / 1e6
         kodak = entry["kodak"]
-        cells = [f"{kodak[q]['bpp']:.4f} / {kodak[q]['psnr_rgb']:.2f}" for q in QUANTIZERS]
+        cells = [f"{kodak[q]['bpp']:.4f} / {kodak[q]['psnr_rgb']:.2f}" for q in measured]
         stages = entry.get("stages") or [{"steps": entry["steps"]}]
         steps = " + ".join(f"{stage['steps']:,}" for stage in stages)
         if "warm_start_model" in entry:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from trellic.errors import TrellicError
 from trellic.io import write_atomic
+from trellic.quant.registry import QUANTIZERS as QUANTIZERS_BY_NAME
 from trellic.quant.registry import quantizer_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,12 +68,13 @@ def default_model(paths: list[Path]) -> list[str]:
     manifest = _json(paths[0])
     name = manifest["default"]
     entry = manifest["models"][name]
-    images = {entry["kodak"][q]["images"] for q in QUANTIZERS}
+    measured = [q for q in QUANTIZERS if q in entry["kodak"]]
+    images = {entry["kodak"][q]["images"] for q in measured}
     rows = []
-    for kind in QUANTIZERS:
-        point = entry["kodak"][kind]
-        label = kind if kind == "usq" else f"{kind} (delta {entry['tcq_delta']:g})"
-        lambda_t = "-" if kind == "usq" else f"{point['lambda_t']:g}"
+    for kind in measured:
+        point, step = entry["kodak"][kind], QUANTIZERS_BY_NAME[kind].step
+        label = kind if step is None else f"{kind} (delta {entry[step]:g})"
+        lambda_t = f"{point['lambda_t']:g}" if point.get("lambda_t") else "-"
         rows.append([label, f"{point['bpp']:.4f}", f"{point['psnr_rgb']:.2f}", lambda_t])
     caption = f"`{name}` on Kodak ({', '.join(map(str, sorted(images)))} images):"
     return [caption, ""] + _table(["quantizer", "bpp", "PSNR (dB)", "lambda_t"], rows)
@@ -249,6 +251,23 @@ def refine_study(paths: list[Path]) -> list[str]:
                    for model, by in cells.items()])
 
 
+def quant_study(paths: list[Path]) -> list[str]:
+    """experiments/quant_study.py runs: per config the RD cost, its gain over the first config
+    (% of its bpp) and the encode seconds; one table per run."""
+    lines: list[str] = []
+    for path in paths:
+        run = _json(path)
+        caption = (f"`{path.name}`: `{run['model']}` (lambda {run['lambda']:g}), BSDS500 val "
+                   f"{', '.join(Path(name).stem for name in run['images'])}:")
+        rows = [[f"`{config}`", f"{point['lambda_t']:g}", f"{point['shrink']:g}",
+                 f"{point['bpp']:.4f}", f"{point['rd_cost']:.4f}",
+                 f"{point['gain_percent']:+.2f}%", f"{point['encode_s']:.2f}"]
+                for config, point in run["configs"].items()]
+        header = ["config", "lambda_t", "shrink", "bpp", "RD cost", "gain", "encode s"]
+        lines += ([""] if lines else []) + [caption, ""] + _table(header, rows)
+    return lines
+
+
 def tcq_training(paths: list[Path]) -> list[str]:
     """experiments/tcq_training_study.py: each training recipe coded with usq and tcq4."""
     return _table(
@@ -316,6 +335,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "operating-point": operating_point,
     "refine-study": refine_study,
     "tcq-training": tcq_training,
+    "quant-study": quant_study,
     "retraining": retraining,
     "portability": portability,
     "format-change": format_change,

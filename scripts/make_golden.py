@@ -1,9 +1,9 @@
 """Write the golden files: small real crops coded by every shipped model (tests/test_golden.py).
 
-    python scripts/make_golden.py [--out tests/golden] [--force]
+    python scripts/make_golden.py [--out tests/golden] [--force] [--quantizer NAME ...]
 
-For each shipped model (weights/manifest.json) and quantizer (usq, tcq4,
-tcq8), crop ``a`` of a Kodak image is coded into ``<model>-<quantizer>-a.trl``;
+For each shipped model (weights/manifest.json) and quantizer (the registry's),
+crop ``a`` of a Kodak image is coded into ``<model>-<quantizer>-a.trl``;
 the full models (not retrained variants) also code crop ``b``, whose odd size
 exercises padding. Extras: one file with a non-default lambda_t, one with a few
 steps of latent refinement, and each decoder-only variant decoding its base
@@ -14,12 +14,15 @@ its coordinates and the sha256 of its pixels. The images are never copied.
 
 The golden files pin the codec's exact bytes and pixels: refresh them only
 for a change that is *meant* to alter the format or the shipped models, and
-say so in the commit (``--force`` overwrites). Bytes and pixels are exact on
-machines whose float kernels round like the writer's (g_a and g_s are float):
-``kernels`` records a fingerprint of them. On any machine, every file must
-decode, to the same indices (its symbols CRC checks them). ``format1/`` keeps
-three files of container version 1, written before portable bitstreams; they
-are carried over as they are, never rewritten.
+say so in the commit (``--force`` overwrites). ``--quantizer NAME`` writes
+only that quantizer's files and adds them to the existing golden.json (no cross
+decodes), leaving every other file as it is: for a new quantizer, or a changed
+encoder of one. Bytes and pixels are exact on machines whose float kernels
+round like the writer's (g_a and g_s are float): ``kernels`` records a
+fingerprint of them. On any machine, every file must decode, to the same
+indices (its symbols CRC checks them). ``format1/`` keeps three files of
+container version 1, written before portable bitstreams; they are carried over
+as they are, never rewritten.
 """
 
 from __future__ import annotations
@@ -121,10 +124,18 @@ def cross_decodes(manifest: dict) -> list[dict]:
     return out
 
 
+def cross_decoded(entry: dict, folder: Path) -> dict:
+    """A cross-decode entry with the sha256 of its model's decoding of its file."""
+    data = (folder / entry["file"]).read_bytes()
+    return {**entry, "decoded_sha256": image_sha256(decode(data, entry["model"]))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "tests" / "golden")
     parser.add_argument("--force", action="store_true", help="overwrite existing golden files")
+    parser.add_argument("--quantizer", action="append", choices=QUANTIZERS,
+                        help="write only this quantizer's files and add them to golden.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -132,18 +143,26 @@ def main(argv: list[str] | None = None) -> int:
     pixels = {name: read_crop(crop, root) for name, crop in CROPS.items()}
     crops = {name: {**crop, "sha256": image_sha256(pixels[name])} for name, crop in CROPS.items()}
     manifest = read_manifest()
-    files = []
-    for case in cases(manifest):
+    files, selected = [], cases(manifest)
+    if args.quantizer:
+        selected = [case for case in selected if case["quantizer"] in args.quantizer]
+    for case in selected:
         data = encode(case, pixels[case["crop"]])
         name = file_name(case)
         write_atomic(args.out / name, data, force=args.force)
         files.append({"file": name, **case, "sha256": hashlib.sha256(data).hexdigest(),
                       "decoded_sha256": image_sha256(decode(data))})
         print(f"{name}: {len(data)} bytes", file=sys.stderr)
-    cross = []
-    for entry in cross_decodes(manifest):
-        data = (args.out / entry["file"]).read_bytes()
-        cross.append({**entry, "decoded_sha256": image_sha256(decode(data, entry["model"]))})
+    if args.quantizer:
+        golden = json.loads((args.out / "golden.json").read_text())
+        names = {entry["file"] for entry in files}
+        golden["files"] = [e for e in golden["files"] if e["file"] not in names] + files
+        golden["cross_decodes"] = [cross_decoded(e, args.out) if e["file"] in names else e
+                                   for e in golden["cross_decodes"]]
+        write_atomic(args.out / "golden.json", (json.dumps(golden, indent=1) + "\n").encode(),
+                     force=True)
+        return 0
+    cross = [cross_decoded(entry, args.out) for entry in cross_decodes(manifest)]
     previous = args.out / "golden.json"
     format1 = json.loads(previous.read_text())["format1"] if previous.is_file() else []
     golden = {"schema": 2, "kernels": kernel_fingerprint(), "crops": crops, "files": files,

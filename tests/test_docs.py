@@ -29,6 +29,7 @@ EXPECTED = {
     "docs/zoo.md": {"zoo-bdrate", "tcq-training"},
     "docs/retraining.md": {"retraining"},
     "docs/evaluation.md": {"kodak-bdrate"},
+    "docs/quantization.md": {"quant-study"},
 }
 
 

@@ -21,9 +21,12 @@ def test_eval_records_rebuild_the_same_codec_with_refinement_as_recorded(tiny_we
     load = {"model": str(weights), "quantizer": "usq", "lambda_t": None, "refine": 3}
     recorded = {"steps": 3, "lr": 0.02, "seed": 1}
     codec = codec_from_point(_point(load, recorded, loaded.sha256))
-    assert codec.describe()["refine"] == recorded  # the recorded config, not only the steps
-    assert codec_from_point(_point(load)).describe()["refine"] == {"steps": 3, "lr": 0.01,
-                                                                  "seed": 0}
+    # the recorded config, not only the steps; records before the modes were annealed bfloat16
+    assert codec.describe()["refine"] == {**recorded, "anneal": True, "bfloat16": True}
+    assert codec_from_point(_point(load)).describe()["refine"] == {
+        "steps": 3, "lr": 0.01, "seed": 0, "anneal": True, "bfloat16": True}
+    cheap = codec_from_point(_point({**load, "refine": "cheap"})).describe()["refine"]
+    assert cheap["anneal"] is False and cheap["steps"] < 100
     plain = codec_from_point(_point({**load, "refine": 0}, None, loaded.sha256))
     assert plain.describe()["refine"] is None
     older = {key: value for key, value in load.items() if key != "refine"}  # v1 files
@@ -40,6 +43,7 @@ def test_eval_records_rebuild_the_same_codec_with_refinement_as_recorded(tiny_we
     ({"lambda_t": "0.1"}, "lambda_t is not a number"),
     ({"refine": -2}, "refine is not a step count"),
     ({"refine": True}, "refine is not a step count"),
+    ({"refine": "fast"}, "unknown refinement mode 'fast'"),
 ])
 def test_malformed_records_are_one_line_errors(tiny_weights, change, message):
     weights, _ = tiny_weights

@@ -1,6 +1,7 @@
 """The quantizer registry: the one list of quantizer names, codes and table keys."""
 
 import pytest
+import torch
 
 from tests.conftest import make_tiny_model
 from trellic.cli import build_parser
@@ -16,8 +17,23 @@ def test_every_quantizer_has_its_own_header_code_and_builds_under_its_name():
         assert make_quantizer(name).kind == name
 
 
-def test_tcq4_and_tcq8_share_the_tables_of_their_sub_quantizers():
+def test_quantizers_with_the_same_sub_quantizers_share_their_tables():
     assert QUANTIZERS["tcq4"].tables == QUANTIZERS["tcq8"].tables != QUANTIZERS["usq"].tables
+    assert QUANTIZERS["rdoq"].tables == QUANTIZERS["usq"].tables
+
+
+def test_an_rdoq_stream_decodes_with_the_usq_tables_to_the_encoders_latents():
+    model = make_tiny_model()
+    y = model.g_a(torch.rand(1, 3, 64, 128)).detach()
+    rdoq, usq = model.quantizer("rdoq"), model.quantizer("usq")
+    coded = model.latent_codec.compress(y, rdoq)
+    plain = model.latent_codec.compress(y, usq)
+    assert coded.estimated_bits < plain.estimated_bits
+    assert not torch.equal(coded.y_hat, plain.y_hat)
+    shape = tuple(y.shape[-2:])
+    for quantizer in (rdoq, usq):
+        assert torch.equal(model.latent_codec.decompress(coded.streams, shape, quantizer),
+                           coded.y_hat)
 
 
 @pytest.mark.parametrize("command", ["compress", "eval", "train", "retrain"])

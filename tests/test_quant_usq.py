@@ -1,4 +1,5 @@
-"""USQ: rounding, exact reconstruction, normalised likelihoods, and the factory."""
+"""USQ and RDOQ: rounding, the per-element RD optimum, exact reconstruction, normalised
+likelihoods, and the factory."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from trellic.errors import TrellicError
-from trellic.quant import TCQ, USQ, make_quantizer
+from trellic.quant import RDOQ, TCQ, USQ, GaussianRate, make_quantizer
 from trellic.quant.registry import quantizer_names
 
 
@@ -35,6 +36,33 @@ def test_likelihood_is_differentiable_with_respect_to_scales():
     scales = torch.full((1, 1, 1, 5), 2.0, requires_grad=True)
     q.likelihood(torch.tensor([[[[-2, -1, 0, 1, 2]]]]), scales).log().sum().backward()
     assert scales.grad is not None and torch.isfinite(scales.grad).all()
+
+
+def test_rdoq_picks_each_elements_cheapest_of_floor_ceiling_and_zero():
+    torch.manual_seed(1)
+    q = make_quantizer("rdoq")
+    r = torch.randn(1, 4, 8, 16, dtype=torch.float64) * 3
+    scales = torch.rand(r.shape, dtype=torch.float64) * 4 + 0.11
+    lam = 0.4
+    k = q.quantize(r, scales, lam)
+    options = torch.stack([torch.floor(r), torch.ceil(r), torch.zeros_like(r)]).long()
+    cost = (options - r) ** 2 + lam * GaussianRate(q).bits(options, 0, scales)
+    best = cost.min(dim=0).values
+    chosen = (k - r) ** 2 + lam * GaussianRate(q).bits(k, 0, scales)
+    torch.testing.assert_close(chosen, best, rtol=0, atol=1e-12)
+    assert (k != torch.round(r).long()).any()  # the rate moved some elements
+    assert k.abs().sum() < torch.round(r).abs().sum()  # towards zero
+
+
+def test_rdoq_is_usq_with_a_positive_default_rate_weight():
+    rdoq, usq = make_quantizer("rdoq"), make_quantizer("usq")
+    assert isinstance(rdoq, RDOQ) and isinstance(rdoq, USQ)
+    assert (rdoq.kind, rdoq.delta, rdoq.trellis) == ("rdoq", usq.delta, usq.trellis)
+    assert rdoq.default_lambda_t > 0
+    r = torch.randn(1, 2, 3, 5) * 4
+    scales = torch.ones_like(r)
+    assert torch.equal(rdoq.quantize(r, scales, 0.0), usq.quantize(r, scales))
+    assert torch.equal(rdoq.quantize(r, scales), usq.quantize(r, scales, rdoq.default_lambda_t))
 
 
 @pytest.mark.parametrize("kind", quantizer_names())

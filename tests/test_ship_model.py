@@ -38,7 +38,7 @@ def test_ship_then_continue_records_stages_and_measures_the_written_file(tmp_pat
     assert first["steps"] == 6 and [s["from"] for s in first["stages"]] == ["scratch"]
     assert first["sha256"] == sha256_of(zoo / "tiny.safetensors")
     assert {kind: first["kodak"][kind]["images"] for kind in quantizer_names()} == {
-        "usq": 1, "tcq4": 1, "tcq8": 1}
+        "usq": 1, "tcq4": 1, "tcq8": 1, "rdoq": 1}
     shipped = load_named("tiny", zoo).model.state_dict()
     for key, value in trained.named_parameters():
         assert torch.equal(value.detach().half().float(), shipped[key]), key

@@ -96,4 +96,24 @@ def int_multiple_of(
     return parse
 
 
+def word_or_int(words: tuple[str, ...], low: int | None = None,
+                high: int | None = None) -> Callable[[str], str | int]:
+    """One of ``words`` (returned as is) or an integer in [low, high] (None = unbounded)."""
+    bounded = int_in(low, high)
+
+    def parse(text: str) -> str | int:
+        if text in words:
+            return text
+        try:
+            return bounded(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"must be one of {', '.join(words)} or an integer in "
+                f"{_interval(low, high, False, False)}, got {text}"
+            ) from None
+
+    parse.__name__ = f"{' | '.join(words)} | integer in {_interval(low, high, False, False)}"
+    return parse
+
+
 seed = int_in(0, 2**32 - 1)  # what numpy's and torch's generators take

@@ -73,13 +73,10 @@ class Codec:
             raise TrellicError(
                 f"model {loaded.model_id} codes {quantizer.kind} with delta {delta} only"
             )
-        if refine is not None:
-            if quantizer.num_quantizers != 1:
-                raise TrellicError(f"latent refinement codes with usq, not {quantizer.kind}")
-            if "lmbda" not in loaded.info.get("training", {}):
-                raise TrellicError(
-                    f"model {loaded.model_id} records no training lambda to refine latents for"
-                )
+        if refine is not None and "lmbda" not in loaded.info.get("training", {}):
+            raise TrellicError(
+                f"model {loaded.model_id} records no training lambda to refine latents for"
+            )
 
     @classmethod
     def load(

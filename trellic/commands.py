@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from trellic.argtypes import float_in, non_negative_int
+from trellic.argtypes import float_in, word_or_int
 from trellic.coding import bitstream
 from trellic.errors import TrellicError
 from trellic.eval.metrics import psnr
 from trellic.io import check_output, encode_png, read_bytes, read_image, write_atomic
+from trellic.models.refine import REFINE_MODES, refine_config
 from trellic.paths import WEIGHTS_ENV
 from trellic.quant.registry import quantizer_names
 
@@ -39,19 +40,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="zoo model name (`trellic models` lists them) or .safetensors path; "
                    "default: the zoo's default model")
     p.add_argument("--quantizer", choices=quantizer_names(), default="usq",
-                   help="uniform scalar, or trellis-coded with a 4- or 8-state trellis")
+                   help="uniform scalar (usq: rounding; rdoq: rate-aware search on its grid), "
+                   "or trellis-coded with a 4- or 8-state trellis")
     p.add_argument(
         "--lambda-t",
         type=float_in(0.0, bitstream.MAX_LAMBDA_T, high_open=True),
         default=None,
-        help="TCQ rate weight in latent units (default: 0.3 * delta^2)",
+        help="rate weight of the rdoq/tcq search in latent units (default: the quantizer's, "
+        "rdoq 0.01 * delta^2, tcq 0.3 * delta^2)",
     )
     p.add_argument(
         "--refine",
-        type=non_negative_int,
+        type=word_or_int(tuple(REFINE_MODES), 0),
         default=0,
-        metavar="STEPS",
-        help="optimise the image's latents for STEPS steps first (usq; slower encoder, same file)",
+        metavar="MODE",
+        help="optimise the image's latents first, then quantize: cheap (a few steps), full "
+        "(100 annealed steps) or a number of annealed steps, 0 for off; slower encoder, "
+        "same file (default: 0)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-v", "--verbose", action="store_true", help="print timing and rates")
@@ -110,13 +115,11 @@ def _read_image(path: Path) -> np.ndarray:
 
 def compress(args: argparse.Namespace) -> int:
     from trellic.codec import Codec
-    from trellic.models.refine import RefineConfig
 
     check_output(args.output, args.force, (args.input,))
     image = _read_image(args.input)
     start = time.perf_counter()
-    refine = RefineConfig(steps=args.refine) if args.refine else None
-    codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine)
+    codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine_config(args.refine))
     loaded = time.perf_counter()
     encoded = codec.encode(image, progress=True)
     done = time.perf_counter()

@@ -24,7 +24,13 @@ import time
 from pathlib import Path
 
 from trellic import __version__
-from trellic.argtypes import float_in, int_in, non_negative_int, positive_float, positive_int
+from trellic.argtypes import (
+    float_in,
+    int_in,
+    positive_float,
+    positive_int,
+    word_or_int,
+)
 from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.errors import TrellicError
 from trellic.eval import baselines
@@ -46,6 +52,7 @@ from trellic.eval.results import (
 )
 from trellic.eval.runner import Setting, run
 from trellic.io import check_output, list_images, write_atomic
+from trellic.models.refine import REFINE_MODES
 from trellic.paths import kodak_dir
 from trellic.quant.registry import quantizer_names
 
@@ -301,8 +308,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="quantizer of the latents (default: usq)")
     parser.add_argument("--lambda-t", type=float_in(0.0, MAX_LAMBDA_T, high_open=True),
                         help="TCQ rate weight in latent units (default: 0.3 * delta^2)")
-    parser.add_argument("--refine", type=non_negative_int, default=0, metavar="STEPS",
-                        help="latent refinement steps per image (usq; default 0: off)")
+    parser.add_argument("--refine", type=word_or_int(tuple(REFINE_MODES), 0), default=0,
+                        metavar="MODE", help="latent refinement per image: cheap, full or a "
+                        "number of annealed steps, 0 for off (default: 0)")
     parser.set_defaults(func=_eval)
 
     parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")

@@ -1,7 +1,7 @@
 """The learned codec as the evaluation suite builds it, from options or from a results file.
 
 ``trellic eval`` builds each codec with :func:`load_learned` and records its arguments in
-the point (``options["load"]``, refinement as a step count) next to what the codec then
+the point (``options["load"]``, refinement as ``--refine`` gave it) next to what the codec then
 described itself as (``options["refine"]``: the whole refinement config, ``checkpoint_sha256``).
 :func:`codec_from_point` is the one way back from such a record to a codec (the report's
 crops): it checks the record's fields and types, and refuses weights that changed since.
@@ -22,15 +22,15 @@ LOAD_FIELDS = ("model", "quantizer", "lambda_t", "refine")
 
 
 def load_learned(model: str, quantizer: str, lambda_t: float | None = None,
-                 refine: int | dict[str, Any] | None = 0) -> Codec:
+                 refine: int | str | dict[str, Any] | None = 0) -> Codec:
     """Build the learned codec (module level, so worker processes can unpickle it).
 
-    refine: latent refinement, off (0 or None), a step count (``--refine``), or the
-    fields of a ``RefineConfig`` (steps, lr, seed) as a results file records them.
+    refine: latent refinement, off (0 or None), ``--refine``'s value (a mode name or a
+    step count), or the fields of a ``RefineConfig`` as a results file records them.
     """
     try:
         from trellic.codec import Codec
-        from trellic.models.refine import RefineConfig
+        from trellic.models.refine import RefineConfig, refine_config
     except ImportError as error:
         raise TrellicError(f"the learned codec (trellic.codec) is not available: {error}") from None
     if isinstance(refine, dict):
@@ -39,7 +39,7 @@ def load_learned(model: str, quantizer: str, lambda_t: float | None = None,
         except (TypeError, ValueError) as error:
             raise TrellicError(f"bad refinement setting {refine}: {error}") from None
     else:
-        config = RefineConfig(steps=refine) if refine else None
+        config = refine_config(refine or 0)
     return Codec.load(model, quantizer=quantizer, lambda_t=lambda_t, refine=config)
 
 
@@ -56,6 +56,8 @@ def _check_load(load: Any) -> dict[str, Any]:
     if lambda_t is not None and (isinstance(lambda_t, bool) or not isinstance(lambda_t, Real)):
         raise TrellicError(f"the point's lambda_t is not a number: {lambda_t!r}")
     steps = load.get("refine") or 0
+    if isinstance(steps, str):
+        return load  # a mode name: load_learned checks it
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise TrellicError(f"the point's refine is not a step count: {load.get('refine')!r}")
     return load

@@ -4,33 +4,39 @@ The analysis transform is amortised: one pass maps every image to latents that
 are good on average, not the best ones for this image. With the decoder, the
 hyperprior and the tables fixed, gradient descent on the image's own latents
 lowers ``lambda * 255^2 * MSE + bpp`` further (Campos et al. 2019; Yang, Bamler,
-Mandt 2020). Rounding has no gradient, so the latents are rounded by stochastic
-Gumbel annealing (SGA, Yang et al. 2020): each value goes to its floor or its
-ceiling by a relaxed Bernoulli draw whose temperature anneals towards hard
-rounding. Everything goes through the latent codec's contract: its side
-latents z, its ``relaxed`` rate with SGA as the rounding, and ``compress``
-for the true cost. The result is an ordinary pair (y, z) for
-``latent_codec.compress``: the bitstream and the decoder do not change, only
-the encoder spends more time.
+Mandt 2020). Rounding has no gradient, so the full mode rounds the latents by
+stochastic Gumbel annealing (SGA, Yang et al. 2020): each value goes to its
+floor or its ceiling by a relaxed Bernoulli draw whose temperature anneals
+towards hard rounding. The cheap mode takes a few deterministic steps on the
+unrounded latents (the rate of a unit interval around each value): an
+image-aware target for the search, at a few times the plain encoder's time.
+Everything goes through the latent codec's contract: its side latents z, its
+``relaxed`` rate, and ``quantize`` for the true cost. The result is an
+ordinary pair (y, z) for ``latent_codec.compress``, which then runs the real
+quantizer (rounding, the RDOQ or the TCQ search): the bitstream and the
+decoder do not change, only the encoder spends more time.
 
-The refined latents are kept only when their true cost (real quantizer, the
-coder's integer tables, the decoded image) is lower than the encoder's own, so
-refinement never loses on the image it codes. USQ only: the objective rounds to
-the integer grid. The annealing noise comes from a seeded generator and the
-loop runs single-threaded: the same image always gives the same file.
+The refined latents are kept only when their true cost (the real quantizer,
+the coder's integer tables, the decoded image) is lower than the plain
+encoder's, so refinement never loses on the image it codes, whatever the
+quantizer. The annealing noise comes from a seeded generator and the loop
+runs single-threaded: the same image always gives the same file.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from trellic.determinism import single_threaded
+from trellic.errors import TrellicError
 from trellic.models.model import CodecModel
 from trellic.quant.base import Quantizer
 from trellic.rd import rd_cost
@@ -39,19 +45,42 @@ TEMPERATURE_START = 0.5  # SGA's initial temperature (Yang et al. 2020)
 ANNEAL = 8.0  # temperature falls by e^-8 over the run, to near-hard rounding
 TEMPERATURE_FLOOR = 1e-3
 EDGE = 1e-5  # keeps atanh finite at the grid points
+CHEAP_STEPS = 5  # the cheap mode: a few unrounded float32 steps
+CHEAP_LR = 0.1  # docs/quantization.md, runs d and e
 
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """Adam steps on (y, z), its peak learning rate (cosine decay) and the noise seed."""
+    """Adam steps on (y, z), its peak learning rate (cosine decay), the noise seed,
+    whether the latents are rounded by SGA (False: left unrounded, deterministic) and
+    whether the networks compute in bfloat16 (fast only on CPUs with bfloat16 units)."""
 
     steps: int = 100
     lr: float = 0.01
     seed: int = 0
+    anneal: bool = True
+    bfloat16: bool = True
 
     def __post_init__(self):
         if self.steps < 1 or not self.lr > 0:
             raise ValueError(f"refinement needs steps >= 1 and lr > 0, got {self}")
+
+
+# The encoder modes of ``--refine``: measured in docs/quantization.md.
+REFINE_MODES = {
+    "cheap": RefineConfig(steps=CHEAP_STEPS, lr=CHEAP_LR, anneal=False, bfloat16=False),
+    "full": RefineConfig(),
+}
+
+
+def refine_config(option: str | int) -> RefineConfig | None:
+    """``--refine``'s value: a mode name, a number of full-mode steps, or 0 (off)."""
+    if isinstance(option, str):
+        if option not in REFINE_MODES:
+            raise TrellicError(f"unknown refinement mode {option!r}: expected one of "
+                               f"{', '.join(REFINE_MODES)} or a number of steps")
+        return REFINE_MODES[option]
+    return RefineConfig(steps=option) if option else None
 
 
 def sga_round(v: Tensor, temperature: float, generator: torch.Generator) -> Tensor:
@@ -65,21 +94,24 @@ def sga_round(v: Tensor, temperature: float, generator: torch.Generator) -> Tens
 
 
 def _relaxed_cost(model: CodecModel, x: Tensor, y: Tensor, z: Tensor,
-                  valid: tuple[int, int], lmbda: float, temperature: float,
-                  generator: torch.Generator) -> Tensor:
-    """lambda * 255^2 * MSE + bpp of (y, z) with SGA in place of rounding.
+                  valid: tuple[int, int], lmbda: float,
+                  rounding: Callable[[Tensor], Tensor], bfloat16: bool) -> Tensor:
+    """lambda * 255^2 * MSE + bpp of (y, z) with ``rounding`` in place of rounding.
 
-    The networks compute in bfloat16 (autocast), the likelihoods in float32.
+    The networks compute in bfloat16 (autocast) if asked, the likelihoods in float32.
     """
     height, width = valid
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model.latent_codec.relaxed(
-            y, z, lambda v: sga_round(v, temperature, generator)
-        )
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        out = model.latent_codec.relaxed(y, z, rounding)
         x_hat = model.g_s(out.y_hat)
     bits = sum(-torch.log2(likelihood).sum() for likelihood in out.likelihoods.values())
     mse = torch.mean((x_hat.float() - x)[..., :height, :width] ** 2)
     return rd_cost(mse, bits / (height * width), lmbda)
+
+
+def _unrounded(v: Tensor) -> Tensor:
+    """The cheap mode's relaxation: no rounding at all."""
+    return v
 
 
 @torch.no_grad()
@@ -105,8 +137,6 @@ def refine_latents(model: CodecModel, x: Tensor, valid: tuple[int, int], lmbda: 
     lmbda: the RD trade-off to optimise (the model's training lambda).
     progress: a progress bar of the steps on stderr, shown only when stderr is a terminal.
     """
-    if quantizer.num_quantizers != 1:
-        raise ValueError(f"latent refinement codes with usq, not {quantizer.kind}")
     with single_threaded():
         with torch.no_grad():
             y_start = model.g_a(x)
@@ -122,8 +152,10 @@ def refine_latents(model: CodecModel, x: Tensor, valid: tuple[int, int], lmbda: 
             temperature = max(TEMPERATURE_START * math.exp(-ANNEAL * fraction), TEMPERATURE_FLOOR)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * fraction))
+            rounding = partial(sga_round, temperature=temperature, generator=generator)
             with torch.enable_grad():
-                cost = _relaxed_cost(model, x, y, z, valid, lmbda, temperature, generator)
+                cost = _relaxed_cost(model, x, y, z, valid, lmbda,
+                                     rounding if config.anneal else _unrounded, config.bfloat16)
                 y.grad, z.grad = torch.autograd.grad(cost, [y, z])
             optimizer.step()
         y, z = y.detach(), z.detach()

@@ -1,4 +1,4 @@
-"""Quantizers: uniform scalar (USQ) and trellis-coded (TCQ), behind one interface.
+"""Quantizers: uniform scalar (USQ, RDOQ) and trellis-coded (TCQ), behind one interface.
 
 ``make_quantizer(name, delta)`` builds one by its name in the registry
 (:mod:`trellic.quant.registry`); see
@@ -15,11 +15,12 @@ from trellic.quant.base import (
 from trellic.quant.registry import QUANTIZERS, make_quantizer, quantizer_names
 from trellic.quant.tcq import TCQ
 from trellic.quant.trellis import ECM8, USQ_TRELLIS, VVC4, Trellis, from_sequences, to_sequences
-from trellic.quant.usq import USQ
+from trellic.quant.usq import RDOQ, USQ
 
 __all__ = [
     "ECM8",
     "QUANTIZERS",
+    "RDOQ",
     "TCQ",
     "USQ",
     "USQ_TRELLIS",

@@ -16,7 +16,7 @@ from trellic.errors import TrellicError
 from trellic.quant.base import Quantizer
 from trellic.quant.tcq import TCQ
 from trellic.quant.trellis import ECM8, VVC4
-from trellic.quant.usq import USQ
+from trellic.quant.usq import RDOQ, USQ
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ QUANTIZERS: dict[str, QuantizerSpec] = {
         QuantizerSpec("usq", 0, "usq", None, USQ),
         QuantizerSpec("tcq4", 1, "tcq", "tcq_delta", partial(TCQ, VVC4)),
         QuantizerSpec("tcq8", 2, "tcq", "tcq_delta", partial(TCQ, ECM8)),
+        QuantizerSpec("rdoq", 3, "usq", None, RDOQ),
     )
 }
 

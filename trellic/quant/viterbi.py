@@ -47,6 +47,7 @@ class Quantizer(Protocol):
 
     trellis: Trellis
     delta: float
+    shrink: float
 
     @property
     def num_quantizers(self) -> int: ...
@@ -78,7 +79,9 @@ def branch_metrics(
     """Cheapest candidate per (quantizer, parity) and its cost.
 
     The odd branch has one candidate; the even branch takes zero only if it is
-    strictly cheaper than the even neighbour of r.
+    strictly cheaper than the even neighbour of r. The squared error of a
+    level between r and zero (an error towards the mean) counts
+    ``quantizer.shrink`` times (1: plain squared error).
 
     Args:
         r: (T, S) residuals; the search runs in r's dtype.
@@ -91,7 +94,10 @@ def branch_metrics(
     costs, indices = [], []
     for q in range(quantizer.num_quantizers):
         k = candidates(quantizer, r, q)
-        cost = quantizer.level_units(k.to(r.dtype), q).mul_(quantizer.delta).sub_(r).square_()
+        error = quantizer.level_units(k.to(r.dtype), q).mul_(quantizer.delta).sub_(r)
+        cost = error.square()
+        if quantizer.shrink != 1.0:
+            cost = torch.where(error * r < 0, cost * quantizer.shrink, cost)
         if lambda_t != 0.0:
             cost.add_(rate.bits(k, q, scales).to(r.dtype), alpha=lambda_t)
         keep_even = cost[0] <= cost[2]
