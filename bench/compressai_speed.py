@@ -5,9 +5,11 @@ in CompressAI 1.2.8, its own compress/decompress (rANS coder), at the same
 thread count. Runs in the scratch environment of
 ``scripts/make_compressai_fixtures.py`` (CompressAI is no dependency of trellic):
 
-    PYTHONPATH=$PWD "$VENV"/bin/python bench/compressai_speed.py --threads 1 --images 4
+    PYTHONPATH=$PWD "$VENV"/bin/python bench/compressai_speed.py --threads 1 2 --images 4 \
+        > docs/data/compressai_speed.json
 
-Prints one JSON object: encode and decode seconds per image (mean) and bpp.
+Prints one JSON object: per thread count, encode and decode seconds per image
+(mean) and bpp (docs: README's speed section sets them beside trellic's).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -41,14 +44,21 @@ def _import_compressai():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=[1])
     parser.add_argument("--images", type=positive_int, default=4)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = _import_compressai()(N=128, M=192).eval()
     model.update(force=True)
     files = list_images(kodak_dir(), limit=args.images)
+    runs = [time_run(model, files, threads) for threads in args.threads]
+    print(json.dumps({"codec": "CompressAI 1.2.8 mbt2018-mean N=128/M=192 (random weights)",
+                      "runs": runs}, indent=1))
+
+
+def time_run(model, files: list, threads: int) -> dict:
+    """Mean encode and decode seconds per image at ``threads`` intra-op threads."""
+    torch.set_num_threads(threads)
     encode, decode, bits, pixels = [], [], 0, 0
     with torch.no_grad():
         for index, path in enumerate([files[0], *files]):  # the first run warms up
@@ -63,10 +73,9 @@ def main() -> None:
                 decode.append(time.perf_counter() - middle)
                 bits += 8 * sum(len(s[0]) for s in out["strings"])
                 pixels += image.shape[0] * image.shape[1]
-    print(json.dumps({"codec": "CompressAI 1.2.8 mbt2018-mean N=128/M=192 (random weights)",
-                      "threads": args.threads, "images": len(files),
-                      "encode_s": sum(encode) / len(encode), "decode_s": sum(decode) / len(decode),
-                      "bpp": bits / pixels}))
+    return {"threads": threads, "images": len(files), "encode_s": sum(encode) / len(encode),
+            "decode_s": sum(decode) / len(decode), "bpp": bits / pixels,
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
 if __name__ == "__main__":

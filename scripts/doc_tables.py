@@ -108,12 +108,13 @@ def speed(paths: list[Path]) -> list[str]:
         for kind, row in run["results"].items():
             ratio = row.get("encode_vs_usq")
             rows.append([
-                _model_label(run), kind, f"{row['bpp']:.3f}", f"{row['encode_s']:.3f}",
+                _model_label(run), str(run.get("threads", 1)), kind, f"{row['bpp']:.3f}",
+                f"{row['encode_s']:.3f}",
                 f"{row['decode_s']:.3f}", "-" if ratio is None else f"{ratio:.2f}x",
                 f"{row['viterbi_ms']:.1f}" if row["viterbi_ms"] else "-",
                 f"{row['coder_overhead_pct']:.3f}%", f"{row['header_pct']:.2f}%",
             ])
-    header = ["model", "quantizer", "bpp", "encode s", "decode s", "encode vs usq",
+    header = ["model", "threads", "quantizer", "bpp", "encode s", "decode s", "encode vs usq",
               "Viterbi ms", "coder overhead", "header"]
     return _table(header, rows) + [""] + [
         f"- {_condition(path, run)}" for path, run in zip(paths, runs, strict=True)]
@@ -306,6 +307,25 @@ def format_change(paths: list[Path]) -> list[str]:
     return _table(header, rows)
 
 
+def compressai_speed(paths: list[Path]) -> list[str]:
+    """bench/compressai_speed.py runs beside trellic's N=128/M=192 USQ rows at the same
+    thread count (the first file: CompressAI's runs; the others: codec_speed files)."""
+    ours = {}
+    for path in paths[1:]:
+        run = _json(path)
+        if run["N"] == 128 and run["M"] == 192:
+            ours[run.get("threads", 1)] = run["results"]["usq"]
+    rows = []
+    for run in _json(paths[0])["runs"]:
+        mine = ours.get(run["threads"])
+        ratio = "-" if mine is None else (f"{mine['encode_s'] / run['encode_s']:.2f}x / "
+                                          f"{mine['decode_s'] / run['decode_s']:.2f}x")
+        rows.append([str(run["threads"]), str(run["images"]), f"{run['encode_s']:.3f}",
+                     f"{run['decode_s']:.3f}", ratio])
+    return _table(["threads", "images", "CompressAI encode s", "CompressAI decode s",
+                   "trellic usq / CompressAI (encode / decode)"], rows)
+
+
 def portability(paths: list[Path]) -> list[str]:
     """experiments/portability_study.py: files written under one kernel set, decoded under
     another (one table per data file: before and after portable bitstreams)."""
@@ -339,6 +359,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "retraining": retraining,
     "portability": portability,
     "format-change": format_change,
+    "compressai-speed": compressai_speed,
 }
 
 
