@@ -65,9 +65,7 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
 
 
 NAMES = {
-    "zoo-usq": "trellic zoo (usq)",
-    "zoo-tcq4": "trellic zoo (tcq4)",
-    "zoo-tcq8": "trellic zoo (tcq8)",
+    **{f"zoo-{kind}": f"trellic zoo ({kind})" for kind in QUANTIZERS},
     "zoo-tcq4-trained": "trellic zoo, TCQ-4 proxy fine-tuned (tcq4)",
     "zoo-tcq4-retrained": "trellic zoo, TCQ-4 hyper+decoder retrained (tcq4)",
     "zoo-usq-retrained": "trellic zoo, USQ decoder retrained (usq)",
