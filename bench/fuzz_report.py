@@ -178,31 +178,27 @@ def splice(rng, seed, ctx):
     return repack(seed, z=a.container.z_stream, y=b.container.y_stream)
 
 
-def absurd_escapes(rng, seed, ctx):
-    """A well-formed y stream whose indices are huge: every one an escape."""
-    model, codec = ctx["model"], ctx["codecs"][seed.header.quantizer]
-    latent = model.latent_codec
-    h, w = model.latent_shape(seed.header.height, seed.header.width)
-    z_shape = (1, model.config.N, h // latent.downscale, w // latent.downscale)
-    z = latent.z_coding().decode(seed.container.z_stream, z_shape)
-    means, scales = latent.decoded_parameters(z)
-    magnitude = int(2 ** rng.uniform(4, 25))
-    k = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, means.shape))
-    quantized = Quantized(k, codec.quantizer.quantizer_ids(k))
-    return repack(seed, y=latent.y_coding(codec.quantizer).encode(quantized, scales))
-
-
-def other_symbols(rng, seed, ctx):
-    """A well-formed y stream of other (small) indices under the file's symbols CRC."""
+def recoded_y(seed, ctx, magnitude: int, rng) -> bytes:
+    """The seed with a well-formed y stream of random indices in [-magnitude, magnitude]."""
     model, codec = ctx["model"], ctx["codecs"][seed.header.quantizer]
     latent = model.latent_codec
     h, w = model.latent_shape(seed.header.height, seed.header.width)
     z_shape = (1, model.config.N, h // latent.downscale, w // latent.downscale)
     z = latent.z_coding().decode(seed.container.z_stream, z_shape)
     _, scales = latent.decoded_parameters(z)
-    k = torch.from_numpy(rng.integers(-2, 3, scales.shape))
+    k = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, scales.shape))
     quantized = Quantized(k, codec.quantizer.quantizer_ids(k))
     return repack(seed, y=latent.y_coding(codec.quantizer).encode(quantized, scales))
+
+
+def absurd_escapes(rng, seed, ctx):
+    """A well-formed y stream whose indices are huge: every one an escape."""
+    return recoded_y(seed, ctx, int(2 ** rng.uniform(4, 25)), rng)
+
+
+def other_symbols(rng, seed, ctx):
+    """A well-formed y stream of other (small) indices under the file's symbols CRC."""
+    return recoded_y(seed, ctx, 2, rng)
 
 
 CATEGORIES = {  # name: (mutator, share of the cases)
