@@ -94,3 +94,12 @@ def test_golden_crop_reencodes_to_identical_bytes(entry, same_kernels):
     case = {key: entry[key] for key in ("model", "quantizer", "lambda_t", "refine", "crop")}
     data = make_golden.encode(case, _crop(entry["crop"]))
     assert data == (GOLDEN / entry["file"]).read_bytes()
+
+
+def test_decompress_warns_that_a_format1_file_is_not_portable(tmp_path, capsys, same_kernels):
+    from trellic.cli import main
+
+    entry = RECORD["format1"][0]
+    assert main(["decompress", str(GOLDEN / "format1" / entry["file"]),
+                 str(tmp_path / "out.png")]) == 0
+    assert "is a format-1 file" in capsys.readouterr().err

@@ -145,7 +145,12 @@ def decompress(args: argparse.Namespace) -> int:
 
     check_output(args.output, args.force, (args.input, args.reference))
     data = read_bytes(args.input, limit=bitstream.MAX_FILE_BYTES)
-    header = bitstream.unpack(data).header
+    container = bitstream.unpack(data)
+    header = container.header
+    if container.version < bitstream.FORMAT_VERSION:
+        _say(f"trellic: warning: {args.input} is a format-{container.version} file: it decodes "
+             "exactly only where the CPU kernels round like the encoder's (re-encode it for a "
+             "portable file)")
     reference = None
     if args.reference is not None:
         reference = _read_image(args.reference)
