@@ -71,3 +71,26 @@ def test_integer_synthesis_refuses_what_it_cannot_run_exactly(monkeypatch):
     monkeypatch.setattr(integer_net, "ACTIVATION_LIMIT", 1 << 45)
     with pytest.raises(ValueError, match="too wide"):
         IntegerSynthesis(nn.Sequential(nn.Conv2d(64, 1, 5)))
+
+
+def test_a_subset_of_output_channels_is_exactly_those_channels_of_the_whole():
+    model = make_tiny_model()
+    h_s = model.latent_codec.h_s
+    z = torch.randn(1, 16, 6, 5, generator=torch.Generator().manual_seed(3)) * 8
+    whole = IntegerSynthesis(h_s)(z)
+    channels = model.latent_codec.scale_channels()
+    assert torch.equal(IntegerSynthesis(h_s, channels)(z), whole[:, channels])
+
+
+def test_cached_synthesis_follows_every_change_of_the_weights():
+    h_s = make_tiny_model().latent_codec.h_s
+    z = torch.randn(1, 16, 6, 5, generator=torch.Generator().manual_seed(4)) * 8
+    cached = integer_net.CachedIntegerSynthesis()
+    before = cached(h_s, z)
+    assert torch.equal(before, IntegerSynthesis(h_s)(z))
+    with torch.no_grad():
+        h_s[0].weight.mul_(1.5)  # in place, as an optimiser step
+    assert torch.equal(cached(h_s, z), IntegerSynthesis(h_s)(z))
+    assert not torch.equal(cached(h_s, z), before)
+    other = make_tiny_model(seed=1).latent_codec.h_s  # another network
+    assert torch.equal(cached(other, z), IntegerSynthesis(other)(z))

@@ -32,7 +32,7 @@ from trellic.entropy.tables import PmfTables
 from trellic.latent.base import LatentCodec, LatentCompressed, LatentForward, LatentQuantized
 from trellic.latent.factorized import FactorizedCoding
 from trellic.latent.gaussian import GaussianCoding
-from trellic.latent.integer_net import IntegerSynthesis
+from trellic.latent.integer_net import CachedIntegerSynthesis
 from trellic.layers import conv, deconv
 from trellic.quant.base import ProxyKind, Quantized, Quantizer, gaussian_mass
 from trellic.quant.registry import QUANTIZERS
@@ -52,6 +52,7 @@ class MeanScaleHyperprior(LatentCodec):
         self.h_a, self.h_s = self.hyper_transforms(config.N, config.M)
         self.entropy_bottleneck = FactorizedPrior(config.N, config.prior_filters)
         self.register_buffer("scale_table", default_scale_table())
+        self.integer_h_s = CachedIntegerSynthesis(self.scale_channels())
 
     # -- the entropy model ------------------------------------------------------
     @staticmethod
@@ -76,6 +77,19 @@ class MeanScaleHyperprior(LatentCodec):
         """h_s's output (B, 2M, h, w) -> means, lower-bounded scales (B, M, h, w) in ``dtype``."""
         means, scales = hyper.chunk(2, dim=1)
         return means.to(dtype), bound_scales(scales).to(dtype)
+
+    def scale_channels(self) -> slice:
+        """The channels of h_s's output that hold the scales (its second half)."""
+        return slice(self.config.M, 2 * self.config.M)
+
+    def exact_scales(self, z_hat: Tensor) -> Tensor:
+        """z_hat (B, N, h, w) -> lower-bounded scales (B, M, 4h, 4w) from h_s in integer
+        arithmetic (only the scale channels computed), the same on every machine."""
+        return bound_scales(self.integer_h_s(self.h_s, z_hat)).to(z_hat.dtype)
+
+    def decoded_means(self, z_hat: Tensor) -> Tensor:
+        """The means of y (B, M, 4h, 4w) that the decoder adds to the levels (float h_s)."""
+        return self.entropy_parameters(z_hat)[0]
 
     def side_latents(self, y: Tensor) -> Tensor:
         """z = h_a(y) (B, N, h/4, w/4)."""
@@ -158,7 +172,7 @@ class MeanScaleHyperprior(LatentCodec):
         h_s's gradients for the scales."""
         means, scales = self.entropy_parameters(z_hat)
         with torch.no_grad():
-            exact = self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)[1]
+            exact = self.exact_scales(z_hat)
         return means, exact + (scales - scales.detach())
 
     def decoded_parameters(self, z_symbols: Tensor, exact: bool = True) -> tuple[Tensor, Tensor]:
@@ -172,10 +186,9 @@ class MeanScaleHyperprior(LatentCodec):
         kernels that round like the encoder's.
         """
         z_hat = self.entropy_bottleneck.dequantize(z_symbols)
-        means, scales = self.entropy_parameters(z_hat)
-        if exact:
-            scales = self.parameters_from(IntegerSynthesis(self.h_s)(z_hat), z_hat.dtype)[1]
-        return means, scales
+        if not exact:
+            return self.entropy_parameters(z_hat)
+        return self.decoded_means(z_hat), self.exact_scales(z_hat)
 
     @torch.no_grad()
     def _decide(

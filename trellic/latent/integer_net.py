@@ -68,10 +68,18 @@ class IntegerConv:
     leaky_numerator: int | None
 
     @classmethod
-    def from_float(cls, layer: nn.Conv2d | nn.ConvTranspose2d, slope: float | None) -> IntegerConv:
+    def from_float(
+        cls,
+        layer: nn.Conv2d | nn.ConvTranspose2d,
+        slope: float | None,
+        outputs: slice = slice(None),
+    ) -> IntegerConv:
+        """``outputs``: the output channels to compute (each is derived on its own, so a
+        subset gives exactly those channels of the whole layer)."""
         transposed = isinstance(layer, nn.ConvTranspose2d)
         weight = layer.weight.detach().to(torch.float64)
         out_dim = 1 if transposed else 0
+        weight = weight[:, outputs] if transposed else weight[outputs]
         reduce = [d for d in range(weight.dim()) if d != out_dim]
         amax = weight.abs().amax(dim=reduce)
         scale = torch.where(amax > 0, amax / WEIGHT_MAX, torch.ones_like(amax))
@@ -79,7 +87,7 @@ class IntegerConv:
         shape[out_dim] = -1
         integer_weight = torch.round(weight / scale.view(shape))
         multiplier = torch.round(scale * (1 << MULTIPLIER_BITS)).to(torch.int64)
-        bias = layer.bias.detach().to(torch.float64) if layer.bias is not None else 0 * amax
+        bias = 0 * amax if layer.bias is None else layer.bias.detach()[outputs].to(torch.float64)
         fixed_bias = torch.round(bias * (1 << (FRACTION_BITS + MULTIPLIER_BITS))).to(torch.int64)
         per_output = integer_weight.abs().sum(dim=reduce)
         if float(per_output.max()) * ACTIVATION_LIMIT >= _EXACT_FLOAT64:
@@ -124,12 +132,17 @@ class IntegerSynthesis:
     Args:
         network: ``nn.Sequential`` of Conv2d / ConvTranspose2d layers, each optionally
             followed by ``nn.LeakyReLU`` or ``nn.ReLU`` (h_s of the hyperprior codecs).
+        outputs: the channels of the last layer to compute (e.g. only the scales of an h_s
+            that predicts means and scales: the rest of its work is skipped).
     Raises:
         ValueError: a layer of another kind, or one too wide for exact arithmetic.
     """
 
-    def __init__(self, network: nn.Sequential):
+    def __init__(self, network: nn.Sequential, outputs: slice = slice(None)):
         layers = list(network)
+        convolution = nn.Conv2d | nn.ConvTranspose2d
+        convs = [i for i, layer in enumerate(layers) if isinstance(layer, convolution)]
+        last_conv = convs[-1] if convs else -1
         self.layers: list[IntegerConv] = []
         for index, layer in enumerate(layers):
             if isinstance(layer, nn.LeakyReLU | nn.ReLU):
@@ -140,7 +153,8 @@ class IntegerSynthesis:
             slope = None
             if isinstance(after, nn.LeakyReLU | nn.ReLU):
                 slope = getattr(after, "negative_slope", 0.0)
-            self.layers.append(IntegerConv.from_float(layer, slope))
+            channels = outputs if index == last_conv else slice(None)
+            self.layers.append(IntegerConv.from_float(layer, slope, channels))
 
     @staticmethod
     def to_fixed(values: Tensor) -> Tensor:
@@ -155,3 +169,27 @@ class IntegerSynthesis:
         for layer in self.layers:
             out = layer(out)
         return out.to(torch.float32) / (1 << FRACTION_BITS)
+
+
+class CachedIntegerSynthesis:
+    """The :class:`IntegerSynthesis` of a float network, derived again only when the
+    network or its parameters change (in place, as optimisers and ``load_state_dict``
+    do, or by replacement): coding many images derives the integer weights once.
+
+    Args:
+        outputs: as for :class:`IntegerSynthesis`.
+    """
+
+    def __init__(self, outputs: slice = slice(None)):
+        self.outputs = outputs
+        self._key: tuple | None = None
+        self._synthesis: IntegerSynthesis | None = None
+
+    def __call__(self, network: nn.Sequential, x: Tensor) -> Tensor:
+        """``IntegerSynthesis(network, outputs)(x)``."""
+        key = (id(network),) + tuple(
+            (p.data_ptr(), p._version, p.dtype) for p in network.parameters()
+        )
+        if key != self._key:
+            self._synthesis, self._key = IntegerSynthesis(network, self.outputs), key
+        return self._synthesis(x)

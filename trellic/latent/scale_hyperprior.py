@@ -35,6 +35,15 @@ class ScaleHyperprior(MeanScaleHyperprior):
         )
         return h_a, h_s
 
+    def scale_channels(self) -> slice:
+        """h_s predicts scales only."""
+        return slice(None)
+
+    def decoded_means(self, z_hat: Tensor) -> Tensor:
+        """Zero, without running h_s."""
+        h, w = (self.downscale * size for size in z_hat.shape[-2:])
+        return z_hat.new_zeros(z_hat.shape[0], self.config.M, h, w)
+
     def side_latents(self, y: Tensor) -> Tensor:
         """z = h_a(|y|): the scales depend on the magnitudes only."""
         return self.h_a(torch.abs(y))
