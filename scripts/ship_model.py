@@ -152,7 +152,7 @@ def main() -> int:
             previous = {}
         entry = {
             **{k: v for k, v in previous.items() if k in ("warm_start", "warm_start_model")},
-            "architecture": "mbt2018-mean",
+            "architecture": model.config.architecture,
             "N": config["N"],
             "M": config["M"],
             "tcq_delta": model.config.tcq_delta,

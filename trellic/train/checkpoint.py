@@ -2,8 +2,9 @@
 
 Optimizer state tensors are flattened to ``opt.<name>.<param index>.<field>``;
 the step counter and hyper-parameters of each optimizer go to the metadata as
-JSON. Writes are atomic (temp file + rename), so an interrupted save never
-destroys the previous checkpoint.
+JSON, and so does the run's progress (step, elapsed seconds, config with its
+architecture, the parameters it keeps frozen). Writes are atomic (temp file +
+rename), so an interrupted save never destroys the previous checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from safetensors.torch import load_file
 
 from trellic.errors import TrellicError
 from trellic.models import CodecModel, ModelConfig
+from trellic.models.config import VERSION_1_ARCHITECTURE
+from trellic.models.model import upgrade_legacy_keys
 from trellic.safetensors_io import save_safetensors_atomic
+from trellic.train.warm_start import load_matching
 from trellic.zoo import load_model_file
 
 
@@ -57,22 +61,53 @@ def load_training_state(path: Path, model: torch.nn.Module,
     return json.loads(metadata["progress"])
 
 
-def load_model_weights(path: Path, model: torch.nn.Module) -> None:
+def read_progress(path: Path) -> dict:
+    """The progress dict of a training checkpoint (step, elapsed, config, frozen)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrellicError(f"checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads((handle.metadata() or {})["progress"])
+
+
+def checkpoint_architecture(progress: dict) -> str:
+    """The architecture a checkpoint's run trained (runs before the field: mbt2018-mean)."""
+    return progress["config"].get("architecture", VERSION_1_ARCHITECTURE)
+
+
+def load_model_weights(path: Path, model: CodecModel) -> tuple[str, ...]:
     """Warm start: the model tensors of a training checkpoint or a weights file.
 
+    A file of the model's architecture loads strictly. A file of another
+    architecture loads every tensor whose name and shape match and leaves the
+    others as initialised (:func:`~trellic.train.warm_start.load_matching`).
     Weights files go through the zoo loader (fp16 storage, variant files).
+
+    Returns:
+        The names of the model's tensors that the file did not provide (empty
+        when it loaded strictly).
+
+    Raises:
+        TrellicError: no such file; a mismatch (one line naming the tensors).
     """
     path = Path(path)
     if not path.is_file():
         raise TrellicError(f"warm-start file not found: {path}")
     with safe_open(str(path), framework="pt") as handle:
-        is_checkpoint = "progress" in (handle.metadata() or {})
-    if is_checkpoint:
+        metadata = handle.metadata() or {}
+    if "progress" in metadata:  # a training checkpoint
         tensors = load_file(str(path))
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        state = upgrade_legacy_keys(
+            {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        )
+        architecture = checkpoint_architecture(json.loads(metadata["progress"]))
     else:
-        state = load_model_file(path)[0].state_dict()
-    _load_strict(model, state, path)
+        source = load_model_file(path)[0]
+        state, architecture = source.state_dict(), source.config.architecture
+    if architecture == model.config.architecture:
+        _load_strict(model, state, path)
+        return ()
+    return load_matching(model, state, f"{path} ({architecture})")
 
 
 def model_from_checkpoint(
@@ -83,14 +118,15 @@ def model_from_checkpoint(
     Args:
         tcq_delta: the TCQ step to build the tables for (default: the model's default).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise TrellicError(f"checkpoint not found: {path}")
-    with safe_open(str(path), framework="pt") as handle:
-        progress = json.loads((handle.metadata() or {})["progress"])
+    progress = read_progress(path)
     config = progress["config"]
     extra = {} if tcq_delta is None else {"tcq_delta": tcq_delta}
-    model = CodecModel(ModelConfig(N=config["N"], M=config["M"], **extra))
+    try:
+        model_config = ModelConfig(architecture=checkpoint_architecture(progress),
+                                   N=config["N"], M=config["M"], **extra)
+    except ValueError as error:
+        raise TrellicError(f"cannot read checkpoint {path}: {error}") from None
+    model = CodecModel(model_config)
     load_model_weights(path, model)
     model.eval()
     model.update()

@@ -17,10 +17,12 @@ from trellic.argtypes import (
     seed,
 )
 from trellic.errors import TrellicError, warnings_as_lines
+from trellic.models.architectures import architecture_names
 from trellic.models.config import MAX_CHANNELS
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
 from trellic.train.run_folder import TRAIN_OUTPUTS, check_run_folder, clear_run_folder
+from trellic.train.warm_start import check_train_params
 
 DEFAULT_LAMBDA = {"mse": 0.0067, "ms-ssim": 16.64}  # CompressAI's quality 4 of each
 # Adam moves every weight by about lr per step: above 1 no run learns, and far above it
@@ -31,7 +33,7 @@ LEARNING_RATE = float_in(0.0, 1.0, low_open=True)
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a model end to end",
-        description="Train the mean-scale hyperprior on random crops with a quantizer proxy. "
+        description="Train a model (--architecture) on random crops with a quantizer proxy. "
                     "Writes log.jsonl, checkpoint.safetensors and model.safetensors to --out "
                     "(an earlier run there is refused without --force or --resume). "
                     "Runs data-parallel under torchrun --nproc_per_node=K (rank 0 writes).",
@@ -39,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, action="append", default=None,
                    help="training folder (repeatable; default: $TRELLIC_DATA/train)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--architecture", choices=architecture_names(), default="mbt2018-mean",
+                   help="the model's entropy model (docs/architecture.md)")
     p.add_argument("--distortion", choices=["mse", "ms-ssim"], default="mse",
                    help="mse: lambda * 255^2 * MSE + bpp; ms-ssim: lambda * (1 - MS-SSIM) + bpp")
     p.add_argument("--lambda", dest="lmbda", type=positive_float, default=None,
@@ -78,7 +82,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="start a new run in --out, removing an earlier run's files there")
     p.add_argument("--warm-start", type=Path, default=None,
-                   help="initialise the model from a checkpoint or weights file")
+                   help="initialise the model from a checkpoint or weights file; from another "
+                        "architecture, the tensors whose names and shapes match")
+    p.add_argument("--train-params", choices=["all", "new"], default="all",
+                   help="new: train only the tensors --warm-start did not provide, the others "
+                        "stay fixed (a new entropy model's networks first)")
     p.set_defaults(func=run)
 
 
@@ -86,6 +94,8 @@ def _check(args: argparse.Namespace) -> None:
     """What the option types cannot check alone (values are checked at parse time)."""
     starts_from = [] if args.resume else [args.warm_start]  # --force would remove it
     check_run_folder(args.out, TRAIN_OUTPUTS, args.force, args.resume, starts_from)
+    if not args.resume:  # a resumed run keeps the set its checkpoint saved
+        check_train_params(args.train_params, args.warm_start)
     if args.distortion == "ms-ssim" and args.crop < 192:
         raise TrellicError("--distortion ms-ssim needs --crop of at least 192 (MS-SSIM: 161)")
     if args.val is not None and not args.val.is_dir():
@@ -115,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     _check_held_out(args.val, folders)
     lmbda = DEFAULT_LAMBDA[args.distortion] if args.lmbda is None else args.lmbda
     config = TrainConfig(
-        lmbda=lmbda, quantizer=args.quantizer, proxy=args.proxy, distortion=args.distortion,
+        lmbda=lmbda, architecture=args.architecture, train_params=args.train_params,
+        quantizer=args.quantizer, proxy=args.proxy, distortion=args.distortion,
         N=args.N, M=args.M, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
         lr=args.lr, seed=args.seed, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, val=str(args.val) if args.val else None,

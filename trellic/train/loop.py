@@ -1,4 +1,4 @@
-"""End-to-end training of the hyperprior with a quantizer's proxy.
+"""End-to-end training of a model (any registered architecture) with a quantizer's proxy.
 
 One step (:func:`train_step`): a batch of random crops -> ``model.forward`` with
 the proxy -> lambda * 255^2 * MSE + bpp (or lambda * (1 - MS-SSIM) + bpp) plus
@@ -16,6 +16,14 @@ A loss, gradient norm or weight that is not finite stops the run at once (see
 disk stays the last finite one. ``precision="bf16"`` runs the transforms in
 bfloat16 (see :mod:`trellic.train.precision`), ``channels_last`` changes the
 memory layout.
+
+``warm_start`` initialises the model from another model's file: all of its
+tensors, or, from another architecture, those the two share (see
+:mod:`trellic.train.warm_start`). With ``train_params="new"`` only the tensors
+it did not provide train; the others, aux parameters included, are left out of
+both optimizers and stay bit-identical (the warm-started quantiles bound a
+factorized prior that is frozen too, so their optimum does not move). The
+checkpoint records the fixed set, and a resumed run keeps it.
 
 Under torchrun (see :mod:`trellic.train.distributed`) the model is wrapped in
 DistributedDataParallel, each rank draws its own ``batch_size`` crops, and rank 0
@@ -36,18 +44,25 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from trellic.errors import TrellicError
 from trellic.eval.metrics import psnr_of_mse
 from trellic.models import CodecModel, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.quant.base import ProxyKind, Quantizer
 from trellic.train import distributed
-from trellic.train.checkpoint import load_model_weights, load_training_state, save_training_state
+from trellic.train.checkpoint import (
+    load_model_weights,
+    load_training_state,
+    read_progress,
+    save_training_state,
+)
 from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
 from trellic.train.loss import LossTerms, rate_distortion
 from trellic.train.precision import precision_context
 from trellic.train.run_folder import CHECKPOINT, EXPORT, LOG
 from trellic.train.validate import ValidationSet
+from trellic.train.warm_start import check_train_params, freeze, frozen_parameters, summary
 from trellic.zoo import save_model
 
 
@@ -59,6 +74,8 @@ class TrainConfig:
     """
 
     lmbda: float = 0.0067
+    architecture: str = "mbt2018-mean"
+    train_params: str = "all"  # "new": only the tensors the warm start did not provide
     quantizer: str = "usq"
     proxy: str = "noise"
     distortion: str = "mse"
@@ -95,13 +112,18 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def make_optimizers(model: CodecModel, config: TrainConfig) -> dict[str, torch.optim.Adam]:
-    """Adam for the model ("main") and for the latent codec's aux parameters ("aux")."""
+    """Adam for the model ("main") and for the latent codec's aux parameters ("aux").
+
+    Frozen parameters (requires_grad False) are left out; so is "aux" when every
+    aux parameter is frozen.
+    """
     aux = model.latent_codec.aux_parameters()
-    main = [p for p in model.parameters() if all(p is not a for a in aux)]
-    return {
-        "main": torch.optim.Adam(main, lr=config.lr),
-        "aux": torch.optim.Adam(aux, lr=config.aux_lr),
-    }
+    main = [p for p in model.parameters() if p.requires_grad and all(p is not a for a in aux)]
+    aux = [p for p in aux if p.requires_grad]
+    optimizers = {"main": torch.optim.Adam(main, lr=config.lr)}
+    if aux:
+        optimizers["aux"] = torch.optim.Adam(aux, lr=config.aux_lr)
+    return optimizers
 
 
 def train_step(net: torch.nn.Module, model: CodecModel, x: Tensor, quantizer: Quantizer,
@@ -156,6 +178,31 @@ def _stopped(step: int, error: Diverged, out_dir: Path, saved_step: int | None) 
     return f"training stopped at step {step}: {error}; no model written; {kept}"
 
 
+def _saved_frozen(config: TrainConfig, checkpoint: Path) -> list[str]:
+    """The parameters a resumed run keeps fixed: those it saved (same architecture and
+    --train-params required)."""
+    saved = read_progress(checkpoint)
+    for key in ("architecture", "train_params"):
+        was, now = saved["config"].get(key, getattr(TrainConfig, key)), getattr(config, key)
+        if was != now:
+            option = "--" + key.replace("_", "-")
+            raise TrellicError(f"--resume: the run of {checkpoint} trains {option} {was}, "
+                               f"not {now}")
+    return saved.get("frozen", [])
+
+
+def _warm_start(config: TrainConfig, model: CodecModel, path: Path | None,
+                main: bool) -> list[str]:
+    """Load ``path`` into a new run's model (if given); the parameters the run keeps fixed."""
+    check_train_params(config.train_params, path)
+    if path is None:
+        return []
+    new = load_model_weights(path, model)
+    if main:
+        print(summary(model, new, str(path)))
+    return frozen_parameters(model, new) if config.train_params == "new" else []
+
+
 def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool = False,
           warm_start: Path | None = None, progress: bool = True) -> CodecModel:
     """Run (or continue) a training run in ``out_dir``; returns the trained model."""
@@ -164,15 +211,19 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
     torch.manual_seed(config.seed)
     quantizer = make_quantizer(config.quantizer)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = CodecModel(ModelConfig(N=config.N, M=config.M))
+    model = CodecModel(ModelConfig(architecture=config.architecture, N=config.N, M=config.M))
     model.to(where.device, memory_format=layout)
+    resuming = resume and (out_dir / CHECKPOINT).is_file()
+    if resuming:
+        frozen = _saved_frozen(config, out_dir / CHECKPOINT)
+    else:
+        frozen = _warm_start(config, model, warm_start, where.is_main)
+    freeze(model, frozen)
     optimizers = make_optimizers(model, config)
     start, elapsed = 0, 0.0
-    if resume and (out_dir / CHECKPOINT).is_file():
+    if resuming:
         saved = load_training_state(out_dir / CHECKPOINT, model, optimizers)
         start, elapsed = saved["step"], saved["elapsed"]
-    elif warm_start is not None:
-        load_model_weights(warm_start, model)
     saved_step = start if start else None  # the step the checkpoint on disk holds
     validation = None
     if config.val and where.is_main:
@@ -218,7 +269,7 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
             if where.is_main and (done % config.checkpoint_every == 0 or last):
                 save_training_state(out_dir / CHECKPOINT, model, optimizers,
                                     {"step": done, "elapsed": time.time() - began,
-                                     "config": config.to_dict()})
+                                     "config": config.to_dict(), "frozen": frozen})
                 saved_step = done
     model.cpu().eval()  # the coding tables are built on the CPU
     model.update()
