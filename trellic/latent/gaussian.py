@@ -47,8 +47,14 @@ class GaussianCoding:
 
     def encode(self, quantized: Quantized, scales: Tensor) -> bytes:
         """Indices k with their quantizer ids, and scales, all (1, M, h, w) -> the y stream."""
-        k, levels = self.quantizer.scan(quantized.k), self._levels(scales)
         encoder = SymbolEncoder(self.tables)
+        self.encode_to(encoder, quantized, scales)
+        return encoder.finish()
+
+    def encode_to(self, encoder: SymbolEncoder, quantized: Quantized, scales: Tensor) -> None:
+        """Code (1, C, h, w) indices into an open encoder (a stream coded in parts, e.g.
+        one slice of y after another, each part's scales known only after the last)."""
+        k, levels = self.quantizer.scan(quantized.k), self._levels(scales)
 
         def step(positions: slice, qid: Tensor) -> Tensor:
             rows = self._rows(qid, levels[:, positions])
@@ -56,12 +62,14 @@ class GaussianCoding:
             return k[:, positions]
 
         self.quantizer.walk(tuple(k.shape), step, self.quantizer.scan(quantized.qid))
-        return encoder.finish()
 
     def decode(self, stream: bytes, scales: Tensor) -> Quantized:
         """The y stream and scales (1, M, h, w) -> indices and quantizer ids (1, M, h, w)."""
+        return self.decode_from(SymbolDecoder(stream, self.tables), scales)
+
+    def decode_from(self, decoder: SymbolDecoder, scales: Tensor) -> Quantized:
+        """The next (1, C, h, w) indices of an open decoder (the inverse of :meth:`encode_to`)."""
         levels = self._levels(scales)
-        decoder = SymbolDecoder(stream, self.tables)
 
         def step(positions: slice, qid: Tensor) -> Tensor:
             rows = self._rows(qid, levels[:, positions])

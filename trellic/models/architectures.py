@@ -17,6 +17,8 @@ ARCHITECTURES: dict[str, str] = {
     "mbt2018-mean": "trellic.latent.hyperprior:MeanScaleHyperprior",
     # Balle, Minnen, Singh, Hwang, Johnston 2018: scales only (CompressAI's bmshj2018-hyperprior).
     "bmshj2018-hyperprior": "trellic.latent.scale_hyperprior:ScaleHyperprior",
+    # Minnen & Singh 2020: slices of y conditioned on the hyperprior and earlier slices.
+    "ms2020-channel": "trellic.latent.channel_conditional:ChannelConditional",
 }
 
 
