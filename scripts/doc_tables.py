@@ -112,10 +112,11 @@ def speed(paths: list[Path]) -> list[str]:
                 f"{row['encode_s']:.3f}",
                 f"{row['decode_s']:.3f}", "-" if ratio is None else f"{ratio:.2f}x",
                 f"{row['viterbi_ms']:.1f}" if row["viterbi_ms"] else "-",
+                f"{row['exact_scales_ms']:.1f}" if "exact_scales_ms" in row else "-",
                 f"{row['coder_overhead_pct']:.3f}%", f"{row['header_pct']:.2f}%",
             ])
     header = ["model", "threads", "quantizer", "bpp", "encode s", "decode s", "encode vs usq",
-              "Viterbi ms", "coder overhead", "header"]
+              "Viterbi ms", "integer scales ms", "coder overhead", "header"]
     return _table(header, rows) + [""] + [
         f"- {_condition(path, run)}" for path, run in zip(paths, runs, strict=True)]
 
