@@ -14,6 +14,7 @@ from trellic.codec import Codec
 from trellic.determinism import single_threaded
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
 from trellic.latent.channel_conditional import ChannelConditional, slice_sizes
+from trellic.latent.integer_net import IntegerSynthesis
 from trellic.models import CodecModel, ModelConfig
 from trellic.quant.base import ProxyKind
 from trellic.quant.registry import quantizer_names
@@ -28,8 +29,12 @@ def tiny_model(seed: int = 0) -> CodecModel:
     model = CodecModel(ModelConfig(ARCHITECTURE, N=16, M=32)).eval()
     with torch.no_grad():
         model.g_a[-1].weight.mul_(30.0)
-        for net in model.latent_codec.scale_nets:
-            net[-1].bias.fill_(2.0)  # scales ~2: several table rows in use
+        model.latent_codec.h_s[-1].bias[32:].fill_(2.0)  # scales ~2: several table rows in use
+        for nets in (model.latent_codec.mean_nets, model.latent_codec.scale_nets,
+                     model.latent_codec.lrp_nets):
+            for net in nets:  # corrections of a trained model (they start at zero)
+                net[-1].weight.normal_(0.0, 0.05)
+                net[-1].bias.normal_(0.0, 0.1)
     model.update()
     return model
 
@@ -47,6 +52,22 @@ def test_slices_follow_elics_proportions_and_need_sixteen_channels():
     assert sum(slice_sizes(50)) == 50
     with pytest.raises(ValueError, match="M >= 16"):
         slice_sizes(15)
+
+
+def test_an_untrained_model_codes_like_its_hyperprior():
+    """Zero-initialised corrections: warm-started from a hyperprior, it starts as that model
+    with the integer h_s's means (the hyperprior's scales are exact already)."""
+    torch.manual_seed(3)
+    hyperprior = CodecModel(ModelConfig("mbt2018-mean", N=16, M=32)).eval()
+    channel = CodecModel(ModelConfig(ARCHITECTURE, N=16, M=32)).eval()
+    channel.load_state_dict(hyperprior.state_dict(), strict=False)
+    channel.update()
+    y = torch.randn(1, 32, 8, 12) * 5
+    codec = hyperprior.latent_codec
+    z_hat = codec.entropy_bottleneck.dequantize(codec.entropy_bottleneck.quantize(codec.h_a(y)))
+    means = IntegerSynthesis(codec.h_s)(z_hat)[:, :32]
+    expected = means + torch.round(y - means)
+    assert torch.equal(channel.latent_codec.quantize(y, channel.quantizer("usq")).y_hat, expected)
 
 
 def test_the_architecture_builds_the_slice_networks(loaded):
