@@ -112,13 +112,13 @@ class ChannelConditional(MeanScaleHyperprior):
         super().__init__(config)
         M = config.M
         self.sizes = slice_sizes(M)
-        starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        slices = [(sum(self.sizes[:i]), size) for i, size in enumerate(self.sizes)]
         self.mean_nets = nn.ModuleList(
-            slice_network(M + start, size, M) for start, size in zip(starts, self.sizes))
+            slice_network(M + start, size, M) for start, size in slices)
         self.scale_nets = nn.ModuleList(
-            slice_network(M + start, size, M) for start, size in zip(starts, self.sizes))
+            slice_network(M + start, size, M) for start, size in slices)
         self.lrp_nets = nn.ModuleList(
-            slice_network(M + start + size, size, M) for start, size in zip(starts, self.sizes))
+            slice_network(M + start + size, size, M) for start, size in slices)
         # Each network's integer version, derived again only when its weights change.
         self.integer_nets = {
             net: CachedIntegerSynthesis()
