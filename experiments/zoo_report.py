@@ -38,6 +38,8 @@ EARLIER = (RESULTS / "v1", RESULTS / "v2", RESULTS / "v3", RESULTS / "format1")
 WEIGHTS = ROOT / "weights"
 QUANTIZERS = quantizer_names()
 REFINED = "zoo-usq-refine100"
+CHANNEL = "ms2020-channel"  # the channel-conditional zoo: its own curves
+CHANNEL_QUANTIZERS = ("usq", "rdoq", "tcq4")
 
 
 def zoo_curves() -> list[tuple[str, str, list[str]]]:
@@ -48,10 +50,13 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
     """
     models = read_manifest()["models"]
     by_lambda = sorted(models, key=lambda name: models[name]["lambda"])
-    usq = [n for n in by_lambda if "variant_of" not in models[n] and
-           models[n]["quantizer_trained"] == "usq"]
-    tcq = [n for n in by_lambda if "variant_of" not in models[n] and
-           models[n]["quantizer_trained"] == "tcq4"]
+
+    def trained(quantizer: str, architecture: str = "mbt2018-mean") -> list[str]:
+        return [n for n in by_lambda if "variant_of" not in models[n]
+                and models[n]["quantizer_trained"] == quantizer
+                and models[n]["architecture"] == architecture]
+
+    usq, tcq, channel = trained("usq"), trained("tcq4"), trained("usq", CHANNEL)
     def retrained(quantizer: str, part: str) -> list[str]:
         return [n for n in by_lambda if models[n].get("retrain", {}).get("quantizer") == quantizer
                 and models[n]["retrain"]["part"] == part]
@@ -61,7 +66,9 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
                ("zoo-tcq4-retrained", "tcq4", retrained("tcq4", "hyper+decoder")),
                ("zoo-usq-retrained", "usq", retrained("usq", "decoder")),
                (REFINED, "usq", usq)]
-    return [curve for curve in curves if len(curve[2]) == len(usq)]
+    curves = [curve for curve in curves if len(curve[2]) == len(usq)]
+    return curves + [(f"zoo-channel-{kind}", kind, channel)
+                     for kind in CHANNEL_QUANTIZERS if len(channel) >= 4]
 
 
 NAMES = {
@@ -70,6 +77,8 @@ NAMES = {
     "zoo-tcq4-retrained": "trellic zoo, TCQ-4 hyper+decoder retrained (tcq4)",
     "zoo-usq-retrained": "trellic zoo, USQ decoder retrained (usq)",
     REFINED: "trellic zoo (usq), latents refined 100 steps",
+    **{f"zoo-channel-{kind}": f"trellic channel-conditional zoo ({kind})"
+       for kind in CHANNEL_QUANTIZERS},
 }
 EXTRA_ARGS = {REFINED: ["--refine", "100"]}
 

@@ -1,6 +1,7 @@
 """Write the golden files: small real crops coded by every shipped model (tests/test_golden.py).
 
     python scripts/make_golden.py [--out tests/golden] [--force] [--quantizer NAME ...]
+        [--model NAME ...]
 
 For each shipped model (weights/manifest.json) and quantizer (the registry's),
 crop ``a`` of a Kodak image is coded into ``<model>-<quantizer>-a.trl``;
@@ -17,10 +18,10 @@ for a change that is *meant* to alter the format or the shipped models, and
 say so in the commit (``--force`` overwrites). ``--quantizer NAME`` writes
 only that quantizer's files and adds them to the existing golden.json (no cross
 decodes), leaving every other file as it is: for a new quantizer, or a changed
-encoder of one. Bytes and pixels are exact on machines whose float kernels
-round like the writer's (g_a and g_s are float): ``kernels`` records a
-fingerprint of them. On any machine, every file must decode, to the same
-indices (its symbols CRC checks them). ``format1/`` keeps three files of
+encoder of one; ``--model NAME`` does the same for a newly shipped model.
+Bytes and pixels are exact on machines whose float kernels round like the
+writer's (g_a and g_s are float): ``kernels`` records a fingerprint of them.
+On any machine, every file must decode, to the same indices (its symbols CRC checks them). ``format1/`` keeps three files of
 container version 1, written before portable bitstreams; they are carried over
 as they are, never rewritten.
 """
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite existing golden files")
     parser.add_argument("--quantizer", action="append", choices=QUANTIZERS,
                         help="write only this quantizer's files and add them to golden.json")
+    parser.add_argument("--model", action="append",
+                        help="write only this shipped model's files and add them to golden.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     files, selected = [], cases(manifest)
     if args.quantizer:
         selected = [case for case in selected if case["quantizer"] in args.quantizer]
+    if args.model:
+        unknown = sorted(set(args.model) - set(manifest["models"]))
+        if unknown:
+            raise TrellicError(f"--model: not in the manifest: {', '.join(unknown)}")
+        selected = [case for case in selected if case["model"] in args.model]
     for case in selected:
         data = encode(case, pixels[case["crop"]])
         name = file_name(case)
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         files.append({"file": name, **case, "sha256": hashlib.sha256(data).hexdigest(),
                       "decoded_sha256": image_sha256(decode(data))})
         print(f"{name}: {len(data)} bytes", file=sys.stderr)
-    if args.quantizer:
+    if args.quantizer or args.model:
         golden = json.loads((args.out / "golden.json").read_text())
         names = {entry["file"] for entry in files}
         golden["files"] = [e for e in golden["files"] if e["file"] not in names] + files

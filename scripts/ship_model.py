@@ -113,6 +113,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=24, help="Kodak images to measure")
     parser.add_argument("--warm-start", default=None, metavar="MODEL",
                         help="the shipped model the run was warm-started from (recorded)")
+    parser.add_argument("--earlier-run", type=Path, action="append", default=[],
+                        metavar="RUN_DIR", help="a run this one continued (repeatable, in order): "
+                        "recorded as the stages before it (e.g. phase 1 of a new entropy model)")
     parser.add_argument("--weights-dir", type=Path, default=paths.weights_dir(),
                         help="the zoo to ship into (default: $TRELLIC_WEIGHTS, else the "
                         "checkout's weights/)")
@@ -150,6 +153,10 @@ def main() -> int:
             stage["from"] = (f"{args.warm_start} (sha256 {source['sha256'][:12]}, "
                              f"{source['steps']:,} steps)")
             previous = {}
+        for earlier in args.earlier_run:  # the warm start began the first of them
+            earlier_info = _from_checkpoint(earlier / "checkpoint.safetensors")[1]
+            stages.append({"from": stage["from"], **_stage(earlier_info)})
+            stage["from"] = f"the run before ({earlier.name})"
         entry = {
             **{k: v for k, v in previous.items() if k in ("warm_start", "warm_start_model")},
             "architecture": model.config.architecture,

@@ -16,13 +16,24 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
-def make_tiny_model(seed: int = 0, gain: float = 30.0) -> CodecModel:
-    """A random N=16/M=24 model whose latents are scaled up so indices are far from all-zero."""
+def make_tiny_model(
+    seed: int = 0, gain: float = 30.0, architecture: str = "mbt2018-mean", M: int = 24
+) -> CodecModel:
+    """A random N=16 model whose latents are scaled up so indices are far from all-zero.
+
+    The channel-conditional architecture gets non-zero slice corrections (a trained
+    model's; they start at zero).
+    """
     torch.manual_seed(seed)
-    model = CodecModel(ModelConfig(N=16, M=24))
+    model = CodecModel(ModelConfig(architecture, N=16, M=M))
+    codec = model.latent_codec
     with torch.no_grad():
         model.g_a[-1].weight.mul_(gain)
-        model.latent_codec.h_s[-1].bias[24:].fill_(2.0)  # scales ~2: several table rows in use
+        codec.h_s[-1].bias[M:].fill_(2.0)  # scales ~2: several table rows in use
+        corrections = ("mean_nets", "scale_nets", "lrp_nets")
+        for net in (net for name in corrections for net in getattr(codec, name, ())):
+            net[-1].weight.normal_(0.0, 0.05)
+            net[-1].bias.normal_(0.0, 0.1)
     model.eval()
     model.update()
     return model
@@ -39,6 +50,15 @@ def tiny_weights(tmp_path_factory, tiny_model):
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_model(tiny_model, path, {"training": {"lmbda": 0.01}})
     return path, LoadedModel(tiny_model, f"file:{path.stem}", sha256_of(path), {})
+
+
+@pytest.fixture(scope="session")
+def tiny_channel_weights(tmp_path_factory):
+    """A tiny channel-conditional (ms2020-channel) model as a weights file: (path, LoadedModel)."""
+    model = make_tiny_model(architecture="ms2020-channel")
+    path = tmp_path_factory.mktemp("weights") / "tiny-channel.safetensors"
+    save_model(model, path, {"training": {"lmbda": 0.01}})
+    return path, LoadedModel(model, f"file:{path.stem}", sha256_of(path), {})
 
 
 def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import synthetic_image
+from tests.conftest import make_tiny_model, synthetic_image
 from trellic.codec import Codec
 from trellic.determinism import single_threaded
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
@@ -23,20 +23,9 @@ from trellic.zoo import load, save_model
 ARCHITECTURE = "ms2020-channel"
 
 
-def tiny_model(seed: int = 0) -> CodecModel:
-    """An N=16/M=32 channel-conditional model whose latents are scaled up."""
-    torch.manual_seed(seed)
-    model = CodecModel(ModelConfig(ARCHITECTURE, N=16, M=32)).eval()
-    with torch.no_grad():
-        model.g_a[-1].weight.mul_(30.0)
-        model.latent_codec.h_s[-1].bias[32:].fill_(2.0)  # scales ~2: several table rows in use
-        for nets in (model.latent_codec.mean_nets, model.latent_codec.scale_nets,
-                     model.latent_codec.lrp_nets):
-            for net in nets:  # corrections of a trained model (they start at zero)
-                net[-1].weight.normal_(0.0, 0.05)
-                net[-1].bias.normal_(0.0, 0.1)
-    model.update()
-    return model
+def tiny_model() -> CodecModel:
+    """An N=16/M=32 channel-conditional model (5 slices of 2, 2, 4, 8, 16 channels)."""
+    return make_tiny_model(architecture=ARCHITECTURE, M=32)
 
 
 @pytest.fixture(scope="module")

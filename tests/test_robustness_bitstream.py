@@ -20,16 +20,17 @@ from trellic.coding.range_coder import SymbolDecoder, SymbolEncoder
 from trellic.entropy.gaussian import build_gaussian_tables, default_scale_table
 from trellic.errors import TrellicError
 from trellic.quant import make_quantizer
-from trellic.quant.base import Quantized
 from trellic.quant.registry import quantizer_names
 
 FUZZ = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(scope="module")
-def codecs(tiny_weights):
-    return {kind: Codec(tiny_weights[1], make_quantizer(kind)) for kind in quantizer_names()}
+@pytest.fixture(scope="module", params=["mbt2018-mean", "ms2020-channel"])
+def codecs(request, tiny_weights, tiny_channel_weights):
+    """Every quantizer's codec of a tiny model of each architecture."""
+    weights = tiny_weights if request.param == "mbt2018-mean" else tiny_channel_weights
+    return {kind: Codec(weights[1], make_quantizer(kind)) for kind in quantizer_names()}
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +136,12 @@ def test_absurd_escape_values_are_an_error_not_an_image_of_nans(codecs, files, k
     container = bitstream.unpack(files[kind])
     latent = model.latent_codec
     z = latent.z_coding().decode(container.z_stream, (1, model.config.N, 1, 2))  # 40x70: 64x128
-    means, scales = latent.decoded_parameters(z)
-    k = torch.full(means.shape, 2**20, dtype=torch.long)
-    k[..., ::2] *= -1
-    y_stream = latent.y_coding(quantizer).encode(Quantized(k, quantizer.quantizer_ids(k)), scales)
-    forged = repack(files[kind], y=y_stream, symbols_crc=bitstream.symbols_crc(z, k))
+    y = torch.full((1, model.config.M, 4, 8), 2.0**20)
+    y[..., ::2] *= -1
+    # The codec's own encoder codes them (escapes), with the file's z.
+    forged_latents = latent.compress(y, quantizer, side=latent.entropy_bottleneck.dequantize(z))
+    y_stream = forged_latents.streams[1]
+    forged = repack(files[kind], y=y_stream, symbols_crc=forged_latents.checksum)
     with pytest.raises(TrellicError, match="not finite"):
         codec.decode(forged)
     # The same stream under the encoder's checksum: the integrity check names the desync.
