@@ -21,9 +21,9 @@ decodes), leaving every other file as it is: for a new quantizer, or a changed
 encoder of one; ``--model NAME`` does the same for a newly shipped model.
 Bytes and pixels are exact on machines whose float kernels round like the
 writer's (g_a and g_s are float): ``kernels`` records a fingerprint of them.
-On any machine, every file must decode, to the same indices (its symbols CRC checks them). ``format1/`` keeps three files of
-container version 1, written before portable bitstreams; they are carried over
-as they are, never rewritten.
+On any machine, every file must decode, to the same indices (its symbols CRC
+checks them). ``format1/`` keeps three files of container version 1, written
+before portable bitstreams; they are carried over as they are, never rewritten.
 """
 
 from __future__ import annotations
