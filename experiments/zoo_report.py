@@ -51,15 +51,17 @@ def zoo_curves() -> list[tuple[str, str, list[str]]]:
     models = read_manifest()["models"]
     by_lambda = sorted(models, key=lambda name: models[name]["lambda"])
 
-    def trained(quantizer: str, architecture: str = "mbt2018-mean") -> list[str]:
+    def architecture(name: str) -> str:
+        return models[name].get("architecture", "mbt2018-mean")
+
+    def trained(quantizer: str, kind: str = "mbt2018-mean") -> list[str]:
         return [n for n in by_lambda if "variant_of" not in models[n]
-                and models[n]["quantizer_trained"] == quantizer
-                and models[n]["architecture"] == architecture]
+                and models[n]["quantizer_trained"] == quantizer and architecture(n) == kind]
 
     usq, tcq, channel = trained("usq"), trained("tcq4"), trained("usq", CHANNEL)
     def retrained(quantizer: str, part: str) -> list[str]:
         return [n for n in by_lambda if models[n].get("retrain", {}).get("quantizer") == quantizer
-                and models[n]["retrain"]["part"] == part]
+                and models[n]["retrain"]["part"] == part and architecture(n) == "mbt2018-mean"]
 
     curves = [(f"zoo-{kind}", kind, usq) for kind in QUANTIZERS]
     curves += [("zoo-tcq4-trained", "tcq4", tcq),

@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {len(data)} bytes", file=sys.stderr)
     if args.quantizer or args.model:
         golden = json.loads((args.out / "golden.json").read_text())
+        if golden["kernels"] != kernel_fingerprint():
+            raise TrellicError("this machine's float kernels round unlike those that wrote "
+                               "golden.json: add files where they match, or rewrite all")
         names = {entry["file"] for entry in files}
         golden["files"] = [e for e in golden["files"] if e["file"] not in names] + files
         golden["cross_decodes"] = [cross_decoded(e, args.out) if e["file"] in names else e

@@ -88,6 +88,7 @@ def _stage(info: dict) -> dict:
         "hardware": info["hardware"],
         **{k: config.get(k) for k in ("quantizer", "proxy", "lr", "batch_size", "crop")},
         "precision": config.get("precision", "fp32"),
+        **({"train_params": config["train_params"]} if "train_params" in config else {}),
     }
 
 
@@ -153,6 +154,7 @@ def main() -> int:
             stage["from"] = (f"{args.warm_start} (sha256 {source['sha256'][:12]}, "
                              f"{source['steps']:,} steps)")
             previous = {}
+        warm_started_from = stage["from"]
         for earlier in args.earlier_run:  # the warm start began the first of them
             earlier_info = _from_checkpoint(earlier / "checkpoint.safetensors")[1]
             stages.append({"from": stage["from"], **_stage(earlier_info)})
@@ -174,7 +176,8 @@ def main() -> int:
         }
         if args.warm_start and args.warm_start != args.name:
             entry["warm_start"] = (
-                f"{stage['from']}; steps and wall_seconds here count this model's own training"
+                f"{warm_started_from}; steps and wall_seconds here count this model's own "
+                "training"
             )
             entry["warm_start_model"] = args.warm_start
     info = {k: v for k, v in info.items() if k != "base"}

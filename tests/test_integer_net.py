@@ -94,3 +94,12 @@ def test_cached_synthesis_follows_every_change_of_the_weights():
     assert not torch.equal(cached(h_s, z), before)
     other = make_tiny_model(seed=1).latent_codec.h_s  # another network
     assert torch.equal(cached(other, z), IntegerSynthesis(other)(z))
+    other[0].weight.data.mul_(0.5)  # through .data: no version counter moves
+    assert torch.equal(cached(other, z), IntegerSynthesis(other)(z))
+
+
+def test_cached_synthesis_runs_on_inference_mode_weights():
+    with torch.inference_mode():
+        h_s = make_tiny_model().latent_codec.h_s
+        z = torch.ones(1, 16, 2, 3)
+        assert torch.equal(integer_net.CachedIntegerSynthesis()(h_s, z), IntegerSynthesis(h_s)(z))

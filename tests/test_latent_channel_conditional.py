@@ -35,6 +35,14 @@ def loaded(tmp_path_factory):
     return load(str(path))
 
 
+def test_a_config_with_too_few_latent_channels_is_refused_before_building(capsys):
+    with pytest.raises(ValueError, match="needs M >= 16"):
+        ModelConfig(ARCHITECTURE, N=16, M=8)
+    from trellic.cli import main
+    assert main(["train", "--architecture", ARCHITECTURE, "--M", "8", "--out", "unused"]) == 1
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
 def test_slices_follow_elics_proportions_and_need_sixteen_channels():
     assert slice_sizes(320) == (20, 20, 40, 80, 160)
     assert slice_sizes(96) == (6, 6, 12, 24, 48)

@@ -19,7 +19,8 @@ The last line is latent residual prediction (LRP); a clamp stands in for the
 paper's 0.5 * tanh, whose last bit differs between maths libraries. The slice
 networks predict corrections to the hyperprior's own means and scales, and
 their last layers start at zero: a model warm-started from a shipped
-hyperprior starts exactly at that hyperprior's rate and distortion, and
+hyperprior starts at that hyperprior's rate and distortion (exactly in
+training; in coding its means come from the integer h_s), and
 training only has to find what the earlier slices add (a few thousand CPU
 steps instead of relearning the parameters).
 
@@ -60,6 +61,12 @@ LRP_BOUND = 0.5  # |latent residual prediction| <= half a USQ step
 
 # What one slice's quantization returns to the slice loop: the reconstructed residual.
 SliceQuantizer = Callable[[int, Tensor | None, Tensor], Tensor]
+
+
+def levels(quantizer: Quantizer, quantized: Quantized) -> Tensor:
+    """The reconstructed residuals in float32 whatever torch's default dtype: y_hat, the
+    next slices' input, must be the same float32 sum on every machine and process."""
+    return quantizer.level_units(quantized.k.to(torch.float32), quantized.qid) * quantizer.delta
 
 
 class Arithmetic(enum.Enum):
@@ -119,11 +126,9 @@ class ChannelConditional(MeanScaleHyperprior):
             slice_network(M + start, size, M) for start, size in slices)
         self.lrp_nets = nn.ModuleList(
             slice_network(M + start + size, size, M) for start, size in slices)
-        # Each network's integer version, derived again only when its weights change.
-        self.integer_nets = {
-            net: CachedIntegerSynthesis()
-            for net in (self.h_s, *self.mean_nets, *self.scale_nets, *self.lrp_nets)
-        }
+        # Each network's integer version (by the network's id), derived again only when its
+        # weights change.
+        self.integer_nets: dict[int, CachedIntegerSynthesis] = {}
 
     def transforms(self) -> list[nn.Module]:
         return [self.h_a, self.h_s, *self.mean_nets, *self.scale_nets, *self.lrp_nets]
@@ -133,7 +138,7 @@ class ChannelConditional(MeanScaleHyperprior):
         """One network's output, float32, in the given arithmetic."""
         if arithmetic is Arithmetic.FLOAT:
             return net(x).float()
-        exact = self.integer_nets[net](net, x.detach())
+        exact = self.integer_nets.setdefault(id(net), CachedIntegerSynthesis())(net, x.detach())
         if arithmetic is Arithmetic.EXACT:
             return exact
         approx = net(x).float()
@@ -232,7 +237,7 @@ class ChannelConditional(MeanScaleHyperprior):
         def quantize(i: int, residual: Tensor, scale: Tensor) -> Tensor:
             quantized = quantizer.search(residual, scale, lambda_t, coding.rate)
             decisions.append((quantized, scale))
-            return quantizer.level(quantized.k, quantized.qid)
+            return levels(quantizer, quantized)
 
         y_hat = self._slices(hyper, y, quantize, Arithmetic.EXACT)
         bits = self.z_coding().bits(z_symbols).sum()
@@ -289,7 +294,7 @@ class ChannelConditional(MeanScaleHyperprior):
         def quantize(i: int, residual: None, scale: Tensor) -> Tensor:
             quantized = coding.decode_from(decoder, scale)
             indices.append(quantized.k)
-            return quantizer.level(quantized.k, quantized.qid)
+            return levels(quantizer, quantized)
 
         hyper = self._hyper(self.entropy_bottleneck.dequantize(z_symbols), Arithmetic.EXACT)
         y_hat = self._slices(hyper, None, quantize, Arithmetic.EXACT)

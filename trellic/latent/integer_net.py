@@ -173,8 +173,12 @@ class IntegerSynthesis:
 
 class CachedIntegerSynthesis:
     """The :class:`IntegerSynthesis` of a float network, derived again only when the
-    network or its parameters change (in place, as optimisers and ``load_state_dict``
-    do, or by replacement): coding many images derives the integer weights once.
+    network's weights change.
+
+    The cache compares the values of the weights (a copy kept at derivation), not
+    version counters or storage addresses: in-place updates through ``.data``,
+    replaced tensors at a reused address and inference-mode tensors all count.
+    The comparison costs a pass over the weights, small beside the convolutions.
 
     Args:
         outputs: as for :class:`IntegerSynthesis`.
@@ -182,14 +186,19 @@ class CachedIntegerSynthesis:
 
     def __init__(self, outputs: slice = slice(None)):
         self.outputs = outputs
-        self._key: tuple | None = None
+        self._weights: list[Tensor] = []
         self._synthesis: IntegerSynthesis | None = None
+
+    def _current(self, network: nn.Sequential) -> bool:
+        weights = list(network.parameters())
+        return len(weights) == len(self._weights) and all(
+            w.dtype == saved.dtype and w.shape == saved.shape and torch.equal(w, saved)
+            for w, saved in zip(weights, self._weights, strict=True)
+        )
 
     def __call__(self, network: nn.Sequential, x: Tensor) -> Tensor:
         """``IntegerSynthesis(network, outputs)(x)``."""
-        key = (id(network),) + tuple(
-            (p.data_ptr(), p._version, p.dtype) for p in network.parameters()
-        )
-        if key != self._key:
-            self._synthesis, self._key = IntegerSynthesis(network, self.outputs), key
+        if self._synthesis is None or not self._current(network):
+            self._weights = [w.detach().clone() for w in network.parameters()]
+            self._synthesis = IntegerSynthesis(network, self.outputs)
         return self._synthesis(x)

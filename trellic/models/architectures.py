@@ -22,6 +22,10 @@ ARCHITECTURES: dict[str, str] = {
 }
 
 
+# The fewest latent channels an architecture can split (its config is refused below).
+MIN_LATENT_CHANNELS: dict[str, int] = {"ms2020-channel": 16}
+
+
 def architecture_names() -> tuple[str, ...]:
     return tuple(ARCHITECTURES)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from trellic.models.architectures import ARCHITECTURES
+from trellic.models.architectures import ARCHITECTURES, MIN_LATENT_CHANNELS
 
 CONFIG_VERSION = 2
 VERSION_1_ARCHITECTURE = "mbt2018-mean"
@@ -44,6 +44,9 @@ class ModelConfig:
                 raise ValueError(f"config {name}={value!r} is not an integer")
             if not 1 <= value <= MAX_CHANNELS:
                 raise ValueError(f"config {name}={value} is not in 1..{MAX_CHANNELS}")
+        least = MIN_LATENT_CHANNELS.get(self.architecture, 1)
+        if self.M < least:
+            raise ValueError(f"config M={self.M}: {self.architecture} needs M >= {least}")
         delta = self.tcq_delta
         if isinstance(delta, bool) or not isinstance(delta, float | int):
             raise ValueError(f"config tcq_delta={delta!r} is not a number")

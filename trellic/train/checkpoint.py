@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from trellic.errors import TrellicError
@@ -66,8 +66,11 @@ def read_progress(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise TrellicError(f"checkpoint not found: {path}")
-    with safe_open(str(path), framework="pt") as handle:
-        return json.loads((handle.metadata() or {})["progress"])
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads((handle.metadata() or {})["progress"])
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
+        raise TrellicError(f"{path} is not a training checkpoint ({error})") from None
 
 
 def checkpoint_architecture(progress: dict) -> str:
@@ -93,8 +96,11 @@ def load_model_weights(path: Path, model: CodecModel) -> tuple[str, ...]:
     path = Path(path)
     if not path.is_file():
         raise TrellicError(f"warm-start file not found: {path}")
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise TrellicError(f"cannot read warm-start file {path}: {error}") from None
     if "progress" in metadata:  # a training checkpoint
         tensors = load_file(str(path))
         state = upgrade_legacy_keys(

@@ -18,7 +18,7 @@ from trellic.argtypes import (
 )
 from trellic.errors import TrellicError, warnings_as_lines
 from trellic.models.architectures import architecture_names
-from trellic.models.config import MAX_CHANNELS
+from trellic.models.config import MAX_CHANNELS, ModelConfig
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
 from trellic.train.run_folder import TRAIN_OUTPUTS, check_run_folder, clear_run_folder
@@ -92,6 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     """What the option types cannot check alone (values are checked at parse time)."""
+    try:
+        ModelConfig(architecture=args.architecture, N=args.N, M=args.M)
+    except ValueError as error:
+        raise TrellicError(str(error)) from None
     starts_from = [] if args.resume else [args.warm_start]  # --force would remove it
     check_run_folder(args.out, TRAIN_OUTPUTS, args.force, args.resume, starts_from)
     if not args.resume:  # a resumed run keeps the set its checkpoint saved
