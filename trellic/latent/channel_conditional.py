@@ -52,7 +52,7 @@ from trellic.coding.bitstream import symbols_crc
 from trellic.coding.range_coder import SymbolDecoder, SymbolEncoder
 from trellic.entropy.gaussian import bound_scales
 from trellic.latent.base import LatentCompressed, LatentForward, LatentQuantized
-from trellic.latent.hyperprior import MeanScaleHyperprior
+from trellic.latent.hyperprior import Hyperprior
 from trellic.latent.integer_net import CachedIntegerSynthesis
 from trellic.layers import conv
 from trellic.quant.base import ProxyKind, Quantized, Quantizer, gaussian_mass
@@ -108,7 +108,7 @@ def slice_network(cin: int, cout: int, M: int) -> nn.Sequential:
     )
 
 
-class ChannelConditional(MeanScaleHyperprior):
+class ChannelConditional(Hyperprior):
     """Mean-scale hyperprior plus channel-wise autoregression over slices of y.
 
     Args:
@@ -220,9 +220,6 @@ class ChannelConditional(MeanScaleHyperprior):
         return LatentForward(y_hat, {"y": torch.cat(likelihoods, 1), "z": z_likelihoods})
 
     # -- bitstreams ----------------------------------------------------------------------
-    def decoded_parameters(self, z_symbols: Tensor, exact: bool = True) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError("slice parameters depend on the decoded slices: see _slices")
-
     @torch.no_grad()
     def _decide(
         self, y: Tensor, quantizer: Quantizer, lambda_t: float | None, side: Tensor | None

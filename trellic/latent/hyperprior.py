@@ -13,9 +13,12 @@ same code path as the decoder, h_s in integer arithmetic
 (:mod:`trellic.latent.integer_net`), so both see bit-identical probabilities
 on any machine, thread count or kernel set.
 
-Subclasses with other hyper-networks override :meth:`hyper_transforms`,
-:meth:`side_latents` and :meth:`entropy_parameters`; tables, coding and
-proxies are shared.
+:class:`Hyperprior` holds what every hyperprior codec shares (h_a, h_s, the z
+prior and its coding, y's tables); :class:`MeanScaleHyperprior` adds the
+per-element Gaussian and the one-walk coding above. Subclasses with other
+hyper-networks override :meth:`hyper_transforms`, :meth:`side_latents` and
+:meth:`parameters_from` (the scale hyperprior); the channel-conditional codec
+(:mod:`trellic.latent.channel_conditional`) brings its own slice order.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from trellic.quant.base import ProxyKind, Quantized, Quantizer, gaussian_mass
 from trellic.quant.registry import QUANTIZERS
 
 
-class MeanScaleHyperprior(LatentCodec):
-    """h_a / h_s with LeakyReLU, a factorized prior for z, a Gaussian (means, scales) for y.
+class Hyperprior(LatentCodec):
+    """What every hyperprior codec shares: h_a / h_s (LeakyReLU by default), the
+    factorized prior of z and its coding, the Gaussian tables of y; subclasses decide
+    how h_s's output conditions y and in what order y is coded.
 
     Args:
         config: the model's config (N hyper channels, M latent channels, TCQ step).
@@ -52,7 +57,6 @@ class MeanScaleHyperprior(LatentCodec):
         self.h_a, self.h_s = self.hyper_transforms(config.N, config.M)
         self.entropy_bottleneck = FactorizedPrior(config.N, config.prior_filters)
         self.register_buffer("scale_table", default_scale_table())
-        self.integer_h_s = CachedIntegerSynthesis(self.scale_channels())
 
     # -- the entropy model ------------------------------------------------------
     @staticmethod
@@ -68,6 +72,55 @@ class MeanScaleHyperprior(LatentCodec):
         )
         return h_a, h_s
 
+    def side_latents(self, y: Tensor) -> Tensor:
+        """z = h_a(y) (B, N, h/4, w/4)."""
+        return self.h_a(y)
+
+    def transforms(self) -> list[nn.Module]:
+        return [self.h_a, self.h_s]
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return [self.entropy_bottleneck.quantiles]
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.aux_loss()
+
+    # -- coding tables ----------------------------------------------------------------
+    def build_tables(self) -> dict[str, PmfTables]:
+        """z per channel; y per (quantizer id, scale level), one set per registry table key."""
+        tables = {"z": self.entropy_bottleneck.build_tables()}
+        for name, spec in QUANTIZERS.items():
+            if spec.tables not in tables:
+                tables[spec.tables] = build_gaussian_tables(self.quantizer(name), self.scale_table)
+        return tables
+
+    def table_rows(self) -> dict[str, int]:
+        rows = {"z": self.config.N}
+        for name, spec in QUANTIZERS.items():
+            rows[spec.tables] = self.quantizer(name).num_quantizers * self.scale_table.numel()
+        return rows
+
+    def y_coding(self, quantizer: Quantizer) -> GaussianCoding:
+        """The coder of y's indices with this quantizer."""
+        return GaussianCoding(self.quantizer_tables(quantizer), self.scale_table, quantizer)
+
+    def z_coding(self) -> FactorizedCoding:
+        """The coder of the z symbols."""
+        return FactorizedCoding(self.tables["z"])
+
+
+class MeanScaleHyperprior(Hyperprior):
+    """A Gaussian (means, scales) for every y element from h_s; y coded in one walk.
+
+    Args:
+        config: the model's config (N hyper channels, M latent channels, TCQ step).
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.integer_h_s = CachedIntegerSynthesis(self.scale_channels())
+
+    # -- the entropy parameters ------------------------------------------------------
     def entropy_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
         """z_hat (B, N, h, w) -> means, lower-bounded scales (B, M, 4h, 4w), in z_hat's dtype
         (even when h_s computes in bfloat16: the likelihoods need the precision)."""
@@ -90,19 +143,6 @@ class MeanScaleHyperprior(LatentCodec):
     def decoded_means(self, z_hat: Tensor) -> Tensor:
         """The means of y (B, M, 4h, 4w) that the decoder adds to the levels (float h_s)."""
         return self.entropy_parameters(z_hat)[0]
-
-    def side_latents(self, y: Tensor) -> Tensor:
-        """z = h_a(y) (B, N, h/4, w/4)."""
-        return self.h_a(y)
-
-    def transforms(self) -> list[nn.Module]:
-        return [self.h_a, self.h_s]
-
-    def aux_parameters(self) -> list[nn.Parameter]:
-        return [self.entropy_bottleneck.quantiles]
-
-    def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.aux_loss()
 
     # -- training -------------------------------------------------------------------
     def forward(
@@ -142,29 +182,6 @@ class MeanScaleHyperprior(LatentCodec):
         y_likelihoods = gaussian_mass(r_tilde - 0.5, r_tilde + 0.5, scales)
         z_likelihoods = self.entropy_bottleneck.likelihood(z_tilde)
         return LatentForward(r_tilde + means, {"y": y_likelihoods, "z": z_likelihoods})
-
-    # -- coding tables ----------------------------------------------------------------
-    def build_tables(self) -> dict[str, PmfTables]:
-        """z per channel; y per (quantizer id, scale level), one set per registry table key."""
-        tables = {"z": self.entropy_bottleneck.build_tables()}
-        for name, spec in QUANTIZERS.items():
-            if spec.tables not in tables:
-                tables[spec.tables] = build_gaussian_tables(self.quantizer(name), self.scale_table)
-        return tables
-
-    def table_rows(self) -> dict[str, int]:
-        rows = {"z": self.config.N}
-        for name, spec in QUANTIZERS.items():
-            rows[spec.tables] = self.quantizer(name).num_quantizers * self.scale_table.numel()
-        return rows
-
-    def y_coding(self, quantizer: Quantizer) -> GaussianCoding:
-        """The coder of y's indices with this quantizer."""
-        return GaussianCoding(self.quantizer_tables(quantizer), self.scale_table, quantizer)
-
-    def z_coding(self) -> FactorizedCoding:
-        """The coder of the z symbols."""
-        return FactorizedCoding(self.tables["z"])
 
     # -- bitstreams -----------------------------------------------------------------
     def _exact_straight_through(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
