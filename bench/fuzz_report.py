@@ -1,6 +1,7 @@
 """Hostile bitstreams: ~10,000 mutated trellic files, each must decode or fail cleanly.
 
     nice python bench/fuzz_report.py [--cases 10000] [--seed 0] [--memory-gib 4] [--json out.json]
+        [--architecture ms2020-channel]
 
 Valid files are coded with the tiny test model (tests/conftest.py) for USQ,
 TCQ-4 and TCQ-8 at a few sizes, then mutated by category (see ``CATEGORIES``).
@@ -44,8 +45,8 @@ from trellic.cli import main as cli_main  # noqa: E402
 from trellic.codec import MAX_PIXELS, Codec  # noqa: E402
 from trellic.coding import bitstream  # noqa: E402
 from trellic.errors import TrellicError  # noqa: E402
+from trellic.models.architectures import architecture_names  # noqa: E402
 from trellic.quant import make_quantizer  # noqa: E402
-from trellic.quant.base import Quantized  # noqa: E402
 from trellic.quant.registry import quantizer_names
 from trellic.zoo import load, save_model  # noqa: E402
 
@@ -179,16 +180,17 @@ def splice(rng, seed, ctx):
 
 
 def recoded_y(seed, ctx, magnitude: int, rng) -> bytes:
-    """The seed with a well-formed y stream of random indices in [-magnitude, magnitude]."""
+    """The seed with a well-formed y stream of latents in [-magnitude, magnitude], coded
+    by the model's own encoder under the seed's z (any latent codec's coding order)."""
     model, codec = ctx["model"], ctx["codecs"][seed.header.quantizer]
     latent = model.latent_codec
     h, w = model.latent_shape(seed.header.height, seed.header.width)
     z_shape = (1, model.config.N, h // latent.downscale, w // latent.downscale)
-    z = latent.z_coding().decode(seed.container.z_stream, z_shape)
-    _, scales = latent.decoded_parameters(z)
-    k = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, scales.shape))
-    quantized = Quantized(k, codec.quantizer.quantizer_ids(k))
-    return repack(seed, y=latent.y_coding(codec.quantizer).encode(quantized, scales))
+    z_hat = latent.entropy_bottleneck.dequantize(latent.z_coding().decode(seed.container.z_stream,
+                                                                          z_shape))
+    y = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, (1, model.config.M, h, w)))
+    forged = latent.compress(y.float(), codec.quantizer, side=z_hat)
+    return repack(seed, y=forged.streams[1])
 
 
 def absurd_escapes(rng, seed, ctx):
@@ -301,6 +303,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-gib", type=float, default=4.0, help="address-space limit")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--architecture", choices=architecture_names(), default="mbt2018-mean",
+                        help="the tiny model's latent codec")
     args = parser.parse_args(argv)
     limit = int(args.memory_gib * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -310,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="trellic-fuzz-"))
     weights = folder / "tiny.safetensors"
-    save_model(make_tiny_model(), weights, {})
+    save_model(make_tiny_model(architecture=args.architecture), weights, {})
     loaded = load(str(weights))
     codecs = {kind: Codec(loaded, make_quantizer(kind)) for kind in KINDS}
     seeds = [Seed(codecs[kind].encode(synthetic_image(h, w, seed=h)).data)
