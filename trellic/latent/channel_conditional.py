@@ -241,15 +241,6 @@ class ChannelConditional(Hyperprior):
         bits += sum(coding.bits(quantized, scale).sum() for quantized, scale in decisions)
         return z_symbols, decisions, LatentQuantized(y_hat, float(bits))
 
-    def quantize(
-        self,
-        y: Tensor,
-        quantizer: Quantizer,
-        lambda_t: float | None = None,
-        side: Tensor | None = None,
-    ) -> LatentQuantized:
-        return self._decide(y, quantizer, lambda_t, side)[-1]
-
     def compress(
         self,
         y: Tensor,

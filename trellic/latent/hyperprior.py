@@ -23,6 +23,7 @@ hyper-networks override :meth:`hyper_transforms`, :meth:`side_latents` and
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import torch
@@ -107,6 +108,22 @@ class Hyperprior(LatentCodec):
     def z_coding(self) -> FactorizedCoding:
         """The coder of the z symbols."""
         return FactorizedCoding(self.tables["z"])
+
+    # -- the encoder's decisions ------------------------------------------------------
+    @abc.abstractmethod
+    def _decide(
+        self, y: Tensor, quantizer: Quantizer, lambda_t: float | None, side: Tensor | None
+    ) -> tuple:
+        """Everything ``compress`` codes, its last item what it decodes to and costs."""
+
+    def quantize(
+        self,
+        y: Tensor,
+        quantizer: Quantizer,
+        lambda_t: float | None = None,
+        side: Tensor | None = None,
+    ) -> LatentQuantized:
+        return self._decide(y, quantizer, lambda_t, side)[-1]
 
 
 class MeanScaleHyperprior(Hyperprior):
@@ -221,15 +238,6 @@ class MeanScaleHyperprior(Hyperprior):
         bits += coding.bits(quantized, scales).sum()
         y_hat = means + quantizer.level(quantized.k, quantized.qid)
         return z_symbols, scales, quantized, LatentQuantized(y_hat, float(bits))
-
-    def quantize(
-        self,
-        y: Tensor,
-        quantizer: Quantizer,
-        lambda_t: float | None = None,
-        side: Tensor | None = None,
-    ) -> LatentQuantized:
-        return self._decide(y, quantizer, lambda_t, side)[-1]
 
     def compress(
         self,
