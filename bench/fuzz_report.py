@@ -185,9 +185,8 @@ def recoded_y(seed, ctx, magnitude: int, rng) -> bytes:
     model, codec = ctx["model"], ctx["codecs"][seed.header.quantizer]
     latent = model.latent_codec
     h, w = model.latent_shape(seed.header.height, seed.header.width)
-    z_shape = (1, model.config.N, h // latent.downscale, w // latent.downscale)
-    z_hat = latent.entropy_bottleneck.dequantize(latent.z_coding().decode(seed.container.z_stream,
-                                                                          z_shape))
+    z_hat = latent.entropy_bottleneck.dequantize(latent.decode_side(seed.container.z_stream,
+                                                                    (h, w)))
     y = torch.from_numpy(rng.integers(-magnitude, magnitude + 1, (1, model.config.M, h, w)))
     forged = latent.compress(y.float(), codec.quantizer, side=z_hat)
     return repack(seed, y=forged.streams[1])

@@ -60,7 +60,7 @@ from trellic.quant.base import ProxyKind, Quantized, Quantizer, gaussian_mass
 LRP_BOUND = 0.5  # |latent residual prediction| <= half a USQ step
 
 # What one slice's quantization returns to the slice loop: the reconstructed residual.
-SliceQuantizer = Callable[[int, Tensor | None, Tensor], Tensor]
+SliceQuantizer = Callable[[Tensor | None, Tensor], Tensor]
 
 
 def levels(quantizer: Quantizer, quantized: Quantized) -> Tensor:
@@ -149,7 +149,7 @@ class ChannelConditional(Hyperprior):
     ) -> Tensor:
         """h_s's output (B, 2M, h, w) and y (or None on the decoder) -> y_hat (B, M, h, w).
 
-        ``quantize(i, r_i or None, scale_i)`` quantizes slice i's residual (or decodes
+        ``quantize(r_i or None, scale_i)`` quantizes slice i's residual (or decodes
         it) and returns the reconstructed residual.
         """
         hyper_means, hyper_scales = hyper.chunk(2, dim=1)
@@ -163,7 +163,7 @@ class ChannelConditional(Hyperprior):
             scale = bound_scales(
                 hyper_scales[:, channels] + self._run(self.scale_nets[i], scale_input, arithmetic))
             residual = None if y is None else y[:, channels] - mean
-            y_hat = mean + quantize(i, residual, scale)
+            y_hat = mean + quantize(residual, scale)
             lrp_input = torch.cat([hyper_means, *decoded, y_hat], 1)
             lrp = self._run(self.lrp_nets[i], lrp_input, arithmetic)
             decoded.append(y_hat + lrp.clamp(-LRP_BOUND, LRP_BOUND))
@@ -193,7 +193,7 @@ class ChannelConditional(Hyperprior):
             z_hat, z_likelihoods = prior(z)
         likelihoods: list[Tensor] = []
 
-        def quantize(i: int, residual: Tensor, scale: Tensor) -> Tensor:
+        def quantize(residual: Tensor, scale: Tensor) -> Tensor:
             r_tilde, likelihood = quantizer.proxy(residual, scale, proxy, lambda_t, rate)
             likelihoods.append(likelihood)
             return r_tilde
@@ -209,7 +209,7 @@ class ChannelConditional(Hyperprior):
         z_tilde = rounding(side - medians) + medians
         likelihoods: list[Tensor] = []
 
-        def quantize(i: int, residual: Tensor, scale: Tensor) -> Tensor:
+        def quantize(residual: Tensor, scale: Tensor) -> Tensor:
             r_tilde = rounding(residual)
             likelihoods.append(gaussian_mass(r_tilde - 0.5, r_tilde + 0.5, scale))
             return r_tilde
@@ -226,12 +226,11 @@ class ChannelConditional(Hyperprior):
     ) -> tuple[Tensor, list[tuple[Quantized, Tensor]], LatentQuantized]:
         """z symbols, every slice's (indices, scales), and what they decode to and cost."""
         coding = self.y_coding(quantizer)
-        z = self.side_latents(y) if side is None else side
-        z_symbols = self.entropy_bottleneck.quantize(z)
+        z_symbols = self.side_symbols(y, side)
         hyper = self._hyper(self.entropy_bottleneck.dequantize(z_symbols), Arithmetic.EXACT)
         decisions: list[tuple[Quantized, Tensor]] = []
 
-        def quantize(i: int, residual: Tensor, scale: Tensor) -> Tensor:
+        def quantize(residual: Tensor, scale: Tensor) -> Tensor:
             quantized = quantizer.search(residual, scale, lambda_t, coding.rate)
             decisions.append((quantized, scale))
             return levels(quantizer, quantized)
@@ -272,20 +271,17 @@ class ChannelConditional(Hyperprior):
         if not exact:
             raise ValueError("channel-conditional files exist only in the portable format")
         z_stream, y_stream = streams
-        h, w = latent_shape
-        z_shape = (1, self.config.N, h // self.downscale, w // self.downscale)
-        z_symbols = self.z_coding().decode(z_stream, z_shape)
+        z_symbols = self.decode_side(z_stream, latent_shape)
         coding = self.y_coding(quantizer)
         decoder = SymbolDecoder(y_stream, coding.tables)
         indices: list[Tensor] = []
 
-        def quantize(i: int, residual: None, scale: Tensor) -> Tensor:
+        def quantize(residual: None, scale: Tensor) -> Tensor:
             quantized = coding.decode_from(decoder, scale)
             indices.append(quantized.k)
             return levels(quantizer, quantized)
 
         hyper = self._hyper(self.entropy_bottleneck.dequantize(z_symbols), Arithmetic.EXACT)
         y_hat = self._slices(hyper, None, quantize, Arithmetic.EXACT)
-        if checksum is not None and symbols_crc(z_symbols, torch.cat(indices, 1)) != checksum:
-            raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
+        self.check_symbols(checksum, z_symbols, torch.cat(indices, 1))
         return y_hat

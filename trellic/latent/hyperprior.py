@@ -109,6 +109,22 @@ class Hyperprior(LatentCodec):
         """The coder of the z symbols."""
         return FactorizedCoding(self.tables["z"])
 
+    def side_symbols(self, y: Tensor, side: Tensor | None = None) -> Tensor:
+        """The z symbols the encoder codes: of ``side``, default h_a(y)."""
+        return self.entropy_bottleneck.quantize(self.side_latents(y) if side is None else side)
+
+    def decode_side(self, z_stream: bytes, latent_shape: tuple[int, int]) -> Tensor:
+        """The z symbols (1, N, h/4, w/4) of a y grid of ``latent_shape`` (h, w)."""
+        h, w = latent_shape
+        z_shape = (1, self.config.N, h // self.downscale, w // self.downscale)
+        return self.z_coding().decode(z_stream, z_shape)
+
+    @staticmethod
+    def check_symbols(checksum: int | None, z_symbols: Tensor, k: Tensor) -> None:
+        """Raise ValueError if the decoded symbols do not match the encoder's checksum."""
+        if checksum is not None and symbols_crc(z_symbols, k) != checksum:
+            raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
+
     # -- the encoder's decisions ------------------------------------------------------
     @abc.abstractmethod
     def _decide(
@@ -230,8 +246,7 @@ class MeanScaleHyperprior(Hyperprior):
     ) -> tuple[Tensor, Tensor, Quantized, LatentQuantized]:
         """z symbols, scales, y's (k, qid) and what they decode to and cost."""
         coding = self.y_coding(quantizer)
-        z = self.side_latents(y) if side is None else side
-        z_symbols = self.entropy_bottleneck.quantize(z)
+        z_symbols = self.side_symbols(y, side)
         means, scales = self.decoded_parameters(z_symbols)
         quantized = quantizer.search(y - means, scales, lambda_t, coding.rate)
         bits = self.z_coding().bits(z_symbols).sum()
@@ -265,11 +280,8 @@ class MeanScaleHyperprior(Hyperprior):
         exact: bool = True,
     ) -> Tensor:
         z_stream, y_stream = streams
-        h, w = latent_shape
-        z_shape = (1, self.config.N, h // self.downscale, w // self.downscale)
-        z_symbols = self.z_coding().decode(z_stream, z_shape)
+        z_symbols = self.decode_side(z_stream, latent_shape)
         means, scales = self.decoded_parameters(z_symbols, exact)
         k, qid = self.y_coding(quantizer).decode(y_stream, scales)
-        if checksum is not None and symbols_crc(z_symbols, k) != checksum:
-            raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
+        self.check_symbols(checksum, z_symbols, k)
         return means + quantizer.level(k, qid)
