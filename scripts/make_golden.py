@@ -154,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise TrellicError(f"--model: not in the manifest: {', '.join(unknown)}")
         selected = [case for case in selected if case["model"] in args.model]
+    partial = bool(args.quantizer or args.model)
+    if partial:  # checked before any file is written
+        golden = json.loads((args.out / "golden.json").read_text())
+        if golden["kernels"] != kernel_fingerprint():
+            raise TrellicError("this machine's float kernels round unlike those that wrote "
+                               "golden.json: add files where they match, or rewrite all")
     for case in selected:
         data = encode(case, pixels[case["crop"]])
         name = file_name(case)
@@ -161,11 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         files.append({"file": name, **case, "sha256": hashlib.sha256(data).hexdigest(),
                       "decoded_sha256": image_sha256(decode(data))})
         print(f"{name}: {len(data)} bytes", file=sys.stderr)
-    if args.quantizer or args.model:
-        golden = json.loads((args.out / "golden.json").read_text())
-        if golden["kernels"] != kernel_fingerprint():
-            raise TrellicError("this machine's float kernels round unlike those that wrote "
-                               "golden.json: add files where they match, or rewrite all")
+    if partial:
         names = {entry["file"] for entry in files}
         golden["files"] = [e for e in golden["files"] if e["file"] not in names] + files
         golden["cross_decodes"] = [cross_decoded(e, args.out) if e["file"] in names else e
