@@ -3,11 +3,12 @@
     python experiments/quant_study.py --json out.json [--model default] [--images 4] \
         --configs usq rdoq:0.05 tcq4 tcq4:0.05+cheap tcq4+full
 
-A config is ``quantizer[:lambda_t][@SHRINK][+REFINE]`` (lambda_t: the search's
+A config is ``quantizer[:lambda_t][@SHRINK][~WEIGHT][+REFINE]`` (lambda_t: the search's
 rate weight, default the quantizer's; SHRINK: the search's weight of errors
 towards the mean, default the quantizer's; REFINE: encoder-side refinement, a mode of
-``--refine``, a number of annealed steps, or ``uSTEPS:LR`` for the cheap mode's
-unrounded float32 steps at another count and learning rate).
+``--refine``, a number of annealed steps or ``uSTEPS:LR`` for the cheap mode's
+unrounded float32 steps at another count and learning rate; WEIGHT: the
+linearised mode's weight, default the quantizer's).
 Codes BSDS500 ``val`` photos (training photos, never Kodak: the reporting
 set), the first ``--images`` of them in name order from ``--first``, through
 the real codec, and records per image the bytes, the MSE and the encode
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,13 +35,32 @@ from trellic.io import read_image, write_atomic
 from trellic.models.refine import REFINE_MODES, RefineConfig, refine_config
 from trellic.paths import data_root
 from trellic.rd import rd_cost
-from trellic.zoo import load
+from trellic.zoo import LoadedModel, load
 
 
-def parse_config(text: str) -> tuple[str, float | None, float | None, RefineConfig | None]:
-    """``quantizer[:lambda_t][@SHRINK][+REFINE]`` -> (quantizer, lambda_t or None, shrink or
-    None, refinement)."""
+class Config(NamedTuple):
+    """One study config: the quantizer, its search settings (None: the default) and
+    the encoder's refinement."""
+
+    quantizer: str
+    lambda_t: float | None
+    shrink: float | None
+    linear_weight: float | None
+    refine: RefineConfig | None
+
+    def codec(self, loaded: LoadedModel) -> Codec:
+        codec = Codec.load_from(loaded, self.quantizer, self.lambda_t, self.refine)
+        if self.shrink is not None:
+            codec.quantizer.shrink = self.shrink
+        if self.linear_weight is not None:
+            codec.quantizer.linear_weight = self.linear_weight
+        return codec
+
+
+def parse_config(text: str) -> Config:
+    """``quantizer[:lambda_t][@SHRINK][~WEIGHT][+REFINE]`` -> its :class:`Config`."""
     head, _, refine = text.partition("+")
+    head, _, weight = head.partition("~")
     head, _, shrink = head.partition("@")
     name, _, lambda_t = head.partition(":")
     if refine.startswith("u"):
@@ -47,8 +68,8 @@ def parse_config(text: str) -> tuple[str, float | None, float | None, RefineConf
         config = RefineConfig(int(steps), float(lr), anneal=False, bfloat16=False)
     else:
         config = refine_config(refine if refine in REFINE_MODES else int(refine or 0))
-    return (name, float(lambda_t) if lambda_t else None, float(shrink) if shrink else None,
-            config)
+    return Config(name, float(lambda_t) if lambda_t else None,
+                  float(shrink) if shrink else None, float(weight) if weight else None, config)
 
 
 def measure(codec: Codec, images: list[np.ndarray], lmbda: float) -> dict:
@@ -79,12 +100,10 @@ def main() -> None:
     out = {"model": loaded.model_id, "sha256": loaded.sha256, "lambda": lmbda,
            "images": [f.name for f in files], "configs": {}}
     for text in args.configs:
-        name, lambda_t, shrink, refine = parse_config(text)
-        codec = Codec.load_from(loaded, name, lambda_t, refine)
-        if shrink is not None:
-            codec.quantizer.shrink = shrink
+        codec = parse_config(text).codec(loaded)
         point = measure(codec, images, lmbda)
         point["lambda_t"], point["shrink"] = codec.lambda_t, codec.quantizer.shrink
+        point["linear_weight"] = codec.quantizer.linear_weight
         base = next(iter(out["configs"].values()), point)
         point["gain_percent"] = 100 * (base["rd_cost"] - point["rd_cost"]) / base["bpp"]
         out["configs"][text] = point

@@ -12,7 +12,14 @@ from trellic.determinism import single_threaded
 from trellic.errors import TrellicError
 from trellic.eval.runner import rate_point
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
-from trellic.models.refine import RefineConfig, refine_config, refine_latents, true_cost
+from trellic.models.refine import (
+    REFINE_MODES,
+    RefineConfig,
+    linearised_shift,
+    refine_config,
+    refine_latents,
+    true_cost,
+)
 from trellic.quant import make_quantizer
 from trellic.quant.registry import quantizer_names
 from trellic.zoo import LoadedModel, load
@@ -52,6 +59,51 @@ def test_refined_file_decodes_to_the_refined_latents_and_is_deterministic(tiny_l
     assert np.array_equal(tensor_to_image(expected[..., :40, :72]), decoded)
 
 
+@pytest.mark.parametrize("kind", quantizer_names())
+def test_linearised_mode_files_decode_bit_exactly_and_never_cost_more(tiny_loaded, kind):
+    codec = Codec(tiny_loaded, tiny_loaded.model.quantizer(kind), refine=REFINE_MODES["linear"])
+    plain = Codec(tiny_loaded, tiny_loaded.model.quantizer(kind))
+    for seed in (3, 4):
+        image = synthetic_image(40, 72, seed=seed)
+        encoded = codec.encode(image)
+        assert codec.encode(image).data == encoded.data
+        model, quantizer = tiny_loaded.model, codec.quantizer
+        x = pad_to_multiple(image_to_tensor(image), 64)
+        y, z = refine_latents(model, x, (40, 72), 0.01, quantizer, codec.lambda_t,
+                              REFINE_MODES["linear"])
+        y_plain = model.g_a(x).detach()
+        z_plain = model.latent_codec.side_latents(y_plain)
+        assert torch.equal(z, z_plain)  # the side latents stay the plain encoder's
+        costs = [true_cost(model, x, *latents, (40, 72), 0.01, quantizer, codec.lambda_t)
+                 for latents in ((y, z), (y_plain, z_plain))]
+        assert costs[0] <= costs[1]
+        y_hat = model.latent_codec.compress(y, quantizer, codec.lambda_t, z).y_hat
+        with torch.no_grad(), single_threaded():
+            expected = tensor_to_image(model.g_s(y_hat)[..., :40, :72])
+        assert np.array_equal(codec.decode(encoded.data), expected)
+        if not torch.equal(y, y_plain):
+            assert encoded.data != plain.encode(image).data
+
+
+def test_linearised_shift_minimises_the_image_error_along_its_gradient(tiny_model):
+    """D(y + t * shift) falls from t = 0 and is lowest near t = 1 (the Gauss-Newton step)."""
+    image = synthetic_image(64, 64, seed=6)
+    x = image_to_tensor(image)
+    with torch.no_grad():
+        y = tiny_model.g_a(x)
+    shift = linearised_shift(tiny_model, x, y, (64, 64))
+    assert shift.shape == y.shape and shift.abs().max() > 0
+
+    def distortion(t: float) -> float:
+        with torch.no_grad():
+            return float(((tiny_model.g_s(y + t * shift) - x) ** 2).sum())
+
+    along = {t: distortion(t) for t in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}
+    assert along[0.25] < along[0.0] and along[1.0] < along[0.5]
+    assert min(along, key=along.get) in (1.0, 2.0)
+    assert along[4.0] > along[1.0]
+
+
 def test_refinement_lowers_the_measured_rd_cost_of_the_default_model():
     loaded = load("default")
     lmbda = loaded.info["training"]["lmbda"]
@@ -75,6 +127,10 @@ def test_refine_option_values_name_modes_or_steps():
     assert refine_config(0) is None
     assert refine_config(7) == RefineConfig(steps=7)
     assert refine_config("full") == RefineConfig()
+    linear = refine_config("linear")
+    assert linear.steps == 0 and linear.linear_step == 1.0
+    with pytest.raises(ValueError, match="linear_step >= 0"):
+        RefineConfig(steps=3, linear_step=-1.0)
     cheap = refine_config("cheap")
     assert not cheap.anneal and cheap.steps < RefineConfig().steps
 

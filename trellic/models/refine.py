@@ -10,6 +10,9 @@ floor or its ceiling by a relaxed Bernoulli draw whose temperature anneals
 towards hard rounding. The cheap mode takes a few deterministic steps on the
 unrounded latents (the rate of a unit interval around each value): an
 image-aware target for the search, at a few times the plain encoder's time.
+The linearised mode puts the image into the search's distortion instead: one
+backward pass through g_s gives the first-order term of the image's squared
+error, which moves the search's target (:func:`linearised_shift`).
 Everything goes through the latent codec's contract: its side latents z, its
 ``relaxed`` rate, and ``quantize`` for the true cost. The result is an
 ordinary pair (y, z) for ``latent_codec.compress``, which then runs the real
@@ -47,27 +50,35 @@ TEMPERATURE_FLOOR = 1e-3
 EDGE = 1e-5  # keeps atanh finite at the grid points
 CHEAP_STEPS = 5  # the cheap mode: a few unrounded float32 steps
 CHEAP_LR = 0.1  # docs/quantization.md, runs d and e
+PROBE_RMS = 12**-0.5  # the linearised mode's probe: the size of a rounding error
 
 
 @dataclass(frozen=True)
 class RefineConfig:
     """Adam steps on (y, z), its peak learning rate (cosine decay), the noise seed,
-    whether the latents are rounded by SGA (False: left unrounded, deterministic) and
-    whether the networks compute in bfloat16 (fast only on CPUs with bfloat16 units)."""
+    whether the latents are rounded by SGA (False: left unrounded, deterministic),
+    whether the networks compute in bfloat16 (fast only on CPUs with bfloat16 units),
+    and the fraction of the linearised metric's shift taken first (0: none, 1: all of
+    it; :func:`linearised_shift`)."""
 
     steps: int = 100
     lr: float = 0.01
     seed: int = 0
     anneal: bool = True
     bfloat16: bool = True
+    linear_step: float = 0.0
 
     def __post_init__(self):
-        if self.steps < 1 or not self.lr > 0:
-            raise ValueError(f"refinement needs steps >= 1 and lr > 0, got {self}")
+        if self.steps < 0 or not self.lr > 0 or self.linear_step < 0:
+            raise ValueError(f"refinement needs steps >= 0, lr > 0, linear_step >= 0, "
+                             f"got {self}")
+        if not (self.steps or self.linear_step):
+            raise ValueError(f"refinement needs steps >= 1 or a linear step, got {self}")
 
 
 # The encoder modes of ``--refine``: measured in docs/quantization.md.
 REFINE_MODES = {
+    "linear": RefineConfig(steps=0, anneal=False, bfloat16=False, linear_step=1.0),
     "cheap": RefineConfig(steps=CHEAP_STEPS, lr=CHEAP_LR, anneal=False, bfloat16=False),
     "full": RefineConfig(),
 }
@@ -114,6 +125,46 @@ def _unrounded(v: Tensor) -> Tensor:
     return v
 
 
+def linearised_shift(model: CodecModel, x: Tensor, y: Tensor,
+                     valid: tuple[int, int]) -> Tensor:
+    """The move of the search's target that makes its distortion the image's, to first order.
+
+    Around y, quantizing to ``y + e`` costs the image (Gauss-Newton, squared error
+    summed over the valid pixels, J the Jacobian of g_s at y)::
+
+        D(y + e) ~ D(y) + g . e + |J e|^2,    g = dD/dy.
+
+    The first-order term is what the latent metric misses: g_s's own error
+    correlates with errors towards the mean (docs/quantization.md). Writing
+    ``|J e|^2 ~ a |e|^2``, with ``a`` the image squared error per unit latent
+    squared error along g (measured by one probe through g_s), and completing
+    the square, ``a |e + g / 2a|^2`` is the search's own squared error to the
+    target ``y - g / 2a``: the exact minimiser of the linearised distortion
+    along g. A search from that target minimises the linearised image
+    distortion plus ``a * lambda_t`` times the bits; how much of the move to
+    take is the quantizer's measured ``linear_weight``.
+
+    Args:
+        x: (1, 3, H, W) padded image in [0, 1]; ``valid`` its (height, width).
+        y: (1, M, h, w) latents.
+
+    Returns:
+        (1, M, h, w) shift ``-g / 2a`` to add to y.
+    """
+    height, width = valid
+    y = y.detach().requires_grad_(True)
+    with torch.enable_grad():
+        x_hat = model.g_s(y)
+        distortion = ((x_hat - x)[..., :height, :width] ** 2).sum()
+        (gradient,) = torch.autograd.grad(distortion, [y])
+    with torch.no_grad():
+        # A probe along g as large as a rounding error (rms 1/sqrt(12)): the gain of J there.
+        probe = gradient * (PROBE_RMS / gradient.square().mean().sqrt().clamp_min(1e-30))
+        moved = model.g_s(y + probe) - x_hat
+        gain = (moved[..., :height, :width] ** 2).sum() / probe.square().sum()
+    return -gradient / (2 * gain.clamp_min(1e-30))
+
+
 @torch.no_grad()
 def true_cost(model: CodecModel, x: Tensor, y: Tensor, z: Tensor,
               valid: tuple[int, int], lmbda: float, quantizer: Quantizer,
@@ -125,6 +176,29 @@ def true_cost(model: CodecModel, x: Tensor, y: Tensor, z: Tensor,
     x_hat = model.g_s(quantized.y_hat).clamp(0, 1)
     mse = torch.mean((x_hat - x)[..., :height, :width] ** 2).item()
     return rd_cost(mse, quantized.estimated_bits / (height * width), lmbda)
+
+
+def _descend(model: CodecModel, x: Tensor, y: Tensor, z: Tensor, valid: tuple[int, int],
+             lmbda: float, config: RefineConfig, progress: bool) -> tuple[Tensor, Tensor]:
+    """``config.steps`` Adam steps on (y, z) against the relaxed RD cost."""
+    y = y.clone().requires_grad_(True)
+    z = z.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([y, z], lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    steps = tqdm(range(config.steps), desc="refine", unit="step", file=sys.stderr,
+                 leave=False, disable=not (progress and sys.stderr.isatty()))
+    for step in steps:
+        fraction = step / config.steps
+        temperature = max(TEMPERATURE_START * math.exp(-ANNEAL * fraction), TEMPERATURE_FLOOR)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * fraction))
+        rounding = partial(sga_round, temperature=temperature, generator=generator)
+        with torch.enable_grad():
+            cost = _relaxed_cost(model, x, y, z, valid, lmbda,
+                                 rounding if config.anneal else _unrounded, config.bfloat16)
+            y.grad, z.grad = torch.autograd.grad(cost, [y, z])
+        optimizer.step()
+    return y.detach(), z.detach()
 
 
 def refine_latents(model: CodecModel, x: Tensor, valid: tuple[int, int], lmbda: float,
@@ -141,24 +215,11 @@ def refine_latents(model: CodecModel, x: Tensor, valid: tuple[int, int], lmbda: 
         with torch.no_grad():
             y_start = model.g_a(x)
             z_start = model.latent_codec.side_latents(y_start)
-        y = y_start.clone().requires_grad_(True)
-        z = z_start.clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([y, z], lr=config.lr)
-        generator = torch.Generator().manual_seed(config.seed)
-        steps = tqdm(range(config.steps), desc="refine", unit="step", file=sys.stderr,
-                     leave=False, disable=not (progress and sys.stderr.isatty()))
-        for step in steps:
-            fraction = step / config.steps
-            temperature = max(TEMPERATURE_START * math.exp(-ANNEAL * fraction), TEMPERATURE_FLOOR)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * fraction))
-            rounding = partial(sga_round, temperature=temperature, generator=generator)
-            with torch.enable_grad():
-                cost = _relaxed_cost(model, x, y, z, valid, lmbda,
-                                     rounding if config.anneal else _unrounded, config.bfloat16)
-                y.grad, z.grad = torch.autograd.grad(cost, [y, z])
-            optimizer.step()
-        y, z = y.detach(), z.detach()
+        y = y_start
+        if config.linear_step:
+            weight = config.linear_step * quantizer.linear_weight
+            y = y + weight * linearised_shift(model, x, y, valid)
+        y, z = _descend(model, x, y, z_start, valid, lmbda, config, progress)
         before = true_cost(model, x, y_start, z_start, valid, lmbda, quantizer, lambda_t)
         after = true_cost(model, x, y, z, valid, lmbda, quantizer, lambda_t)
     return (y, z) if after < before else (y_start, z_start)

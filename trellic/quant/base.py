@@ -111,9 +111,15 @@ class Quantizer(abc.ABC):
         # decoders trained on noise, hurts those retrained on the plain search's latents).
         # Encoder only: files and decoders do not depend on it.
         self.shrink = 1.0
+        # The fraction of the linearised image metric's move of the target that the
+        # search does best with (trellic.models.refine.linearised_shift). Encoder only.
+        self.linear_weight = self.default_linear_weight
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, delta={self.delta})"
+
+    #: ``linear_weight`` unless a model's operating point says otherwise (measured).
+    default_linear_weight: float
 
     @property
     @abc.abstractmethod

@@ -43,6 +43,8 @@ class TCQ(Quantizer):
         delta: step; the levels of the union of Q0 and Q1 are multiples of it.
     """
 
+    default_linear_weight = 0.75  # docs/quantization.md, run g
+
     def __init__(self, trellis: Trellis, delta: float = 0.6) -> None:
         if trellis.num_quantizers != 2:
             raise ValueError(f"TCQ needs a two-quantizer trellis, got {trellis.name}")
