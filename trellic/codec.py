@@ -49,6 +49,9 @@ def _check_size(height: int, width: int) -> None:
 class Codec:
     """A loaded model with a quantizer, ready to encode and decode images.
 
+    lambda_t: the search's rate weight; None takes the model's measured operating
+    point for this quantizer (``LoadedModel.operating_points``), else the quantizer's
+    default. The operating point also sets the quantizer's ``linear_weight``.
     refine: optimise each image's latents before coding (``trellic.models.refine``):
     a slower encoder, the same decoder and file format.
     """
@@ -63,7 +66,11 @@ class Codec:
         self.loaded = loaded
         self.quantizer = quantizer
         self.refine = refine
-        self.lambda_t = quantizer.default_lambda_t if lambda_t is None else float(lambda_t)
+        point = loaded.operating_points.get(quantizer.kind, {})
+        quantizer.linear_weight = point.get("linear_weight", quantizer.linear_weight)
+        if lambda_t is None:
+            lambda_t = point.get("lambda_t", quantizer.default_lambda_t)
+        self.lambda_t = float(lambda_t)
         if not 0 <= self.lambda_t < bitstream.MAX_LAMBDA_T:
             raise TrellicError(
                 f"lambda_t must be in [0, {bitstream.MAX_LAMBDA_T:g}), got {lambda_t}"
@@ -107,6 +114,7 @@ class Codec:
                 "kind": self.quantizer.kind,
                 "delta": self.quantizer.delta,
                 "lambda_t": self.lambda_t,
+                "linear_weight": self.quantizer.linear_weight,
             },
             "lambda": training.get("lmbda"),
             "architecture": _architecture(self.loaded.model.config.to_dict()),

@@ -46,17 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lambda-t",
         type=float_in(0.0, bitstream.MAX_LAMBDA_T, high_open=True),
         default=None,
-        help="rate weight of the rdoq/tcq search in latent units (default: the quantizer's, "
-        "rdoq 0.01 * delta^2, tcq 0.3 * delta^2)",
+        help="rate weight of the rdoq/tcq search in latent units (default: the model's "
+        "measured operating point, else the quantizer's: rdoq 0.01 * delta^2, tcq 0.3 * delta^2)",
     )
     p.add_argument(
         "--refine",
         type=word_or_int(tuple(REFINE_MODES), 0),
         default=0,
         metavar="MODE",
-        help="optimise the image's latents first, then quantize: cheap (a few steps), full "
-        "(100 annealed steps) or a number of annealed steps, 0 for off; slower encoder, "
-        "same file (default: 0)",
+        help="optimise the image's latents first, then quantize: linear (the search aims "
+        "where the image's linearised error is lowest: one backward pass), cheap (a few "
+        "steps), full (100 annealed steps) or a number of annealed steps, 0 for off; slower "
+        "encoder, same decoder (default: 0)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-v", "--verbose", action="store_true", help="print timing and rates")

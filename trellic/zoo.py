@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,6 +43,7 @@ from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
 from trellic.models import CodecModel, ModelConfig
 from trellic.models.model import upgrade_legacy_keys
+from trellic.quant.registry import quantizer_names
 from trellic.safetensors_io import save_safetensors_atomic
 
 MANIFEST = "manifest.json"
@@ -54,12 +55,18 @@ _NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")  # a manifest name: n
 
 @dataclass
 class LoadedModel:
-    """A model ready to code, with the identity written into every bitstream."""
+    """A model ready to code, with the identity written into every bitstream.
+
+    operating_points: the manifest's encoder settings measured for this model, per
+    quantizer name: ``lambda_t`` and ``linear_weight`` (experiments/operating_points.py);
+    empty for a weights file given by path.
+    """
 
     model: CodecModel
     model_id: str
     sha256: str
     info: dict
+    operating_points: dict = field(default_factory=dict)
 
 
 def sha256_of(path: Path) -> str:
@@ -332,4 +339,18 @@ def load_named(
             f"{digest[:12]}..., the manifest lists {str(entry.get('sha256'))[:12]}...)"
         )
     model, info = load_model_file(path, folder, allow_variant)
-    return LoadedModel(model, resolved, digest, info)
+    return LoadedModel(model, resolved, digest, info, _operating_points(resolved, entry))
+
+
+def _operating_points(name: str, entry: dict) -> dict:
+    """A manifest entry's ``operating_points``, checked: {quantizer: {setting: number >= 0}}."""
+    points = entry.get("operating_points", {})
+    settings = ("lambda_t", "linear_weight")
+    if not (isinstance(points, dict) and set(points) <= set(quantizer_names()) and all(
+            isinstance(point, dict) and set(point) <= set(settings)
+            and all(isinstance(v, int | float) and v >= 0 for v in point.values())
+            for point in points.values())):
+        raise TrellicError(f"model '{name}': bad operating_points in the manifest "
+                           f"(expected {{{'|'.join(quantizer_names())}: "
+                           f"{{{', '.join(settings)}: number >= 0}}}})")
+    return points

@@ -1,0 +1,81 @@
+"""Choose each model's operating point per quantizer by measurement on non-Kodak photos.
+
+    python experiments/operating_points.py --json docs/data/operating_points.json \
+        [--models mbt-mean-n64-l0067 ...] [--images 4] [--write-manifest]
+
+For every model and quantizer: first the search's rate weight lambda_t (plain
+encoder), then, with that lambda_t, the linearised mode's weight (the fraction
+of ``linearised_shift`` taken), each the lowest mean RD cost
+(lambda * 255^2 * MSE + bpp at the model's training lambda, bpp from real
+files) on the first ``--images`` BSDS500 ``val`` photos (training photos, never
+Kodak: the reporting set). ``--write-manifest`` stores the choices as the
+manifest entry's ``operating_points``, which ``trellic compress`` then uses as
+its defaults for that model. The JSON is rewritten after every model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from quant_study import measure, parse_config  # same folder: one RD measurement per config
+
+from trellic.io import read_image, write_atomic
+from trellic.paths import data_root, weights_dir
+from trellic.zoo import MANIFEST, load, read_manifest
+
+LAMBDA_T = {"usq": [0.0], "rdoq": [0.005, 0.01, 0.02], "tcq4": [0.03, 0.05, 0.108],
+            "tcq8": [0.03, 0.05, 0.108]}
+LINEAR_WEIGHT = {"usq": [0.5, 0.75, 1.0], "rdoq": [0.5, 0.75, 1.0], "tcq4": [0.75, 1.0, 1.25],
+                 "tcq8": [0.75, 1.0, 1.25]}
+
+
+def sweep(model: str, images: list, log) -> dict:
+    """Every config's measurement and the chosen operating point per quantizer."""
+    loaded = load(model)
+    lmbda = loaded.info["training"]["lmbda"]
+    configs, points = {}, {}
+
+    def run(text: str) -> float:
+        codec = parse_config(text).codec(loaded)
+        configs[text] = measure(codec, images, lmbda)
+        log(f"{model} {text:20s} rd {configs[text]['rd_cost']:.4f}")
+        return configs[text]["rd_cost"]
+
+    for name in LAMBDA_T:
+        lambda_t = min(LAMBDA_T[name], key=lambda t: run(f"{name}:{t}"))
+        weight = min(LINEAR_WEIGHT[name], key=lambda w: run(f"{name}:{lambda_t}~{w}+linear"))
+        points[name] = {"lambda_t": lambda_t, "linear_weight": weight}
+    return {"sha256": loaded.sha256, "lambda": lmbda, "configs": configs,
+            "operating_points": points}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="manifest names (default: every model of the manifest)")
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--write-manifest", action="store_true")
+    args = parser.parse_args()
+    manifest = read_manifest()
+    models = args.models or sorted(manifest["models"])
+    files = sorted((data_root() / "train" / "bsds500" / "val").glob("*.jpg"))[: args.images]
+    images = [read_image(f) for f in files]
+    out = json.loads(args.json.read_text()) if args.json.is_file() else {"models": {}}
+    out["images"] = [f.name for f in files]
+    for model in models:
+        out["models"][model] = sweep(model, images, lambda line: print(line, flush=True))
+        write_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode(), force=True)
+    if args.write_manifest:
+        for model, result in out["models"].items():
+            entry = manifest["models"][model]
+            if entry["sha256"] == result["sha256"]:
+                entry["operating_points"] = result["operating_points"]
+        write_atomic(weights_dir() / MANIFEST,
+                     (json.dumps(manifest, indent=2) + "\n").encode(), force=True)
+
+
+if __name__ == "__main__":
+    main()
