@@ -42,7 +42,7 @@ def test_cli_reports_a_bad_value_as_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", "a.png", "b.trl", "--refine", "-3"])
     assert exit_info.value.code == 2
-    assert "must be one of cheap, full or an integer in [0, inf)" in capsys.readouterr().err
+    assert "must be one of linear, cheap, full or an integer in [0, inf)" in capsys.readouterr().err
 
 
 def test_int_multiple_of_needs_the_grid_and_the_bounds():

@@ -132,7 +132,7 @@ def test_eval_refine_records_the_setting_and_rejects_negative_steps(folder, tmp_
     assert main([*argv, "--refine", "2"]) == 0
     (point,) = read_results(out).points
     assert point.options["refine"] == {"steps": 2, "lr": 0.01, "seed": 0, "anneal": True,
-                                       "bfloat16": True}
+                                       "bfloat16": False, "linear_step": 0.0}
     assert point.options["load"]["refine"] == 2 and point.bpp > 0
     assert main([*argv, "--refine", "cheap", "--force"]) == 0
     (point,) = read_results(out).points
@@ -140,7 +140,8 @@ def test_eval_refine_records_the_setting_and_rejects_negative_steps(folder, tmp_
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--refine", "-1", "--force"])
     assert exit_info.value.code == 2
-    assert ("argument --refine: must be one of cheap, full or an integer in [0, inf), got -1"
+    assert ("argument --refine: must be one of linear, cheap, full or an integer in [0, inf), "
+            "got -1"
             in capsys.readouterr().err)
 
 
@@ -199,8 +200,8 @@ def test_comparisons_across_image_sets_are_refused_unless_allowed(tmp_path, caps
     (["eval", "D", "--limit", "0"], "argument --limit: must be in [1, inf), got 0"),
     (["eval", "D", "--lambda-t", "nan"], "argument --lambda-t: must be a finite number"),
     (["eval", "D", "--lambda-t", "-1"], "argument --lambda-t: must be in [0, "),
-    (["eval", "D", "--refine", "-1"], "argument --refine: must be one of cheap, full or an"),
-    (["eval", "D", "--refine", "fast"], "argument --refine: must be one of cheap, full or an"),
+    (["eval", "D", "--refine", "-1"], "argument --refine: must be one of linear, cheap, full"),
+    (["eval", "D", "--refine", "fast"], "argument --refine: must be one of linear, cheap, full"),
     (["plot", "a.json", "--max-bpp", "0"], "argument --max-bpp: must be in (0, inf), got 0"),
     (["report", "a.json", "--max-bpp", "inf"], "argument --max-bpp: must be a finite number"),
     (["bdrate", "a.json", "--method", "linear"], "argument --method: invalid choice"),

@@ -22,9 +22,10 @@ def test_eval_records_rebuild_the_same_codec_with_refinement_as_recorded(tiny_we
     recorded = {"steps": 3, "lr": 0.02, "seed": 1}
     codec = codec_from_point(_point(load, recorded, loaded.sha256))
     # the recorded config, not only the steps; records before the modes were annealed bfloat16
-    assert codec.describe()["refine"] == {**recorded, "anneal": True, "bfloat16": True}
+    assert codec.describe()["refine"] == {**recorded, "anneal": True, "bfloat16": True,
+                                          "linear_step": 0.0}
     assert codec_from_point(_point(load)).describe()["refine"] == {
-        "steps": 3, "lr": 0.01, "seed": 0, "anneal": True, "bfloat16": True}
+        "steps": 3, "lr": 0.01, "seed": 0, "anneal": True, "bfloat16": True, "linear_step": 0.0}
     cheap = codec_from_point(_point({**load, "refine": "cheap"})).describe()["refine"]
     assert cheap["anneal"] is False and cheap["steps"] < 100
     plain = codec_from_point(_point({**load, "refine": 0}, None, loaded.sha256))

@@ -307,10 +307,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quantizer", choices=quantizer_names(), default="usq",
                         help="quantizer of the latents (default: usq)")
     parser.add_argument("--lambda-t", type=float_in(0.0, MAX_LAMBDA_T, high_open=True),
-                        help="TCQ rate weight in latent units (default: 0.3 * delta^2)")
+                        help="rate weight of the rdoq/tcq search in latent units (default: the "
+                        "model's measured operating point, else the quantizer's)")
     parser.add_argument("--refine", type=word_or_int(tuple(REFINE_MODES), 0), default=0,
-                        metavar="MODE", help="latent refinement per image: cheap, full or a "
-                        "number of annealed steps, 0 for off (default: 0)")
+                        metavar="MODE", help="latent refinement per image: linear, cheap, "
+                        "full or a number of annealed steps, 0 for off (default: 0)")
     parser.set_defaults(func=_eval)
 
     parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from trellic.codec import Codec
 
 LOAD_FIELDS = ("model", "quantizer", "lambda_t", "refine")
+# What a recorded refinement setting without these fields was measured with (records
+# written before they existed: annealed, bfloat16 networks).
+LEGACY_REFINE = {"anneal": True, "bfloat16": True}
 
 
 def load_learned(model: str, quantizer: str, lambda_t: float | None = None,
@@ -35,7 +38,7 @@ def load_learned(model: str, quantizer: str, lambda_t: float | None = None,
         raise TrellicError(f"the learned codec (trellic.codec) is not available: {error}") from None
     if isinstance(refine, dict):
         try:
-            config = RefineConfig(**refine)
+            config = RefineConfig(**{**LEGACY_REFINE, **refine})
         except (TypeError, ValueError) as error:
             raise TrellicError(f"bad refinement setting {refine}: {error}") from None
     else:
@@ -73,8 +76,9 @@ def codec_from_point(point: Point) -> Codec:
     refine = point.options.get("refine")
     if not load.get("refine"):
         refine = 0
-    elif not isinstance(refine, dict):  # older files: the step count alone
-        refine = load["refine"]
+    elif not isinstance(refine, dict):  # older files: the step count or mode name alone
+        steps = load["refine"]
+        refine = steps if isinstance(steps, str) else {"steps": steps}
     codec = load_learned(load["model"], load["quantizer"], load.get("lambda_t"), refine)
     recorded, current = point.checkpoint_sha256, codec.describe()["checkpoint_sha256"]
     if recorded and recorded != current:
