@@ -2,14 +2,17 @@
 integer scale path (ms), coder overhead, peak RSS.
 
     python bench/codec_speed.py [--model NAME|PATH] [--arch N,M] [--images 24]
-        [--json docs/data/codec_speed_X.json [--force]] [--refine STEPS]
+        [--json docs/data/codec_speed_X.json [--force]] [--refine MODE ...]
+        [--refine-quantizers usq tcq4 ...]
 
 ``--model`` benchmarks a shipped model (default: the zoo default). ``--arch
 128,192`` instead benchmarks a randomly initialised model of that size whose
 latents are scaled to a realistic range (the transforms cost the same as a
 trained model's; the coding cost is representative, not exact), for a
 comparison with CompressAI's mbt2018-mean at N=128/M=192.
-``--refine STEPS`` adds a row for USQ after latent refinement (docs/codec.md).
+``--refine MODE`` (a mode of ``trellic compress --refine`` or a number of steps;
+repeatable) adds a row per ``--refine-quantizers`` quantizer (default usq) with
+that encoder (docs/codec.md, docs/quantization.md).
 Prints one JSON object and a table; the JSON records the measuring condition
 (CPU, load average before and after, commit), since the timings depend on what
 else the machine runs. Targets (issue 2, 2-core CPU, 768x512,
@@ -29,13 +32,13 @@ import time
 import numpy as np
 import torch
 
-from trellic.argtypes import non_negative_int, positive_int
+from trellic.argtypes import positive_int, word_or_int
 from trellic.codec import Codec
 from trellic.coding import bitstream
 from trellic.eval.results import provenance
 from trellic.io import image_to_tensor, list_images, pad_to_multiple, read_image, write_atomic
 from trellic.models import CodecModel, ModelConfig
-from trellic.models.refine import RefineConfig
+from trellic.models.refine import REFINE_MODES, refine_config
 from trellic.paths import kodak_dir
 from trellic.quant.registry import quantizer_names
 from trellic.zoo import LoadedModel
@@ -92,12 +95,15 @@ def viterbi_ms(codec: Codec, image: np.ndarray) -> float:
     return milliseconds_in(codec.quantizer, "search", lambda: codec.encode(image))[0]
 
 
-def run(loaded: LoadedModel, files: list, threads: int, refine_steps: int = 0) -> dict:
+def run(loaded: LoadedModel, files: list, threads: int, refine: tuple = (),
+        refine_quantizers: tuple = ("usq",)) -> dict:
     torch.set_num_threads(threads)
     codecs = {kind: Codec.load_from(loaded, kind) for kind in QUANTIZERS}
-    if refine_steps:
-        refine = RefineConfig(steps=refine_steps)
-        codecs[f"usq+refine{refine_steps}"] = Codec.load_from(loaded, "usq", refine=refine)
+    for option in refine:
+        label = option if isinstance(option, str) else f"refine{option}"
+        for kind in refine_quantizers:
+            codecs[f"{kind}+{label}"] = Codec.load_from(loaded, kind,
+                                                        refine=refine_config(option))
     rows = {}
     for kind, codec in codecs.items():
         codec.decode(codec.encode(read_image(files[0])).data)  # warm-up: lazy tables, allocator
@@ -142,8 +148,12 @@ def main() -> None:
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--force", action="store_true", help="overwrite --json")
-    parser.add_argument("--refine", type=non_negative_int, default=0, metavar="STEPS",
-                        help="also time usq with latent refinement (a shipped model only)")
+    parser.add_argument("--refine", type=word_or_int(tuple(REFINE_MODES), 1), action="append",
+                        default=[], metavar="MODE",
+                        help="also time latent refinement: a mode or a number of steps "
+                        "(repeatable; a shipped model only)")
+    parser.add_argument("--refine-quantizers", nargs="+", choices=QUANTIZERS, default=["usq"],
+                        help="the quantizers timed with each --refine (default: usq)")
     args = parser.parse_args()
     if args.refine and args.arch:
         parser.error("--refine needs a trained model's lambda: use --model, not --arch")
@@ -155,7 +165,7 @@ def main() -> None:
     else:
         loaded = load_model(args.model)
     load_before = os.getloadavg()
-    rows = run(loaded, files, args.threads, args.refine)
+    rows = run(loaded, files, args.threads, tuple(args.refine), tuple(args.refine_quantizers))
     config = loaded.model.config
     result = {
         "model": loaded.model_id,

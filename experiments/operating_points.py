@@ -3,9 +3,10 @@
     python experiments/operating_points.py --json docs/data/operating_points.json \
         [--models mbt-mean-n64-l0067 ...] [--images 4] [--write-manifest]
 
-For every model and quantizer: first the search's rate weight lambda_t (plain
-encoder), then, with that lambda_t, the linearised mode's weight (the fraction
-of ``linearised_shift`` taken), each the lowest mean RD cost
+For every model and quantizer: the search's rate weight lambda_t for the plain
+encoder, then the linearised mode's point (``quantizer+linear``): its weight
+(the fraction of ``linearised_shift`` taken) at the plain lambda_t for USQ and
+RDOQ, jointly with lambda_t for TCQ; each the lowest mean RD cost
 (lambda * 255^2 * MSE + bpp at the model's training lambda, bpp from real
 files) on the first ``--images`` BSDS500 ``val`` photos (training photos, never
 Kodak: the reporting set). ``--write-manifest`` stores the choices as the
@@ -25,14 +26,17 @@ from trellic.io import read_image, write_atomic
 from trellic.paths import data_root, weights_dir
 from trellic.zoo import MANIFEST, load, read_manifest
 
-LAMBDA_T = {"usq": [0.0], "rdoq": [0.005, 0.01, 0.02], "tcq4": [0.03, 0.05, 0.108],
-            "tcq8": [0.03, 0.05, 0.108]}
-LINEAR_WEIGHT = {"usq": [0.5, 0.75, 1.0], "rdoq": [0.5, 0.75, 1.0], "tcq4": [0.75, 1.0, 1.25],
-                 "tcq8": [0.75, 1.0, 1.25]}
+LAMBDA_T = {"usq": [0.0], "rdoq": [0.005, 0.01, 0.02], "tcq4": [0.03, 0.05, 0.108]}
+LINEAR_WEIGHT = {"usq": [0.125, 0.25, 0.375], "rdoq": [0.25, 0.375, 0.5], "tcq4": [0.5, 0.75, 1.0]}
+# The linearised mode's lambda_t: the plain encoder's (None), or swept with the weight.
+LINEAR_LAMBDA_T = {"usq": None, "rdoq": None, "tcq4": LAMBDA_T["tcq4"]}
+# TCQ-8 takes TCQ-4's points: separate sweeps of five models chose the same for both.
+SHARED = {"tcq8": "tcq4"}
 
 
 def sweep(model: str, images: list, log) -> dict:
-    """Every config's measurement and the chosen operating point per quantizer."""
+    """Every config's measurement and the chosen operating points: per quantizer for the
+    plain encoder, and per ``quantizer+linear`` for the linearised mode."""
     loaded = load(model)
     lmbda = loaded.info["training"]["lmbda"]
     configs, points = {}, {}
@@ -43,10 +47,15 @@ def sweep(model: str, images: list, log) -> dict:
         log(f"{model} {text:20s} rd {configs[text]['rd_cost']:.4f}")
         return configs[text]["rd_cost"]
 
-    for name in LAMBDA_T:
-        lambda_t = min(LAMBDA_T[name], key=lambda t: run(f"{name}:{t}"))
-        weight = min(LINEAR_WEIGHT[name], key=lambda w: run(f"{name}:{lambda_t}~{w}+linear"))
-        points[name] = {"lambda_t": lambda_t, "linear_weight": weight}
+    for name, grid in LAMBDA_T.items():
+        lambda_t = min(grid, key=lambda t: run(f"{name}:{t}"))
+        points[name] = {"lambda_t": lambda_t}
+        joint = [(t, w) for t in (LINEAR_LAMBDA_T[name] or [lambda_t])
+                 for w in LINEAR_WEIGHT[name]]
+        best_t, best_w = min(joint, key=lambda tw: run(f"{name}:{tw[0]}~{tw[1]}+linear"))
+        points[f"{name}+linear"] = {"lambda_t": best_t, "linear_weight": best_w}
+    for name, source in SHARED.items():
+        points[name], points[f"{name}+linear"] = points[source], points[f"{source}+linear"]
     return {"sha256": loaded.sha256, "lambda": lmbda, "configs": configs,
             "operating_points": points}
 

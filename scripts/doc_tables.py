@@ -270,6 +270,54 @@ def quant_study(paths: list[Path]) -> list[str]:
     return lines
 
 
+def quant_kodak(paths: list[Path]) -> list[str]:
+    """experiments/kodak_study.py: per (decoders, quantizer, encoder) row, BD-rate and BD-PSNR
+    over the four rate points against plain USQ with the base models, and against plain USQ
+    with the row's own decoders; encode seconds per image (mean over the rate points)."""
+    from trellic.eval.bdrate import bd_psnr, bd_rate
+
+    study = _json(paths[0])
+    rows = study["rows"]
+
+    def curve(row: dict) -> tuple[list[float], list[float]]:
+        points = [row[rate] for rate in sorted(row, key=lambda r: row[r]["bpp"])]
+        return [p["bpp"] for p in points], [p["psnr"] for p in points]
+
+    def against(anchor: dict | None, row: dict) -> tuple[str, str]:
+        if anchor is None or len(anchor) < 4 or len(row) < 4:
+            return "n/a", "n/a"
+        return (f"{bd_rate(*curve(anchor), *curve(row)):+.1f}",
+                f"{bd_psnr(*curve(anchor), *curve(row)):+.2f}")
+
+    base = rows.get("base usq plain")
+    table = []
+    for label, row in rows.items():
+        decoders, quantizer, encoder = label.split()
+        own = rows.get(f"{decoders} usq plain")
+        rate, quality = against(base, row)
+        own_rate, _ = against(own, row)
+        seconds = sum(p["encode_s"] for p in row.values()) / len(row)
+        table.append([decoders, quantizer, encoder, rate, quality, own_rate, f"{seconds:.2f}",
+                      f"{len(row)}"])
+    header = ["decoders", "quantizer", "encoder", "BD-rate % vs base USQ", "BD-PSNR dB",
+              "BD-rate % vs own USQ", "encode s/image", "rate points"]
+    return [f"Kodak, {study['images']} images, real files; BD over the four rate points "
+            "(pchip):", ""] + _table(header, table)
+
+
+def operating_points(paths: list[Path]) -> list[str]:
+    """experiments/operating_points.py: each model's chosen lambda_t and linear weight."""
+    study = _json(paths[0])
+    rows = []
+    for model, result in study["models"].items():
+        points = result["operating_points"]
+        rows.append([f"`{model}`"] + [
+            f"{points[q]['lambda_t']:g} / {points[q]['linear_weight']:g}" for q in QUANTIZERS])
+    caption = (f"lambda_t / linear weight per quantizer, chosen on BSDS500 val "
+               f"{', '.join(Path(name).stem for name in study['images'])}:")
+    return [caption, ""] + _table(["model", *QUANTIZERS], rows)
+
+
 def tcq_training(paths: list[Path]) -> list[str]:
     """experiments/tcq_training_study.py: each training recipe coded with usq and tcq4."""
     return _table(
@@ -357,6 +405,8 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "refine-study": refine_study,
     "tcq-training": tcq_training,
     "quant-study": quant_study,
+    "quant-kodak": quant_kodak,
+    "operating-points": operating_points,
     "retraining": retraining,
     "portability": portability,
     "format-change": format_change,

@@ -50,8 +50,9 @@ class Codec:
     """A loaded model with a quantizer, ready to encode and decode images.
 
     lambda_t: the search's rate weight; None takes the model's measured operating
-    point for this quantizer (``LoadedModel.operating_points``), else the quantizer's
-    default. The operating point also sets the quantizer's ``linear_weight``.
+    point for this quantizer and encoder (``LoadedModel.operating_points``: the
+    ``quantizer+linear`` entry when the refinement takes the linearised step, else the
+    quantizer's), else the quantizer's default. The point also sets ``linear_weight``.
     refine: optimise each image's latents before coding (``trellic.models.refine``):
     a slower encoder, the same decoder and file format.
     """
@@ -66,7 +67,10 @@ class Codec:
         self.loaded = loaded
         self.quantizer = quantizer
         self.refine = refine
-        point = loaded.operating_points.get(quantizer.kind, {})
+        points = loaded.operating_points
+        point = points.get(quantizer.kind, {})
+        if refine is not None and refine.linear_step > 0:
+            point = points.get(f"{quantizer.kind}+linear", point)
         quantizer.linear_weight = point.get("linear_weight", quantizer.linear_weight)
         if lambda_t is None:
             lambda_t = point.get("lambda_t", quantizer.default_lambda_t)

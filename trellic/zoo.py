@@ -58,8 +58,9 @@ class LoadedModel:
     """A model ready to code, with the identity written into every bitstream.
 
     operating_points: the manifest's encoder settings measured for this model, per
-    quantizer name: ``lambda_t`` and ``linear_weight`` (experiments/operating_points.py);
-    empty for a weights file given by path.
+    quantizer name (the plain encoder) and ``<quantizer>+linear`` (the linearised mode):
+    ``lambda_t`` and ``linear_weight`` (experiments/operating_points.py); empty for a
+    weights file given by path.
     """
 
     model: CodecModel
@@ -346,11 +347,12 @@ def _operating_points(name: str, entry: dict) -> dict:
     """A manifest entry's ``operating_points``, checked: {quantizer: {setting: number >= 0}}."""
     points = entry.get("operating_points", {})
     settings = ("lambda_t", "linear_weight")
-    if not (isinstance(points, dict) and set(points) <= set(quantizer_names()) and all(
+    names = {*quantizer_names(), *(f"{name}+linear" for name in quantizer_names())}
+    if not (isinstance(points, dict) and set(points) <= names and all(
             isinstance(point, dict) and set(point) <= set(settings)
             and all(isinstance(v, int | float) and v >= 0 for v in point.values())
             for point in points.values())):
         raise TrellicError(f"model '{name}': bad operating_points in the manifest "
-                           f"(expected {{{'|'.join(quantizer_names())}: "
+                           f"(expected {{QUANTIZER[+linear]: "
                            f"{{{', '.join(settings)}: number >= 0}}}})")
     return points
