@@ -3,12 +3,12 @@
     python experiments/quant_study.py --json out.json [--model default] [--images 4] \
         --configs usq rdoq:0.05 tcq4 tcq4:0.05+cheap tcq4+full
 
-A config is ``quantizer[:lambda_t][@SHRINK][~WEIGHT][+REFINE]`` (lambda_t: the search's
-rate weight, default the quantizer's; SHRINK: the search's weight of errors
-towards the mean, default the quantizer's; REFINE: encoder-side refinement, a mode of
+A config is ``quantizer[:lambda_t][~WEIGHT][+REFINE]`` (lambda_t: the search's
+rate weight, default the model's operating point; REFINE: encoder-side refinement, a mode of
 ``--refine``, a number of annealed steps or ``uSTEPS:LR`` for the cheap mode's
 unrounded float32 steps at another count and learning rate; WEIGHT: the
-linearised mode's weight, default the quantizer's).
+linearised mode's weight, default the model's operating point). Runs a-g of
+docs/quantization.md also set the search's former shrink weight (``@SHRINK``).
 Codes BSDS500 ``val`` photos (training photos, never Kodak: the reporting
 set), the first ``--images`` of them in name order from ``--first``, through
 the real codec, and records per image the bytes, the MSE and the encode
@@ -44,24 +44,20 @@ class Config(NamedTuple):
 
     quantizer: str
     lambda_t: float | None
-    shrink: float | None
     linear_weight: float | None
     refine: RefineConfig | None
 
     def codec(self, loaded: LoadedModel) -> Codec:
         codec = Codec.load_from(loaded, self.quantizer, self.lambda_t, self.refine)
-        if self.shrink is not None:
-            codec.quantizer.shrink = self.shrink
         if self.linear_weight is not None:
             codec.quantizer.linear_weight = self.linear_weight
         return codec
 
 
 def parse_config(text: str) -> Config:
-    """``quantizer[:lambda_t][@SHRINK][~WEIGHT][+REFINE]`` -> its :class:`Config`."""
+    """``quantizer[:lambda_t][~WEIGHT][+REFINE]`` -> its :class:`Config`."""
     head, _, refine = text.partition("+")
     head, _, weight = head.partition("~")
-    head, _, shrink = head.partition("@")
     name, _, lambda_t = head.partition(":")
     if refine.startswith("u"):
         steps, lr = refine[1:].split(":")
@@ -69,7 +65,7 @@ def parse_config(text: str) -> Config:
     else:
         config = refine_config(refine if refine in REFINE_MODES else int(refine or 0))
     return Config(name, float(lambda_t) if lambda_t else None,
-                  float(shrink) if shrink else None, float(weight) if weight else None, config)
+                  float(weight) if weight else None, config)
 
 
 def measure(codec: Codec, images: list[np.ndarray], lmbda: float) -> dict:
@@ -102,7 +98,7 @@ def main() -> None:
     for text in args.configs:
         codec = parse_config(text).codec(loaded)
         point = measure(codec, images, lmbda)
-        point["lambda_t"], point["shrink"] = codec.lambda_t, codec.quantizer.shrink
+        point["lambda_t"] = codec.lambda_t
         point["linear_weight"] = codec.quantizer.linear_weight
         base = next(iter(out["configs"].values()), point)
         point["gain_percent"] = 100 * (base["rd_cost"] - point["rd_cost"]) / base["bpp"]

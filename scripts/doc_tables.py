@@ -261,7 +261,7 @@ def quant_study(paths: list[Path]) -> list[str]:
         run = _json(path)
         caption = (f"`{path.name}`: `{run['model']}` (lambda {run['lambda']:g}), BSDS500 val "
                    f"{', '.join(Path(name).stem for name in run['images'])}:")
-        rows = [[f"`{config}`", f"{point['lambda_t']:g}", f"{point['shrink']:g}",
+        rows = [[f"`{config}`", f"{point['lambda_t']:g}", f"{point.get('shrink', 1):g}",
                  f"{point['bpp']:.4f}", f"{point['rd_cost']:.4f}",
                  f"{point['gain_percent']:+.2f}%", f"{point['encode_s']:.2f}"]
                 for config, point in run["configs"].items()]

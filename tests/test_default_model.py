@@ -64,7 +64,10 @@ def test_retraining_on_true_tcq_latents_recovers_most_of_tcqs_rd_loss(first_four
     lmbda = base.info["training"]["lmbda"]
 
     def cost(model, kind):
-        return rate_point(Codec.load_from(model, kind), first_four).rd_cost(lmbda)
+        # the search the decoders were retrained on: the quantizer's own lambda_t, not
+        # the operating points measured since (the base model's is lower)
+        lambda_t = model.model.quantizer(kind).default_lambda_t
+        return rate_point(Codec.load_from(model, kind, lambda_t), first_four).rd_cost(lmbda)
 
     usq, tcq = cost(base, "usq"), cost(base, "tcq4")
     decoder_only = cost(load("mbt-mean-n64-l0067-tcq4dec"), "tcq4")

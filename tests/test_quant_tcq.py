@@ -55,9 +55,8 @@ def brute_force(q, r, scales, lambda_t, rate):
 
     def step_cost(t, qid, k):
         error = python_level(k, qid, num_q, delta) - r[t]
-        d = error**2 * (q.shrink if error * r[t] < 0 else 1.0)  # towards the mean: weighted
         bits = rate.bits(torch.tensor(k), qid, torch.tensor(scales[t], dtype=torch.float64))
-        return d + lambda_t * float(bits)
+        return error**2 + lambda_t * float(bits)
 
     table = {
         (t, qid): [(k, step_cost(t, qid, k)) for k in python_candidates(r[t], qid, num_q, delta)]
@@ -78,11 +77,9 @@ def brute_force(q, r, scales, lambda_t, rate):
 @pytest.mark.parametrize("kind", quantizer_names())
 @pytest.mark.parametrize("num_steps", [5, 6])
 @pytest.mark.parametrize("gaussian", [True, False], ids=["gaussian_rate", "toy_rate"])
-@pytest.mark.parametrize("shrink", [1.0, 2.5])
-def test_viterbi_cost_equals_brute_force_minimum(kind, num_steps, gaussian, shrink):
+def test_viterbi_cost_equals_brute_force_minimum(kind, num_steps, gaussian):
     g = torch.Generator().manual_seed(num_steps * 10 + len(kind))
     q = make_quantizer(kind, delta=0.4 + 0.8 * torch.rand(1, generator=g).item())
-    q.shrink = shrink
     rate = GaussianRate(q) if gaussian else ToyRate()
     r, scales = gaussian_residuals((6, num_steps), seed=num_steps)
     r, scales = r.double(), scales.double()
@@ -101,18 +98,6 @@ def test_viterbi_cost_equals_brute_force_minimum(kind, num_steps, gaussian, shri
                 path_cost += options[k_t]
             assert path_cost == pytest.approx(best, rel=1e-6)
             assert cost[s].item() == pytest.approx(best, rel=1e-6)
-
-
-@pytest.mark.parametrize("kind", ["rdoq", "tcq4"])
-def test_a_shrink_weight_moves_fewer_errors_towards_the_mean(kind):
-    r, scales = gaussian_residuals((64, 64), seed=5)
-    towards = []  # the share of elements whose error points towards the mean
-    for shrink in (1.0, 2.0):
-        q = make_quantizer(kind)
-        q.shrink = shrink
-        error = q.dequantize(*q.search(r, scales, 0.3)) - r
-        towards.append(((error * r) < 0).double().mean().item())
-    assert towards[0] > 0.55 and towards[1] < towards[0] - 0.05
 
 
 @pytest.mark.parametrize("kind", ["tcq4", "tcq8"])

@@ -106,11 +106,6 @@ class Quantizer(abc.ABC):
         self.kind = kind
         self.trellis = trellis
         self.delta = float(delta)
-        # The search's weight of squared errors towards the mean (r_hat between 0 and r),
-        # which cost more in the image than in the latents (docs/quantization.md: it helps
-        # decoders trained on noise, hurts those retrained on the plain search's latents).
-        # Encoder only: files and decoders do not depend on it.
-        self.shrink = 1.0
         # The fraction of the linearised image metric's move of the target that the
         # search does best with (trellic.models.refine.linearised_shift). Encoder only.
         self.linear_weight = self.default_linear_weight
@@ -200,7 +195,7 @@ class Quantizer(abc.ABC):
             indices k and quantizer ids, both (B, M, H, W) int64.
         """
         lam = self.default_lambda_t if lambda_t is None else float(lambda_t)
-        if self.trellis.num_states == 1 and lam == 0.0 and self.shrink == 1.0:
+        if self.trellis.num_states == 1 and lam == 0.0:
             k = torch.round(r / self.delta).long()
             return Quantized(k, torch.zeros_like(k))
         dtype = torch.promote_types(r.dtype, torch.float32)  # never search in half precision

@@ -47,7 +47,6 @@ class Quantizer(Protocol):
 
     trellis: Trellis
     delta: float
-    shrink: float
 
     @property
     def num_quantizers(self) -> int: ...
@@ -79,9 +78,7 @@ def branch_metrics(
     """Cheapest candidate per (quantizer, parity) and its cost.
 
     The odd branch has one candidate; the even branch takes zero only if it is
-    strictly cheaper than the even neighbour of r. The squared error of a
-    level between r and zero (an error towards the mean) counts
-    ``quantizer.shrink`` times (1: plain squared error).
+    strictly cheaper than the even neighbour of r.
 
     Args:
         r: (T, S) residuals; the search runs in r's dtype.
@@ -96,8 +93,6 @@ def branch_metrics(
         k = candidates(quantizer, r, q)
         error = quantizer.level_units(k.to(r.dtype), q).mul_(quantizer.delta).sub_(r)
         cost = error.square()
-        if quantizer.shrink != 1.0:
-            cost = torch.where(error * r < 0, cost * quantizer.shrink, cost)
         if lambda_t != 0.0:
             cost.add_(rate.bits(k, q, scales).to(r.dtype), alpha=lambda_t)
         keep_even = cost[0] <= cost[2]
