@@ -43,7 +43,7 @@ class TCQ(Quantizer):
         delta: step; the levels of the union of Q0 and Q1 are multiples of it.
     """
 
-    default_linear_weight = 0.75  # docs/quantization.md, run g
+    default_linear_weight = 0.75  # at the default lambda_t, as measured (docs/quantization.md)
 
     def __init__(self, trellis: Trellis, delta: float = 0.6) -> None:
         if trellis.num_quantizers != 2:

@@ -25,7 +25,7 @@ class USQ(Quantizer):
     """Levels ``k * delta``; the classic quantizer of learned codecs (Balle et al., 2018)."""
 
     name = "usq"
-    default_linear_weight = 0.25  # docs/quantization.md, run g
+    default_linear_weight = 0.25  # as most measured operating points (docs/quantization.md)
 
     def __init__(self, delta: float = 1.0) -> None:
         super().__init__(self.name, USQ_TRELLIS, delta)
@@ -53,7 +53,7 @@ class RDOQ(USQ):
     and zero (the 1-state trellis search). Files decode with USQ's tables."""
 
     name = "rdoq"
-    default_linear_weight = 0.375  # docs/quantization.md, run g
+    default_linear_weight = 0.375  # as most measured operating points (docs/quantization.md)
 
     @property
     def default_lambda_t(self) -> float:
