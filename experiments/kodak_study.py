@@ -15,7 +15,8 @@ TCQ's noise proxy; TCQ rows only), ``searched`` (``-tcq4ste``: fine-tuned end to
 end with the true TCQ-4 search in the forward pass; TCQ rows only). ``scripts/doc_tables.py``
 turns the JSON into docs/quantization.md's table (BD-rate and BD-PSNR against
 plain USQ with the base models). The JSON is rewritten after every point and
-a rerun skips the points it holds, so a long run resumes.
+a rerun skips the points it holds, so a long run resumes (runs of other
+rows may share the file).
 """
 
 from __future__ import annotations
@@ -80,24 +81,28 @@ def main() -> None:
     args = parser.parse_args()
     files = sorted(kodak_dir().glob("*.png"))[: args.images]
     images = [read_image(f) for f in files]
-    out = json.loads(args.json.read_text()) if args.json.is_file() else {"rows": {}}
-    out["images"] = len(files)
     for decoders in args.decoders:
         for quantizer in args.quantizers:
             for encoder in args.encoders:
-                row = out["rows"].setdefault(f"{decoders} {quantizer} {encoder}", {})
+                label = f"{decoders} {quantizer} {encoder}"
                 for rate in RATE_POINTS:
                     model = decoder_model(decoders, quantizer, rate)
-                    if model is None or rate in row:
+                    if model is None or rate in read(args.json)["rows"].get(label, {}):
                         continue
-                    row[rate] = measure(model, quantizer, encoder, images)
+                    point = measure(model, quantizer, encoder, images)
                     print(f"{decoders:9s} {quantizer:4s} {encoder:6s} {rate}: "
-                          f"bpp {row[rate]['bpp']:.4f} psnr {row[rate]['psnr']:.3f} "
-                          f"enc {row[rate]['encode_s']:.2f}s", flush=True)
+                          f"bpp {point['bpp']:.4f} psnr {point['psnr']:.3f} "
+                          f"enc {point['encode_s']:.2f}s", flush=True)
+                    out = read(args.json)  # again: another run may have added rows meanwhile
+                    out["images"] = len(files)
+                    out["rows"].setdefault(label, {})[rate] = point
                     write_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode(),
                                  force=True)
-                if not row:
-                    del out["rows"][f"{decoders} {quantizer} {encoder}"]
+
+
+def read(path: Path) -> dict:
+    """The study so far (an empty one if the file does not exist yet)."""
+    return json.loads(path.read_text()) if path.is_file() else {"rows": {}}
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def sweep(model: str, images: list, log) -> dict:
 
     def run(text: str) -> float:
         codec = parse_config(text).codec(loaded)
-        configs[text] = measure(codec, images, lmbda)
+        point = measure(codec, images, lmbda)
+        configs[text] = {key: value for key, value in point.items() if key != "images"}
         log(f"{model} {text:20s} rd {configs[text]['rd_cost']:.4f}")
         return configs[text]["rd_cost"]
 
