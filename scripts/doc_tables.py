@@ -290,8 +290,11 @@ def quant_kodak(paths: list[Path]) -> list[str]:
                 f"{bd_psnr(*curve(anchor), *curve(row)):+.2f}")
 
     base = rows.get("base usq plain")
+    order = ("base", "retrained", "proxy", "searched", "usq", "rdoq", "tcq4", "tcq8",
+             "plain", "linear", "cheap", "full")
     table = []
-    for label, row in rows.items():
+    for label in sorted(rows, key=lambda label: [order.index(w) for w in label.split()]):
+        row = rows[label]
         decoders, quantizer, encoder = label.split()
         own = rows.get(f"{decoders} usq plain")
         rate, quality = against(base, row)
@@ -305,17 +308,48 @@ def quant_kodak(paths: list[Path]) -> list[str]:
             "(pchip):", ""] + _table(header, table)
 
 
+def search_training(paths: list[Path]) -> list[str]:
+    """Training with the true search against the other recipes: each rate point's models that
+    have a search-trained variant, coded with TCQ-4 at the quantizer's own lambda_t (the
+    search the retrained and the search-trained models saw), and the base model's USQ."""
+    models = _json(paths[0])["models"]
+    recipes = [("", "base (USQ noise)"), ("-tcq4", "+ TCQ-4 noise proxy fine-tune"),
+               ("-tcq4dec", "+ decoder retrained on true TCQ-4 latents"),
+               ("-tcq4hyper", "+ hyperprior and decoder retrained"),
+               ("-tcq4ste", "+ fine-tuned with the true TCQ-4 search (STE)")]
+    bases = sorted((name.removesuffix("-tcq4ste") for name in models if name.endswith("-tcq4ste")),
+                   key=lambda name: models[name]["lambda"])
+    rows = []
+    for base in bases:
+        lmbda = models[base]["lambda"]
+        for suffix, recipe in recipes:
+            entry = models[base + suffix]
+            steps = entry["retrain"]["steps"] if "retrain" in entry else entry["steps"]
+            for kind in ("usq", "tcq4") if not suffix else ("tcq4",):
+                point = entry["kodak"][kind]
+                cost = lmbda * 255**2 * 10 ** (-point["psnr_rgb"] / 10) + point["bpp"]
+                rows.append([f"`{base + suffix}`", recipe, f"{steps:,}", kind,
+                             f"{point['bpp']:.4f}", f"{point['psnr_rgb']:.2f}", f"{cost:.4f}"])
+    return _table(["model", "recipe", "steps", "coded with", "bpp", "PSNR (dB)",
+                   "RD cost at the mean PSNR"], rows)
+
+
 def operating_points(paths: list[Path]) -> list[str]:
-    """experiments/operating_points.py: each model's chosen lambda_t and linear weight."""
+    """experiments/operating_points.py: each model's chosen lambda_t for the plain encoder and
+    (lambda_t, weight) for the linearised mode, per quantizer (TCQ-8 takes TCQ-4's)."""
     study = _json(paths[0])
+    kinds = ("usq", "rdoq", "tcq4")
     rows = []
     for model, result in study["models"].items():
         points = result["operating_points"]
         rows.append([f"`{model}`"] + [
-            f"{points[q]['lambda_t']:g} / {points[q]['linear_weight']:g}" for q in QUANTIZERS])
-    caption = (f"lambda_t / linear weight per quantizer, chosen on BSDS500 val "
-               f"{', '.join(Path(name).stem for name in study['images'])}:")
-    return [caption, ""] + _table(["model", *QUANTIZERS], rows)
+            f"{points[q]['lambda_t']:g}" for q in kinds[1:]] + [
+            f"{points[q + '+linear']['lambda_t']:g} / {points[q + '+linear']['linear_weight']:g}"
+            for q in kinds])
+    caption = (f"Chosen on BSDS500 val {', '.join(Path(name).stem for name in study['images'])}"
+               " (lambda_t of the plain encoder; lambda_t / weight of the linearised mode):")
+    header = ["model", "rdoq", "tcq4, tcq8", "usq linear", "rdoq linear", "tcq4, tcq8 linear"]
+    return [caption, ""] + _table(header, rows)
 
 
 def tcq_training(paths: list[Path]) -> list[str]:
@@ -407,6 +441,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "quant-study": quant_study,
     "quant-kodak": quant_kodak,
     "operating-points": operating_points,
+    "search-training": search_training,
     "retraining": retraining,
     "portability": portability,
     "format-change": format_change,
