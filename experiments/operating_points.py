@@ -30,7 +30,7 @@ LAMBDA_T = {"usq": [0.0], "rdoq": [0.005, 0.01, 0.02], "tcq4": [0.03, 0.05, 0.10
 LINEAR_WEIGHT = {"usq": [0.125, 0.25, 0.375], "rdoq": [0.25, 0.375, 0.5], "tcq4": [0.5, 0.75, 1.0]}
 # The linearised mode's lambda_t: the plain encoder's (None), or swept with the weight.
 LINEAR_LAMBDA_T = {"usq": None, "rdoq": None, "tcq4": LAMBDA_T["tcq4"]}
-# TCQ-8 takes TCQ-4's points: separate sweeps of five models chose the same for both.
+# TCQ-8 takes TCQ-4's points: a first sweep of five models chose the same for both.
 SHARED = {"tcq8": "tcq4"}
 
 
