@@ -59,8 +59,8 @@ class RefineConfig:
     whether the latents are rounded by SGA (False: left unrounded, deterministic),
     whether the networks compute in bfloat16 (faster only on CPUs with bfloat16 units;
     trellic's modes stay float32, which is the same everywhere and 6x faster on AVX2),
-    and the fraction of the linearised metric's shift taken first (0: none, 1: all of
-    it; :func:`linearised_shift`)."""
+    and the linearised step taken first, in units of the quantizer's measured
+    ``linear_weight`` (0: none, 1: the measured step; :func:`linearised_shift`)."""
 
     steps: int = 100
     lr: float = 0.01
