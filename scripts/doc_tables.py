@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -30,6 +29,10 @@ from trellic.errors import TrellicError
 from trellic.io import write_atomic
 from trellic.quant.registry import QUANTIZERS as QUANTIZERS_BY_NAME
 from trellic.quant.registry import quantizer_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
+import quant_tables  # noqa: E402
+from table_format import markdown_table, read_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/*.md")
@@ -53,19 +56,9 @@ class Block:
         return f"{self.kind} ({' '.join(self.sources)})"
 
 
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table: header, separator, rows."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def default_model(paths: list[Path]) -> list[str]:
     """Kodak bpp / PSNR of the default model per quantizer (weights/manifest.json)."""
-    manifest = _json(paths[0])
+    manifest = read_json(paths[0])
     name = manifest["default"]
     entry = manifest["models"][name]
     measured = [q for q in QUANTIZERS if q in entry["kodak"]]
@@ -77,7 +70,7 @@ def default_model(paths: list[Path]) -> list[str]:
         lambda_t = f"{point['lambda_t']:g}" if point.get("lambda_t") else "-"
         rows.append([label, f"{point['bpp']:.4f}", f"{point['psnr_rgb']:.2f}", lambda_t])
     caption = f"`{name}` on Kodak ({', '.join(map(str, sorted(images)))} images):"
-    return [caption, ""] + _table(["quantizer", "bpp", "PSNR (dB)", "lambda_t"], rows)
+    return [caption, ""] + markdown_table(["quantizer", "bpp", "PSNR (dB)", "lambda_t"], rows)
 
 
 def _model_label(run: dict) -> str:
@@ -102,7 +95,7 @@ def _condition(path: Path, run: dict) -> str:
 
 def speed(paths: list[Path]) -> list[str]:
     """bench/codec_speed.py results: seconds per image, Viterbi, coder overhead, header."""
-    runs = [_json(path) for path in paths]
+    runs = [read_json(path) for path in paths]
     rows = []
     for run in runs:
         for kind, row in run["results"].items():
@@ -117,7 +110,7 @@ def speed(paths: list[Path]) -> list[str]:
             ])
     header = ["model", "threads", "quantizer", "bpp", "encode s", "decode s", "encode vs usq",
               "Viterbi ms", "integer scales ms", "coder overhead", "header"]
-    return _table(header, rows) + [""] + [
+    return markdown_table(header, rows) + [""] + [
         f"- {_condition(path, run)}" for path, run in zip(paths, runs, strict=True)]
 
 
@@ -162,13 +155,13 @@ def kodak_bdrate(paths: list[Path]) -> list[str]:
     for name, source in _bd_curves(paths[0]).items():
         if _curve_file(source) not in chosen:
             continue
-        curve = _json(ROOT / _curve_file(source))
+        curve = read_json(ROOT / _curve_file(source))
         rates = [point["bpp"] for point in curve["points"]]
         wall = curve.get("wall_seconds")
         rows.append([name, f"{min(rates):.3f} - {max(rates):.3f}",
                      *(f"{matrix[a][name]}%" if a != name else "0" for a in KODAK_ANCHORS),
                      "-" if wall is None else f"{wall:.0f} s"])
-    return _table(["codec", "rate range (bpp)", "vs JPEG 4:2:0", "vs mbt2018-mean",
+    return markdown_table(["codec", "rate range (bpp)", "vs JPEG 4:2:0", "vs mbt2018-mean",
                    "sweep wall time"], rows)
 
 
@@ -197,12 +190,12 @@ def zoo_bdrate(paths: list[Path]) -> list[str]:
         table.append({**cells, best: f"**{cells[best]}**"})
     rows = [[t.removeprefix("trellic ")] + [cells.get(t, "-") for cells in table]
             for t in curves]
-    return _table(["curve"] + [header for header, _, _ in columns], rows)
+    return markdown_table(["curve"] + [header for header, _, _ in columns], rows)
 
 
 def refine_kodak(paths: list[Path]) -> list[str]:
     """The zoo's plain and refined encoders on Kodak, per model, and their BD-rates."""
-    plain, refined = _json(paths[0]), _json(paths[1])
+    plain, refined = read_json(paths[0]), read_json(paths[1])
     matrix = _bd_matrix(paths[2])
     by_model = {p["model"]: p for p in plain["points"]}
     steps = {p["options"]["refine"]["steps"] for p in refined["points"]}
@@ -218,7 +211,7 @@ def refine_kodak(paths: list[Path]) -> list[str]:
               f"refined, {'/'.join(map(str, sorted(steps)))} steps (bpp / dB)",
               "encode s/image (plain / refined)"]
     bd = matrix[plain["name"]][refined["name"]], matrix["WebP"][refined["name"]]
-    return _table(header, rows) + [
+    return markdown_table(header, rows) + [
         "",
         f"Refinement moves every point by {min(dpsnr):+.2f} to {max(dpsnr):+.2f} dB at "
         f"{min(dbits):+.1f}% to {max(dbits):+.1f}% bits: BD-rate (PSNR-RGB, pchip) "
@@ -229,10 +222,10 @@ def refine_kodak(paths: list[Path]) -> list[str]:
 
 def operating_point(paths: list[Path]) -> list[str]:
     """experiments/tcq_operating_point.py: each quantizer and delta, RD cost at lambda."""
-    study = _json(paths[0])
+    study = read_json(paths[0])
     rows = sorted(study["rows"], key=lambda r: (QUANTIZERS.index(r["quantizer"]), r["delta"]))
     best = min(r["rd_cost"] for r in rows)
-    return _table(
+    return markdown_table(
         ["quantizer", "delta", "lambda_t", "bpp", "PSNR (dB)", "RD cost"],
         [[r["quantizer"], f"{r['delta']:.2f}", f"{r['lambda_t']:.3f}", f"{r['bpp']:.4f}",
           f"{r['psnr']:.2f}", (f"**{r['rd_cost']:.4f}**" if r["rd_cost"] == best
@@ -242,122 +235,23 @@ def operating_point(paths: list[Path]) -> list[str]:
 
 def refine_study(paths: list[Path]) -> list[str]:
     """experiments/refine_study.py: RD cost saved (% of plain bpp) and seconds per crop."""
-    rows = _json(paths[0])["rows"]
+    rows = read_json(paths[0])["rows"]
     settings = list(dict.fromkeys((r["steps"], r["lr"]) for r in rows))
     cells: dict[str, dict] = {}
     for r in rows:
         cells.setdefault(r["model"], {})[(r["steps"], r["lr"])] = (
             f"{r['gain_percent']:.1f}% ({r['seconds_per_image']:.1f} s)")
-    return _table(["model"] + [f"{steps} steps, lr {lr:g}" for steps, lr in settings],
+    return markdown_table(["model"] + [f"{steps} steps, lr {lr:g}" for steps, lr in settings],
                   [[f"`{model}`"] + [by.get(s, "-") for s in settings]
                    for model, by in cells.items()])
 
 
-def quant_study(paths: list[Path]) -> list[str]:
-    """experiments/quant_study.py runs: per config the RD cost, its gain over the first config
-    (% of its bpp) and the encode seconds; one table per run."""
-    lines: list[str] = []
-    for path in paths:
-        run = _json(path)
-        caption = (f"`{path.name}`: `{run['model']}` (lambda {run['lambda']:g}), BSDS500 val "
-                   f"{', '.join(Path(name).stem for name in run['images'])}:")
-        rows = [[f"`{config}`", f"{point['lambda_t']:g}", f"{point.get('shrink', 1):g}",
-                 f"{point['bpp']:.4f}", f"{point['rd_cost']:.4f}",
-                 f"{point['gain_percent']:+.2f}%", f"{point['encode_s']:.2f}"]
-                for config, point in run["configs"].items()]
-        header = ["config", "lambda_t", "shrink", "bpp", "RD cost", "gain", "encode s"]
-        lines += ([""] if lines else []) + [caption, ""] + _table(header, rows)
-    return lines
-
-
-def quant_kodak(paths: list[Path]) -> list[str]:
-    """experiments/kodak_study.py: per (decoders, quantizer, encoder) row, BD-rate and BD-PSNR
-    over the four rate points against plain USQ with the base models, and against plain USQ
-    with the row's own decoders; encode seconds per image (mean over the rate points)."""
-    from trellic.eval.bdrate import bd_psnr, bd_rate
-
-    study = _json(paths[0])
-    rows = study["rows"]
-
-    def curve(row: dict) -> tuple[list[float], list[float]]:
-        points = [row[rate] for rate in sorted(row, key=lambda r: row[r]["bpp"])]
-        return [p["bpp"] for p in points], [p["psnr"] for p in points]
-
-    def against(anchor: dict | None, row: dict) -> tuple[str, str]:
-        if anchor is None or len(anchor) < 4 or len(row) < 4:
-            return "n/a", "n/a"
-        return (f"{bd_rate(*curve(anchor), *curve(row)):+.1f}",
-                f"{bd_psnr(*curve(anchor), *curve(row)):+.2f}")
-
-    base = rows.get("base usq plain")
-    order = ("base", "retrained", "proxy", "searched", "usq", "rdoq", "tcq4", "tcq8",
-             "plain", "linear", "cheap", "full")
-    table = []
-    for label in sorted(rows, key=lambda label: [order.index(w) for w in label.split()]):
-        row = rows[label]
-        decoders, quantizer, encoder = label.split()
-        own = rows.get(f"{decoders} usq plain")
-        rate, quality = against(base, row)
-        own_rate, _ = against(own, row)
-        seconds = sum(p["encode_s"] for p in row.values()) / len(row)
-        table.append([decoders, quantizer, encoder, rate, quality, own_rate, f"{seconds:.2f}",
-                      f"{len(row)}"])
-    header = ["decoders", "quantizer", "encoder", "BD-rate % vs base USQ", "BD-PSNR dB",
-              "BD-rate % vs own USQ", "encode s/image", "rate points"]
-    return [f"Kodak, {study['images']} images, real files; BD over the four rate points "
-            "(pchip):", ""] + _table(header, table)
-
-
-def search_training(paths: list[Path]) -> list[str]:
-    """Training with the true search against the other recipes: each rate point's models that
-    have a search-trained variant, coded with TCQ-4 at the quantizer's own lambda_t (the
-    search the retrained and the search-trained models saw), and the base model's USQ."""
-    models = _json(paths[0])["models"]
-    recipes = [("", "base (USQ noise)"), ("-tcq4", "+ TCQ-4 noise proxy fine-tune"),
-               ("-tcq4dec", "+ decoder retrained on true TCQ-4 latents"),
-               ("-tcq4hyper", "+ hyperprior and decoder retrained"),
-               ("-tcq4ste", "+ fine-tuned with the true TCQ-4 search (STE)")]
-    bases = sorted((name.removesuffix("-tcq4ste") for name in models if name.endswith("-tcq4ste")),
-                   key=lambda name: models[name]["lambda"])
-    rows = []
-    for base in bases:
-        lmbda = models[base]["lambda"]
-        for suffix, recipe in recipes:
-            entry = models[base + suffix]
-            steps = entry["retrain"]["steps"] if "retrain" in entry else entry["steps"]
-            for kind in ("usq", "tcq4") if not suffix else ("tcq4",):
-                point = entry["kodak"][kind]
-                cost = lmbda * 255**2 * 10 ** (-point["psnr_rgb"] / 10) + point["bpp"]
-                rows.append([f"`{base + suffix}`", recipe, f"{steps:,}", kind,
-                             f"{point['bpp']:.4f}", f"{point['psnr_rgb']:.2f}", f"{cost:.4f}"])
-    return _table(["model", "recipe", "steps", "coded with", "bpp", "PSNR (dB)",
-                   "RD cost at the mean PSNR"], rows)
-
-
-def operating_points(paths: list[Path]) -> list[str]:
-    """experiments/operating_points.py: each model's chosen lambda_t for the plain encoder and
-    (lambda_t, weight) for the linearised mode, per quantizer (TCQ-8 takes TCQ-4's)."""
-    study = _json(paths[0])
-    kinds = ("usq", "rdoq", "tcq4")
-    rows = []
-    for model, result in study["models"].items():
-        points = result["operating_points"]
-        rows.append([f"`{model}`"] + [
-            f"{points[q]['lambda_t']:g}" for q in kinds[1:]] + [
-            f"{points[q + '+linear']['lambda_t']:g} / {points[q + '+linear']['linear_weight']:g}"
-            for q in kinds])
-    caption = (f"Chosen on BSDS500 val {', '.join(Path(name).stem for name in study['images'])}"
-               " (lambda_t of the plain encoder; lambda_t / weight of the linearised mode):")
-    header = ["model", "rdoq", "tcq4, tcq8", "usq linear", "rdoq linear", "tcq4, tcq8 linear"]
-    return [caption, ""] + _table(header, rows)
-
-
 def tcq_training(paths: list[Path]) -> list[str]:
     """experiments/tcq_training_study.py: each training recipe coded with usq and tcq4."""
-    return _table(
+    return markdown_table(
         ["model", "coded with", "bpp", "PSNR (dB)", "RD cost"],
         [[r["label"], r["quantizer"], f"{r['bpp']:.4f}", f"{r['psnr']:.3f}",
-          f"{r['rd_cost']:.4f}"] for r in _json(paths[0])["rows"]],
+          f"{r['rd_cost']:.4f}"] for r in read_json(paths[0])["rows"]],
     )
 
 
@@ -376,7 +270,7 @@ def format_change(paths: list[Path]) -> list[str]:
     matrix = _bd_matrix(paths[0])
     rows = []
     for old_path in sorted((ROOT / "docs/results/format1").glob("*.json")):
-        old, new = _json(old_path), _json(ROOT / "docs/results" / old_path.name)
+        old, new = read_json(old_path), read_json(ROOT / "docs/results" / old_path.name)
         by_model = {p["model"]: p for p in new["points"]}
         changes = []
         for point in sorted(old["points"], key=lambda p: p["lambda"]):
@@ -385,9 +279,9 @@ def format_change(paths: list[Path]) -> list[str]:
                            f"{now['psnr_rgb'] - point['psnr_rgb']:+.3f}")
         rows.append([new["name"].removeprefix("trellic "),
                      f"{matrix[old['name']][new['name']]}%"] + changes)
-    lambdas = sorted(p["lambda"] for p in _json(paths[1])["points"])
+    lambdas = sorted(p["lambda"] for p in read_json(paths[1])["points"])
     header = ["curve", "BD-rate vs format 1"] + [f"lambda {v:g}: bpp / dB" for v in lambdas]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def compressai_speed(paths: list[Path]) -> list[str]:
@@ -395,17 +289,17 @@ def compressai_speed(paths: list[Path]) -> list[str]:
     thread count (the first file: CompressAI's runs; the others: codec_speed files)."""
     ours = {}
     for path in paths[1:]:
-        run = _json(path)
+        run = read_json(path)
         if run["N"] == 128 and run["M"] == 192:
             ours[run.get("threads", 1)] = run["results"]["usq"]
     rows = []
-    for run in _json(paths[0])["runs"]:
+    for run in read_json(paths[0])["runs"]:
         mine = ours.get(run["threads"])
         ratio = "-" if mine is None else (f"{mine['encode_s'] / run['encode_s']:.2f}x / "
                                           f"{mine['decode_s'] / run['decode_s']:.2f}x")
         rows.append([str(run["threads"]), str(run["images"]), f"{run['encode_s']:.3f}",
                      f"{run['decode_s']:.3f}", ratio])
-    return _table(["threads", "images", "CompressAI encode s", "CompressAI decode s",
+    return markdown_table(["threads", "images", "CompressAI encode s", "CompressAI decode s",
                    "trellic usq / CompressAI (encode / decode)"], rows)
 
 
@@ -414,7 +308,7 @@ def portability(paths: list[Path]) -> list[str]:
     another (one table per data file: before and after portable bitstreams)."""
     lines = []
     for path in paths:
-        study = _json(path)
+        study = read_json(path)
         rows = [[pair["encoder"], pair["decoder"], str(pair["files"]), str(pair["failed"]),
                  str(pair["wrong"]),
                  "-" if pair["max_difference"] is None else str(pair["max_difference"])]
@@ -424,7 +318,7 @@ def portability(paths: list[Path]) -> list[str]:
                   f"{len(study['images'])} Kodak images x {', '.join(study['quantizers'])}; "
                   f"*wrong*: a pixel more than {study['tolerance']} levels from the encoder "
                   "side's decode", ""]
-        lines += _table(["encoded under", "decoded under", "files", "failed", "wrong",
+        lines += markdown_table(["encoded under", "decoded under", "files", "failed", "wrong",
                          "max pixel difference"], rows) + [""]
     return lines[:-1]
 
@@ -438,10 +332,10 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "operating-point": operating_point,
     "refine-study": refine_study,
     "tcq-training": tcq_training,
-    "quant-study": quant_study,
-    "quant-kodak": quant_kodak,
-    "operating-points": operating_points,
-    "search-training": search_training,
+    "quant-study": quant_tables.quant_study,
+    "quant-kodak": quant_tables.quant_kodak,
+    "operating-points": quant_tables.operating_points,
+    "search-training": quant_tables.search_training,
     "retraining": retraining,
     "portability": portability,
     "format-change": format_change,
