@@ -14,7 +14,10 @@ RDOQ, ``-tcq4hyper`` for TCQ), ``proxy`` (``-tcq4``: fine-tuned end to end with
 TCQ's noise proxy; TCQ rows only), ``searched`` (``-tcq4ste``: fine-tuned end to
 end with the true TCQ-4 search in the forward pass; TCQ rows only). ``scripts/doc_tables.py``
 turns the JSON into docs/quantization.md's table (BD-rate and BD-PSNR against
-plain USQ with the base models). The JSON is rewritten after every point and
+plain USQ with the base models). ``--sweep-steps`` codes each of those models with
+plain USQ at other steps (``usq_delta``: the same weights, USQ tables rebuilt
+for the step, real files), the anchor that shows whether a method only trades
+rate for distortion as a coarser step would. The JSON is rewritten after every point and
 a rerun skips the points it holds, so a long run resumes (runs of other
 rows may share the file).
 """
@@ -22,6 +25,7 @@ rows may share the file).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -31,9 +35,10 @@ from trellic.codec import Codec
 from trellic.eval.metrics import mse, psnr
 from trellic.eval.runner import round_trip
 from trellic.io import read_image, write_atomic
+from trellic.models.model import CodecModel
 from trellic.models.refine import refine_config
 from trellic.paths import kodak_dir
-from trellic.zoo import load
+from trellic.zoo import LoadedModel, load
 
 RATE_POINTS = ("l0018", "l0035", "l0067", "l013")
 ENCODERS = ("plain", "linear", "cheap", "full")
@@ -54,9 +59,21 @@ def decoder_model(decoders: str, quantizer: str, rate: str) -> str | None:
     raise ValueError(f"unknown decoder set {decoders!r}")
 
 
-def measure(model: str, quantizer: str, encoder: str, images: list[np.ndarray]) -> dict:
-    """Mean bpp, PSNR-RGB, MSE ([0, 1] pixels) and encode seconds of one model on the images."""
+def with_usq_step(loaded: LoadedModel, step: float) -> LoadedModel:
+    """The same weights coding USQ at ``step`` (every coding table rebuilt from the weights)."""
+    model = CodecModel(dataclasses.replace(loaded.model.config, usq_delta=step))
+    model.load_state_dict(loaded.model.state_dict())
+    model.update()
+    return dataclasses.replace(loaded, model=model.eval())
+
+
+def measure(model: str, quantizer: str, encoder: str, images: list[np.ndarray],
+            usq_step: float | None = None) -> dict:
+    """Mean bpp, PSNR-RGB, MSE ([0, 1] pixels) and encode seconds of one model on the images
+    (``usq_step``: with its USQ tables rebuilt for that step)."""
     loaded = load(model)
+    if usq_step is not None:
+        loaded = with_usq_step(loaded, usq_step)
     refine = None if encoder == "plain" else refine_config(encoder)
     codec = Codec.load_from(loaded, quantizer, None, refine)
     rows = []
@@ -78,9 +95,26 @@ def main() -> None:
     parser.add_argument("--quantizers", nargs="+", default=["usq", "rdoq", "tcq4", "tcq8"])
     parser.add_argument("--encoders", nargs="+", default=["plain", "linear"], choices=ENCODERS)
     parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--sweep-steps", nargs="*", type=float, default=[],
+                        help="only sweep: code the decoder sets' models with plain USQ at these steps")
     args = parser.parse_args()
     files = sorted(kodak_dir().glob("*.png"))[: args.images]
     images = [read_image(f) for f in files]
+    sweep_models = sorted({model for decoders in args.decoders for quantizer in args.quantizers
+                           for rate in RATE_POINTS
+                           if (model := decoder_model(decoders, quantizer, rate))})
+    for model in sweep_models:
+        for step in args.sweep_steps:
+            if str(step) in read(args.json)["sweeps"].get(model, {}):
+                continue
+            point = measure(model, "usq", "plain", images, usq_step=step)
+            print(f"sweep {model} usq step {step}: bpp {point['bpp']:.4f} "
+                  f"psnr {point['psnr']:.3f}", flush=True)
+            out = read(args.json)
+            out["sweeps"].setdefault(model, {})[str(step)] = point
+            write_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode(), force=True)
+    if args.sweep_steps:
+        return
     for decoders in args.decoders:
         for quantizer in args.quantizers:
             for encoder in args.encoders:
@@ -102,7 +136,9 @@ def main() -> None:
 
 def read(path: Path) -> dict:
     """The study so far (an empty one if the file does not exist yet)."""
-    return json.loads(path.read_text()) if path.is_file() else {"rows": {}}
+    study = json.loads(path.read_text()) if path.is_file() else {"rows": {}}
+    study.setdefault("sweeps", {})
+    return study
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from table_format import markdown_table, read_json
 
 from trellic.eval.bdrate import bd_psnr, bd_rate
@@ -28,12 +29,29 @@ def quant_study(paths: list[Path]) -> list[str]:
     return lines
 
 
+def rate_vs_sweep(point: dict, sweep: dict) -> float | None:
+    """The rate difference (%) of one point against its model's USQ step sweep at the point's
+    PSNR (log-rate interpolated linearly in PSNR); None outside the sweep's PSNR range."""
+    steps = sorted(sweep.values(), key=lambda p: p["psnr"])
+    psnrs = [p["psnr"] for p in steps]
+    if len(steps) < 2 or not psnrs[0] <= point["psnr"] <= psnrs[-1]:
+        return None
+    log_rate = np.interp(point["psnr"], psnrs, [np.log(p["bpp"]) for p in steps])
+    return 100 * (point["bpp"] / np.exp(log_rate) - 1)
+
+
 def quant_kodak(paths: list[Path]) -> list[str]:
     """experiments/kodak_study.py: per (decoders, quantizer, encoder) row, BD-rate and BD-PSNR
     over the four rate points against plain USQ with the base models, and against plain USQ
-    with the row's own decoders; encode seconds per image (mean over the rate points)."""
+    with the row's own decoders; the rate at equal PSNR against each model's own USQ step
+    sweep (mean over the rate points); encode seconds per image (mean over the rate points)."""
     study = read_json(paths[0])
-    rows = study["rows"]
+    rows, sweeps = study["rows"], study.get("sweeps", {})
+
+    def against_sweep(row: dict) -> str:
+        diffs = [rate_vs_sweep(point, sweeps[point["model"]]) if point["model"] in sweeps
+                 else None for point in row.values()]
+        return "n/a" if None in diffs or len(diffs) < 4 else f"{np.mean(diffs):+.1f}"
 
     def curve(row: dict) -> tuple[list[float], list[float]]:
         points = [row[rate] for rate in sorted(row, key=lambda r: row[r]["bpp"])]
@@ -56,12 +74,18 @@ def quant_kodak(paths: list[Path]) -> list[str]:
         rate, quality = against(base, row)
         own_rate, _ = against(own, row)
         seconds = sum(p["encode_s"] for p in row.values()) / len(row)
-        table.append([decoders, quantizer, encoder, rate, quality, own_rate, f"{seconds:.2f}",
-                      f"{len(row)}"])
+        table.append([decoders, quantizer, encoder, rate, quality, own_rate,
+                      against_sweep(row), f"{seconds:.2f}", f"{len(row)}"])
     header = ["decoders", "quantizer", "encoder", "BD-rate % vs base USQ", "BD-PSNR dB",
-              "BD-rate % vs own USQ", "encode s/image", "rate points"]
+              "BD-rate % vs own USQ", "rate % vs own USQ step sweep", "encode s/image",
+              "rate points"]
+    steps = sorted({float(step) for sweep in sweeps.values() for step in sweep})
+    note = (f"The step sweeps code each model with plain USQ at steps "
+            f"{', '.join(f'{step:g}' for step in steps)} ({len(sweeps)} models); "
+            "n/a: a model without a sweep, or a point outside its sweep's PSNR range."
+            if sweeps else "No step sweep measured yet.")
     return [f"Kodak, {study['images']} images, real files; BD over the four rate points "
-            "(pchip):", ""] + markdown_table(header, table)
+            "(pchip):", ""] + markdown_table(header, table) + ["", note]
 
 
 def search_training(paths: list[Path]) -> list[str]:

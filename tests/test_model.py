@@ -26,6 +26,7 @@ def test_a_version_1_config_means_mbt2018_mean_and_new_configs_name_their_archit
 def test_a_field_the_file_lacks_takes_its_default():
     config = ModelConfig.from_dict({"version": 2, "architecture": "mbt2018-mean", "N": 8, "M": 8})
     assert config.tcq_delta == ModelConfig().tcq_delta
+    assert config.usq_delta == 1.0
     assert config.prior_filters == (3, 3, 3)
 
 
@@ -45,6 +46,8 @@ def test_the_prior_widths_of_a_config_size_the_factorized_prior_and_survive_json
         ({"N": 0, "M": 8}, "not in 1..1024"),
         ({"N": 8, "M": 8.5}, "not an integer"),
         ({"N": 8, "M": 8, "tcq_delta": -1.0}, "out of range"),
+        ({"N": 8, "M": 8, "usq_delta": 0}, "usq_delta=0 out of range"),
+        ({"N": 8, "M": 8, "usq_delta": "1"}, "usq_delta='1' is not a number"),
         ({"N": 8, "M": 8, "prior_filters": []}, "prior_filters"),
         ({"N": 8, "M": 8, "prior_filters": [3, 99]}, "prior_filters"),
         ({"N": 8, "M": 8, "prior_filters": [3, 2.5]}, "prior_filters"),

@@ -1,12 +1,18 @@
 """The quantizer registry: the one list of quantizer names, codes and table keys."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from tests.conftest import make_tiny_model
+from tests.conftest import make_tiny_model, synthetic_image
 from trellic.cli import build_parser
+from trellic.codec import Codec
 from trellic.coding import bitstream
+from trellic.errors import TrellicError
+from trellic.models import CodecModel
 from trellic.quant.registry import QUANTIZERS, make_quantizer, quantizer_names
+from trellic.zoo import LoadedModel
 
 
 def test_every_quantizer_has_its_own_header_code_and_builds_under_its_name():
@@ -48,3 +54,24 @@ def test_a_model_builds_one_table_set_per_registry_key_with_the_step_it_codes():
     assert set(model.latent_codec.tables) == {"z"} | {spec.tables for spec in QUANTIZERS.values()}
     assert model.quantizer("tcq8").delta == model.config.tcq_delta
     assert model.quantizer("usq").delta == 1.0
+
+
+@pytest.mark.parametrize("name", ["usq", "rdoq"])
+def test_a_model_with_another_usq_step_codes_real_files_at_that_step(tiny_model, name):
+    coarse = CodecModel(dataclasses.replace(tiny_model.config, usq_delta=1.5))
+    coarse.load_state_dict(tiny_model.state_dict())
+    coarse.eval().update()
+    loaded = LoadedModel(coarse, "file:coarse", "ab" * 32, {})
+    codec = Codec(loaded, coarse.quantizer(name))
+    image = synthetic_image(64, 96)
+    data = codec.encode(image).data
+    assert bitstream.unpack(data).header.delta == pytest.approx(1.5)
+    assert codec.decode(data).shape == image.shape
+    y = coarse.g_a(torch.rand(1, 3, 64, 128)).detach()
+    coded = coarse.latent_codec.compress(y, coarse.quantizer(name))
+    assert torch.equal(coarse.latent_codec.decompress(coded.streams, tuple(y.shape[-2:]),
+                                                      coarse.quantizer(name)), coded.y_hat)
+    fine = Codec(LoadedModel(tiny_model, "file:coarse", "ab" * 32, {}), tiny_model.quantizer(name))
+    assert len(fine.encode(image).data) > len(data)  # the coarser grid costs fewer bits
+    with pytest.raises(TrellicError, match=f"file uses {name} delta 1.5; this model codes 1"):
+        fine.decode(data)

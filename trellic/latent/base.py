@@ -161,8 +161,7 @@ class LatentCodec(nn.Module, abc.ABC):
 
     def quantizer(self, name: str) -> Quantizer:
         """The registry's quantizer ``name`` with the step this codec's tables code."""
-        spec = quantizer_spec(name)
-        return make_quantizer(name, None if spec.step is None else getattr(self.config, spec.step))
+        return make_quantizer(name, getattr(self.config, quantizer_spec(name).step))
 
     def quantizer_tables(self, quantizer: Quantizer) -> PmfTables:
         """The frozen tables that code this quantizer's indices (checked against its step)."""

@@ -1,4 +1,4 @@
-"""The model config: architecture, channel counts, TCQ step, prior widths; versioned.
+"""The model config: architecture, channel counts, quantizer steps, prior widths; versioned.
 
 Every weights file stores it as JSON. Version 1 (the files shipped before the
 latent-codec layer) held exactly ``N``, ``M`` and ``tcq_delta`` and meant the
@@ -26,13 +26,16 @@ MAX_PRIOR_LAYERS, MAX_PRIOR_WIDTH = 8, 16  # bounds of the factorized prior's de
 @dataclass(frozen=True)
 class ModelConfig:
     """architecture: a name in the registry; N transform channels, M latent channels;
-    tcq_delta: the step of the TCQ tables; prior_filters: hidden widths of the factorized
-    prior's density network (trellic's models (3, 3, 3), CompressAI's (3, 3, 3, 3))."""
+    tcq_delta: the step of the TCQ tables; usq_delta: the step of the USQ/RDOQ tables (1: the
+    grid the model was trained on; other steps trade rate for distortion, the anchor of a
+    step sweep); prior_filters: hidden widths of the factorized prior's density network
+    (trellic's models (3, 3, 3), CompressAI's (3, 3, 3, 3))."""
 
     architecture: str = "mbt2018-mean"
     N: int = 128
     M: int = 192
     tcq_delta: float = 0.6
+    usq_delta: float = 1.0
     prior_filters: tuple[int, ...] = (3, 3, 3)
 
     def __post_init__(self) -> None:
@@ -47,11 +50,12 @@ class ModelConfig:
         least = MIN_LATENT_CHANNELS.get(self.architecture, 1)
         if self.M < least:
             raise ValueError(f"config M={self.M}: {self.architecture} needs M >= {least}")
-        delta = self.tcq_delta
-        if isinstance(delta, bool) or not isinstance(delta, float | int):
-            raise ValueError(f"config tcq_delta={delta!r} is not a number")
-        if not 0 < delta < MAX_DELTA:
-            raise ValueError(f"config tcq_delta={delta} out of range")
+        for name in ("tcq_delta", "usq_delta"):
+            delta = getattr(self, name)
+            if isinstance(delta, bool) or not isinstance(delta, float | int):
+                raise ValueError(f"config {name}={delta!r} is not a number")
+            if not 0 < delta < MAX_DELTA:
+                raise ValueError(f"config {name}={delta} out of range")
         filters = self.prior_filters
         if not (
             isinstance(filters, tuple)

@@ -28,25 +28,24 @@ class QuantizerSpec:
         code: its byte in the bitstream header (part of the format: never reuse one).
         tables: the key of the model's coding tables for it; quantizers built
             from the same sub-quantizers (TCQ-4 and TCQ-8) share their tables.
-        step: the model config field that holds its step delta (None: the
-            quantizer's own default, the grid the model was trained on).
+        step: the model config field that holds its step delta.
         build: ``build(delta=...)`` makes one; without delta, the default step.
     """
 
     name: str
     code: int
     tables: str
-    step: str | None
+    step: str
     build: Callable[..., Quantizer]
 
 
 QUANTIZERS: dict[str, QuantizerSpec] = {
     spec.name: spec
     for spec in (
-        QuantizerSpec("usq", 0, "usq", None, USQ),
+        QuantizerSpec("usq", 0, "usq", "usq_delta", USQ),
         QuantizerSpec("tcq4", 1, "tcq", "tcq_delta", partial(TCQ, VVC4)),
         QuantizerSpec("tcq8", 2, "tcq", "tcq_delta", partial(TCQ, ECM8)),
-        QuantizerSpec("rdoq", 3, "usq", None, RDOQ),
+        QuantizerSpec("rdoq", 3, "usq", "usq_delta", RDOQ),
     )
 }
 
