@@ -3,6 +3,8 @@
     python experiments/kodak_study.py --json docs/data/quant_kodak.json \
         [--decoders base retrained searched] [--quantizers usq rdoq tcq4 tcq8] \
         [--encoders plain linear cheap full] [--images 24]
+    python experiments/kodak_study.py --json docs/data/quant_kodak.json \
+        --decoders base retrained --sweep-steps 0.8 0.9 1.0 1.1 1.25
 
 Every (decoders, quantizer, encoder) row codes the Kodak images with each of
 the four rate points' models through the real codec, each model at its
@@ -10,16 +12,18 @@ measured operating point (the manifest's, as ``trellic compress`` does), and
 records per rate point the mean bpp (file bytes), PSNR-RGB, MSE and encode
 seconds per image. Decoder sets: ``base`` (the zoo's end-to-end models),
 ``retrained`` (each quantizer's retrained variant: ``-usqdec`` for USQ and
-RDOQ, ``-tcq4hyper`` for TCQ), ``proxy`` (``-tcq4``: fine-tuned end to end with
-TCQ's noise proxy; TCQ rows only), ``searched`` (``-tcq4ste``: fine-tuned end to
-end with the true TCQ-4 search in the forward pass; TCQ rows only). ``scripts/doc_tables.py``
-turns the JSON into docs/quantization.md's table (BD-rate and BD-PSNR against
-plain USQ with the base models). ``--sweep-steps`` codes each of those models with
-plain USQ at other steps (``usq_delta``: the same weights, USQ tables rebuilt
-for the step, real files), the anchor that shows whether a method only trades
-rate for distortion as a coarser step would. The JSON is rewritten after every point and
-a rerun skips the points it holds, so a long run resumes (runs of other
-rows may share the file).
+RDOQ, ``-tcq4hyper`` for TCQ), ``proxy`` (``-tcq4``: fine-tuned end to end
+with TCQ's noise proxy; TCQ rows only), ``searched`` (``-tcq4ste``: fine-tuned
+end to end with the true TCQ-4 search in the forward pass; TCQ rows only).
+``scripts/doc_tables.py`` turns the JSON into docs/quantization.md's table.
+
+``--sweep-steps S ...`` (then no rows run) codes each decoder set's USQ model
+with plain USQ at the steps S (``usq_delta``: the same weights, the USQ tables
+rebuilt for the step, real files): the anchor that shows whether a method only
+trades rate for distortion as a coarser step would.
+
+The JSON is rewritten after every point and a rerun skips the points it holds,
+so a long run resumes (runs of other rows may share the file).
 """
 
 from __future__ import annotations
@@ -96,13 +100,12 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=["plain", "linear"], choices=ENCODERS)
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--sweep-steps", nargs="*", type=float, default=[],
-                        help="only sweep: code the decoder sets' models with plain USQ at these steps")
+                        help="only sweep: code each decoder set's USQ models at these steps")
     args = parser.parse_args()
     files = sorted(kodak_dir().glob("*.png"))[: args.images]
     images = [read_image(f) for f in files]
-    sweep_models = sorted({model for decoders in args.decoders for quantizer in args.quantizers
-                           for rate in RATE_POINTS
-                           if (model := decoder_model(decoders, quantizer, rate))})
+    sweep_models = sorted({model for decoders in args.decoders for rate in RATE_POINTS
+                           if (model := decoder_model(decoders, "usq", rate))})
     for model in sweep_models:
         for step in args.sweep_steps:
             if str(step) in read(args.json)["sweeps"].get(model, {}):

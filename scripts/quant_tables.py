@@ -30,7 +30,7 @@ def quant_study(paths: list[Path]) -> list[str]:
 
 
 def rate_vs_sweep(point: dict, sweep: dict) -> float | None:
-    """The rate difference (%) of one point against its model's USQ step sweep at the point's
+    """The rate difference (%) of one point against a model's USQ step sweep at the point's
     PSNR (log-rate interpolated linearly in PSNR); None outside the sweep's PSNR range."""
     steps = sorted(sweep.values(), key=lambda p: p["psnr"])
     psnrs = [p["psnr"] for p in steps]
@@ -43,15 +43,19 @@ def rate_vs_sweep(point: dict, sweep: dict) -> float | None:
 def quant_kodak(paths: list[Path]) -> list[str]:
     """experiments/kodak_study.py: per (decoders, quantizer, encoder) row, BD-rate and BD-PSNR
     over the four rate points against plain USQ with the base models, and against plain USQ
-    with the row's own decoders; the rate at equal PSNR against each model's own USQ step
-    sweep (mean over the rate points); encode seconds per image (mean over the rate points)."""
+    with the row's own decoders; the rate at equal PSNR against the USQ step sweep of the
+    decoder set's USQ model at each rate point, and encode seconds per image (both means over
+    the rate points)."""
     study = read_json(paths[0])
     rows, sweeps = study["rows"], study.get("sweeps", {})
 
-    def against_sweep(row: dict) -> str:
-        diffs = [rate_vs_sweep(point, sweeps[point["model"]]) if point["model"] in sweeps
-                 else None for point in row.values()]
-        return "n/a" if None in diffs or len(diffs) < 4 else f"{np.mean(diffs):+.1f}"
+    def against_sweep(row: dict, own: dict | None) -> str:
+        if own is None or len(row) < 4:
+            return "n/a"
+        diffs = [rate_vs_sweep(point, sweeps[own[rate]["model"]])
+                 if rate in own and own[rate]["model"] in sweeps else None
+                 for rate, point in row.items()]
+        return "n/a" if None in diffs else f"{np.mean(diffs):+.1f}"
 
     def curve(row: dict) -> tuple[list[float], list[float]]:
         points = [row[rate] for rate in sorted(row, key=lambda r: row[r]["bpp"])]
@@ -75,14 +79,14 @@ def quant_kodak(paths: list[Path]) -> list[str]:
         own_rate, _ = against(own, row)
         seconds = sum(p["encode_s"] for p in row.values()) / len(row)
         table.append([decoders, quantizer, encoder, rate, quality, own_rate,
-                      against_sweep(row), f"{seconds:.2f}", f"{len(row)}"])
+                      against_sweep(row, own), f"{seconds:.2f}", f"{len(row)}"])
     header = ["decoders", "quantizer", "encoder", "BD-rate % vs base USQ", "BD-PSNR dB",
               "BD-rate % vs own USQ", "rate % vs own USQ step sweep", "encode s/image",
               "rate points"]
     steps = sorted({float(step) for sweep in sweeps.values() for step in sweep})
-    note = (f"The step sweeps code each model with plain USQ at steps "
-            f"{', '.join(f'{step:g}' for step in steps)} ({len(sweeps)} models); "
-            "n/a: a model without a sweep, or a point outside its sweep's PSNR range."
+    note = (f"The step sweeps code the decoder set's USQ model at each rate point with plain "
+            f"USQ at steps {', '.join(f'{step:g}' for step in steps)} ({len(sweeps)} models); "
+            "n/a: a decoder set without a sweep, or a point outside its sweep's PSNR range."
             if sweeps else "No step sweep measured yet.")
     return [f"Kodak, {study['images']} images, real files; BD over the four rate points "
             "(pchip):", ""] + markdown_table(header, table) + ["", note]

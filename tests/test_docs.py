@@ -160,3 +160,13 @@ def test_committed_text_names_no_machine_path():
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:80]}")
     assert found == [], "absolute machine paths (use relative paths or settings):\n" + "\n".join(
         found)
+
+
+def test_the_rate_against_a_step_sweep_is_read_at_equal_psnr():
+    import quant_tables  # on the path doc_tables puts its sibling modules on
+
+    sweep = {"0.9": {"bpp": 0.4, "psnr": 31.0}, "1.0": {"bpp": 0.2, "psnr": 30.0}}
+    assert quant_tables.rate_vs_sweep({"bpp": 0.2, "psnr": 30.0}, sweep) == pytest.approx(0)
+    middle = quant_tables.rate_vs_sweep({"bpp": 0.2, "psnr": 30.5}, sweep)
+    assert middle == pytest.approx(100 * (0.2 / (0.2 * 2**0.5) - 1))  # log-rate halfway
+    assert quant_tables.rate_vs_sweep({"bpp": 0.1, "psnr": 31.5}, sweep) is None
