@@ -4,7 +4,7 @@
         [--decoders base retrained searched] [--quantizers usq rdoq tcq4 tcq8] \
         [--encoders plain linear cheap full] [--images 24]
     python experiments/kodak_study.py --json docs/data/quant_kodak.json \
-        --decoders base retrained --sweep-steps 0.8 0.9 1.0 1.1 1.25
+        --decoders base retrained --sweep-steps 0.8 0.9 1.0 1.1 1.25 1.4
 
 Every (decoders, quantizer, encoder) row codes the Kodak images with each of
 the four rate points' models through the real codec, each model at its

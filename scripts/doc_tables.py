@@ -66,7 +66,7 @@ def default_model(paths: list[Path]) -> list[str]:
     rows = []
     for kind in measured:
         point, step = entry["kodak"][kind], QUANTIZERS_BY_NAME[kind].step
-        label = kind if step is None else f"{kind} (delta {entry[step]:g})"
+        label = f"{kind} (delta {entry[step]:g})" if step in entry else kind
         lambda_t = f"{point['lambda_t']:g}" if point.get("lambda_t") else "-"
         rows.append([label, f"{point['bpp']:.4f}", f"{point['psnr_rgb']:.2f}", lambda_t])
     caption = f"`{name}` on Kodak ({', '.join(map(str, sorted(images)))} images):"
