@@ -46,7 +46,6 @@ from trellic.codec import MAX_PIXELS, Codec  # noqa: E402
 from trellic.coding import bitstream  # noqa: E402
 from trellic.errors import TrellicError  # noqa: E402
 from trellic.models.architectures import architecture_names  # noqa: E402
-from trellic.quant import make_quantizer  # noqa: E402
 from trellic.quant.registry import quantizer_names
 from trellic.zoo import load, save_model  # noqa: E402
 
@@ -315,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     weights = folder / "tiny.safetensors"
     save_model(make_tiny_model(architecture=args.architecture), weights, {})
     loaded = load(str(weights))
-    codecs = {kind: Codec(loaded, make_quantizer(kind)) for kind in KINDS}
+    codecs = {kind: Codec(loaded, loaded.model.quantizer(kind)) for kind in KINDS}
     seeds = [Seed(codecs[kind].encode(synthetic_image(h, w, seed=h)).data)
              for kind in KINDS for h, w in SIZES]
     ctx = {"seeds": seeds, "model": loaded.model, "codecs": codecs}

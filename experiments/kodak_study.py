@@ -114,6 +114,7 @@ def main() -> None:
             print(f"sweep {model} usq step {step}: bpp {point['bpp']:.4f} "
                   f"psnr {point['psnr']:.3f}", flush=True)
             out = read(args.json)
+            out["images"] = len(files)
             out["sweeps"].setdefault(model, {})[str(step)] = point
             write_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode(), force=True)
     if args.sweep_steps:

@@ -40,6 +40,12 @@ def rate_vs_sweep(point: dict, sweep: dict) -> float | None:
     return 100 * (point["bpp"] / np.exp(log_rate) - 1)
 
 
+def _same_weights(point: dict, sweep: dict) -> bool:
+    """Whether a sweep exists and was measured on the weights (and images) of ``point``."""
+    return bool(sweep) and all(p["sha256"] == point["sha256"] and p["images"] == point["images"]
+                               for p in sweep.values())
+
+
 def quant_kodak(paths: list[Path]) -> list[str]:
     """experiments/kodak_study.py: per (decoders, quantizer, encoder) row, BD-rate and BD-PSNR
     over the four rate points against plain USQ with the base models, and against plain USQ
@@ -53,8 +59,8 @@ def quant_kodak(paths: list[Path]) -> list[str]:
         if own is None or len(row) < 4:
             return "n/a"
         diffs = [rate_vs_sweep(point, sweeps[own[rate]["model"]])
-                 if rate in own and own[rate]["model"] in sweeps else None
-                 for rate, point in row.items()]
+                 if rate in own and _same_weights(own[rate], sweeps.get(own[rate]["model"], {}))
+                 else None for rate, point in row.items()]
         return "n/a" if None in diffs else f"{np.mean(diffs):+.1f}"
 
     def curve(row: dict) -> tuple[list[float], list[float]]:

@@ -165,6 +165,7 @@ def main() -> int:
             "N": config["N"],
             "M": config["M"],
             "tcq_delta": model.config.tcq_delta,
+            "usq_delta": model.config.usq_delta,
             "lambda": config["lmbda"],
             "quantizer_trained": config["quantizer"],
             "proxy": config["proxy"],
