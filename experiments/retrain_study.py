@@ -164,6 +164,35 @@ def markdown(paths: list[Path]) -> list[str]:
     return lines
 
 
+def comparison(paths: list[Path]) -> list[str]:
+    """Per rate point and variant, the RD-cost change of retraining (against the same
+    quantizer before) on each model family of ``paths``: the hyperprior and the
+    channel-conditional studies side by side."""
+    studies = _merge([json.loads(p.read_text()) for p in paths])
+    families = sorted({_family(s["model"]) for s in studies}, key=lambda f: f != "hyperprior")
+    gains: dict[tuple[float, str, str], dict[str, str]] = {}
+    for study in studies:
+        before = {r["quantizer"]: r["rd_cost"] for r in study["rows"] if r["variant"] == "before"}
+        for r in study["rows"]:
+            if r["variant"] != "before":
+                cell = f"{100 * (r['rd_cost'] / before[r['quantizer']] - 1):+.2f}%"
+                key = (study["lambda"], r["variant"], r["quantizer"])
+                gains.setdefault(key, {})[_family(study["model"])] = cell
+    variants = list(LABELS)
+    lines = ["| lambda | variant | quantizer | " + " | ".join(families) + " |",
+             "|---|---|---|" + "---|" * len(families)]
+    for (lmbda, variant, kind) in sorted(gains, key=lambda k: (k[0], variants.index(k[1]))):
+        cells = [gains[(lmbda, variant, kind)].get(family, "-") for family in families]
+        lines.append(f"| {lmbda:g} | {LABELS[variant]} | {kind} | " + " | ".join(cells) + " |")
+    return ["RD cost (D + lambda R on Kodak, 24 images) after retraining against the same "
+            "quantizer before, per rate point; negative: retraining gains.", ""] + lines
+
+
+def _family(model_id: str) -> str:
+    """The architecture a study's model id names (the zoo's names and file labels say it)."""
+    return "channel-conditional" if "ms2020-channel" in model_id else "hyperprior"
+
+
 def report(paths: list[Path], section: str = "") -> None:
     """Plot the curves of the studies in ``paths`` (docs/results/retraining_rd[_SECTION].png)."""
     studies = _merge([json.loads(p.read_text()) for p in paths])

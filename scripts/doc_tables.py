@@ -264,6 +264,16 @@ def retraining(paths: list[Path]) -> list[str]:
         sys.path.remove(str(ROOT / "experiments"))
 
 
+def retraining_compare(paths: list[Path]) -> list[str]:
+    """experiments/retrain_study.py's per-rate-point retraining gains, one column per model
+    family (the hyperprior's and the channel-conditional studies)."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        return importlib.import_module("retrain_study").comparison(paths)
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+
+
 def format_change(paths: list[Path]) -> list[str]:
     """Each zoo curve in format 2 against the same models' format-1 curve (docs/results/format1/):
     BD-rate over the curve, and the change of rate and PSNR per rate point."""
@@ -337,6 +347,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "operating-points": quant_tables.operating_points,
     "search-training": quant_tables.search_training,
     "retraining": retraining,
+    "retraining-compare": retraining_compare,
     "portability": portability,
     "format-change": format_change,
     "compressai-speed": compressai_speed,

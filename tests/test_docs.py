@@ -27,7 +27,7 @@ EXPECTED = {
     "README.md": {"default-model", "speed"},
     "docs/codec.md": {"operating-point", "refine-study", "refine-kodak", "speed"},
     "docs/zoo.md": {"zoo-bdrate", "tcq-training"},
-    "docs/retraining.md": {"retraining"},
+    "docs/retraining.md": {"retraining", "retraining-compare"},
     "docs/evaluation.md": {"kodak-bdrate"},
     "docs/quantization.md": {"quant-study"},
 }
