@@ -113,10 +113,7 @@ def main() -> None:
             point = measure(model, "usq", "plain", images, usq_step=step)
             print(f"sweep {model} usq step {step}: bpp {point['bpp']:.4f} "
                   f"psnr {point['psnr']:.3f}", flush=True)
-            out = read(args.json)
-            out["images"] = len(files)
-            out["sweeps"].setdefault(model, {})[str(step)] = point
-            write_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode(), force=True)
+            store(args.json, len(files), ("sweeps", model, str(step)), point)
     if args.sweep_steps:
         return
     for decoders in args.decoders:
@@ -131,11 +128,17 @@ def main() -> None:
                     print(f"{decoders:9s} {quantizer:4s} {encoder:6s} {rate}: "
                           f"bpp {point['bpp']:.4f} psnr {point['psnr']:.3f} "
                           f"enc {point['encode_s']:.2f}s", flush=True)
-                    out = read(args.json)  # again: another run may have added rows meanwhile
-                    out["images"] = len(files)
-                    out["rows"].setdefault(label, {})[rate] = point
-                    write_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode(),
-                                 force=True)
+                    store(args.json, len(files), ("rows", label, rate), point)
+
+
+def store(path: Path, images: int, where: tuple[str, str, str], point: dict) -> None:
+    """Write one point at ``study[section][group][key]``, re-reading the file first: another
+    run may have added points meanwhile."""
+    section, group, key = where
+    study = read(path)
+    study["images"] = images
+    study[section].setdefault(group, {})[key] = point
+    write_atomic(path, (json.dumps(study, indent=1) + "\n").encode(), force=True)
 
 
 def read(path: Path) -> dict:

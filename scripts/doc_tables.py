@@ -255,23 +255,24 @@ def tcq_training(paths: list[Path]) -> list[str]:
     )
 
 
-def retraining(paths: list[Path]) -> list[str]:
-    """experiments/retrain_study.py's tables (one per rate point, then BD-rates)."""
+def _retrain_study(function: str, paths: list[Path]) -> list[str]:
+    """One of experiments/retrain_study.py's renderers, imported from its folder."""
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
-        return importlib.import_module("retrain_study").markdown(paths)
+        return getattr(importlib.import_module("retrain_study"), function)(paths)
     finally:
         sys.path.remove(str(ROOT / "experiments"))
+
+
+def retraining(paths: list[Path]) -> list[str]:
+    """experiments/retrain_study.py's tables (one per rate point, then BD-rates)."""
+    return _retrain_study("markdown", paths)
 
 
 def retraining_compare(paths: list[Path]) -> list[str]:
     """experiments/retrain_study.py's per-rate-point retraining gains, one column per model
     family (the hyperprior's and the channel-conditional studies)."""
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        return importlib.import_module("retrain_study").comparison(paths)
-    finally:
-        sys.path.remove(str(ROOT / "experiments"))
+    return _retrain_study("comparison", paths)
 
 
 def format_change(paths: list[Path]) -> list[str]:
