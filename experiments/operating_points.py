@@ -9,9 +9,10 @@ encoder, then the linearised mode's point (``quantizer+linear``): its weight
 RDOQ, jointly with lambda_t for TCQ; each the lowest mean RD cost
 (lambda * 255^2 * MSE + bpp at the model's training lambda, bpp from real
 files) on the first ``--images`` BSDS500 ``val`` photos (training photos, never
-Kodak: the reporting set). ``--write-manifest`` stores the choices as the
-manifest entry's ``operating_points``, which ``trellic compress`` then uses as
-its defaults for that model. The JSON is rewritten after every model.
+Kodak: the reporting set). ``--write-manifest`` stores the choices in each
+model's weights file and manifest entry (``trellic.zoo.record_operating_points``),
+which ``trellic compress`` then uses as its defaults for those weights, by name or
+by path. The JSON is rewritten after every model.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from pathlib import Path
 from quant_study import measure, parse_config  # same folder: one RD measurement per config
 
 from trellic.io import read_image, write_atomic
-from trellic.paths import data_root, weights_dir
-from trellic.zoo import MANIFEST, load, read_manifest
+from trellic.paths import data_root
+from trellic.zoo import load, read_manifest, record_operating_points
 
 LAMBDA_T = {"usq": [0.0], "rdoq": [0.005, 0.01, 0.02], "tcq4": [0.03, 0.05, 0.108]}
 LINEAR_WEIGHT = {"usq": [0.125, 0.25, 0.375], "rdoq": [0.25, 0.375, 0.5], "tcq4": [0.5, 0.75, 1.0]}
@@ -80,11 +81,8 @@ def main() -> None:
         write_atomic(args.json, (json.dumps(out, indent=1) + "\n").encode(), force=True)
     if args.write_manifest:
         for model, result in out["models"].items():
-            entry = manifest["models"][model]
-            if entry["sha256"] == result["sha256"]:
-                entry["operating_points"] = result["operating_points"]
-        write_atomic(weights_dir() / MANIFEST,
-                     (json.dumps(manifest, indent=2) + "\n").encode(), force=True)
+            if result["sha256"] in load(model).identities:  # measured on these weights
+                record_operating_points(model, result["operating_points"])
 
 
 if __name__ == "__main__":

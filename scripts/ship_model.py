@@ -50,10 +50,11 @@ def _data_name(folder: str) -> str:
         return Path(folder).name
 
 
-def kodak_results(loaded: LoadedModel, count: int) -> dict:
+def kodak_results(loaded: LoadedModel, count: int, quantizers: list[str] | None = None) -> dict:
+    """Kodak bpp (real files) and PSNR per quantizer at the model's default settings."""
     images = [read_image(path) for path in sorted(kodak_dir().glob("kodim*.png"))[:count]]
     results = {}
-    for kind in quantizer_names():
+    for kind in quantizers or quantizer_names():
         codec = Codec.load_from(loaded, kind)
         point = rate_point(codec, images)
         results[kind] = {
@@ -133,7 +134,7 @@ def main() -> int:
     base = None
     if source:
         base = load_named(source["model"], weights_dir)
-        if base.sha256 != source["sha256"]:
+        if source["sha256"] not in base.identities:
             raise TrellicError(f"{args.run} was retrained from another version of {base.model_id}")
         entry = {
             **manifest["models"][base.model_id],
@@ -183,14 +184,16 @@ def main() -> int:
             entry["warm_start_model"] = args.warm_start
     info = {k: v for k, v in info.items() if k != "base"}
     path = weights_dir / f"{args.name}.safetensors"
-    save_model(model, path, info, half=True, base=base)
+    points = entry.get("operating_points", {})  # a variant starts from its base's
+    identity = save_model(model, path, info, half=True, base=base, operating_points=points)
     shipped, shipped_info = load_model_file(path, weights_dir)
-    loaded = LoadedModel(shipped, args.name, sha256_of(path), shipped_info)
+    loaded = LoadedModel(shipped, args.name, identity, shipped_info, points)
     entry.update(
         file=path.name,
         storage="fp16" if base is None else f"fp16, tensors that differ from {base.model_id}",
-        sha256=loaded.sha256,
-        kodak=kodak_results(loaded, args.images),
+        sha256=sha256_of(path),
+        weights_sha256=identity,
+        kodak=kodak_results(loaded, args.images),  # at the operating points compress uses
     )
     manifest = _read(manifest_path, args.name)  # again: another ship may have finished meanwhile
     manifest["models"][args.name] = entry

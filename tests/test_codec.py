@@ -54,17 +54,20 @@ def test_truncated_or_corrupted_files_raise_a_one_line_error(tiny_weights):
         assert "\n" not in str(info.value)
 
 
-def test_a_file_from_another_model_is_refused(tiny_weights):
+def test_a_file_is_decoded_by_its_weights_whatever_the_label_and_refused_by_others(tiny_weights):
     data = _codec(tiny_weights, "usq").encode(synthetic_image(16, 16)).data
-    header = bitstream.unpack(data)
-    forged = bitstream.pack(
-        bitstream.Header("other", header.header.weights_sha256, "usq", 1.0, 0.0, 16, 16),
-        header.z_stream,
-        header.y_stream,
-        header.symbols_crc,
-    )
-    with pytest.raises(TrellicError, match="coded with model 'other'"):
-        _codec(tiny_weights, "usq").decode(forged)
+    container = bitstream.unpack(data)
+
+    def relabelled(model_id: str, sha256: str) -> bytes:
+        header = bitstream.Header(model_id, sha256, "usq", 1.0, 0.0, 16, 16)
+        return bitstream.pack(header, container.z_stream, container.y_stream,
+                              container.symbols_crc)
+
+    same_weights = relabelled("other", container.header.weights_sha256)
+    assert np.array_equal(_codec(tiny_weights, "usq").decode(same_weights),
+                          _codec(tiny_weights, "usq").decode(data))
+    with pytest.raises(TrellicError, match="coded with model 'other'.*the weights differ"):
+        _codec(tiny_weights, "usq").decode(relabelled("other", "0" * 64))
 
 
 def test_non_rgb_arrays_are_refused(tiny_weights):

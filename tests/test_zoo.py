@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from trellic.errors import TrellicError
-from trellic.zoo import load, load_model_file, save_model, sha256_of
+from trellic.zoo import load, load_model_file, save_model, sha256_of, weights_sha256
 
 
 def test_weights_round_trip_strictly_with_tables(tmp_path, tiny_model):
@@ -63,17 +63,14 @@ def test_manifest_checks_sha256(tmp_path, tiny_model):
 
 
 def test_shipped_manifest_lists_loadable_weights():
-    loaded = load("default")
-    assert loaded.model.latent_codec.tables and loaded.sha256 == sha256_of(
-        next(p for p in loaded_path_candidates(loaded.model_id))
-    )
-
-
-def loaded_path_candidates(name):
     from trellic.paths import weights_dir
     from trellic.zoo import read_manifest
 
-    yield weights_dir() / read_manifest()["models"][name]["file"]
+    loaded = load("default")
+    entry = read_manifest()["models"][loaded.model_id]
+    assert loaded.model.latent_codec.tables
+    assert loaded.sha256 == entry["weights_sha256"] == weights_sha256(loaded.model)
+    assert sha256_of(weights_dir() / entry["file"]) == entry["sha256"] in loaded.aliases
 
 
 def _rewrite(path, tensors=None, **metadata_changes):
@@ -291,14 +288,14 @@ def test_models_of_two_runs_get_distinct_ids_and_files_name_their_weights(tmp_pa
         (tmp_path / run).mkdir()
         save_model(make_tiny_model(seed=seed), tmp_path / run / "model.safetensors", {})
     a, b = (str(tmp_path / run / "model.safetensors") for run in ("run-a", "run-b"))
-    sha_a, sha_b = sha256_of(a), sha256_of(b)
-    assert load(a).model_id == f"file:run-a-{sha_a[:12]}"
-    assert load(b).model_id == f"file:run-b-{sha_b[:12]}"
+    sha_a, sha_b = load(a).sha256, load(b).sha256
+    assert sha_a != sha_b
+    assert load(a).model_id == f"file:{sha_a[:16]}" and load(b).model_id == f"file:{sha_b[:16]}"
     data = Codec.load(a).encode(synthetic_image(32, 32)).data
 
     renamed = tmp_path / "mine.safetensors"
     renamed.write_bytes((tmp_path / "run-a" / "model.safetensors").read_bytes())
-    assert Codec.load(str(renamed)).decode(data).shape == (32, 32, 3)  # a label, same weights
+    assert Codec.load(str(renamed)).decode(data).shape == (32, 32, 3)  # a copy, same weights
     renamed.write_bytes((tmp_path / "run-b" / "model.safetensors").read_bytes())
     with pytest.raises(TrellicError) as error:
         Codec.load(str(renamed)).decode(data)

@@ -126,10 +126,11 @@ class Codec:
             "refine": None if self.refine is None else dataclasses.asdict(self.refine),
         }
 
-    def encode(self, image: np.ndarray, progress: bool = False) -> EncodedImage:
+    def encode(self, image: np.ndarray, progress: bool | str = False) -> EncodedImage:
         """uint8 (H, W, 3) RGB -> a complete trellic file.
 
-        progress: show the refinement's progress bar on stderr (when it is a terminal).
+        progress: the refinement's progress bar on stderr: True when stderr is a
+        terminal, ``trellic.models.refine.PROGRESS_ALWAYS`` always, False never.
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise TrellicError(
@@ -168,48 +169,59 @@ class Codec:
             )
         return quantizer
 
-    def _decodes_files_of(self, model_id: str, sha_prefix: str) -> bool:
-        """Whether a file naming (model_id, sha_prefix) was coded for these weights.
+    def _decodes_files_of(self, sha_prefix: str) -> bool:
+        """Whether a file naming weights ``sha_prefix`` was coded for these weights.
 
-        The sha256 prefix must match, and so must a zoo name; two ``file:`` ids
-        are labels (a weights file may be renamed), only their sha256 counts.
+        Only the weights count, never the model id's label: the same weights by
+        zoo name, by path or as a copy decode each other's files. A decoder-only
+        retrained variant also decodes its source model's files (same encoder,
+        hyperprior and tables, hence the same bitstreams).
         """
-        identities = [(self.loaded.model_id, self.loaded.sha256)]
-        source = self.loaded.info.get("retrained_from")
-        if source and self.loaded.info.get("retrain", {}).get("part") == "decoder":
-            identities.append((source["model"], source["sha256"]))
-        return any(
-            sha.startswith(sha_prefix)
-            and (model_id == m or (model_id.startswith("file:") and m.startswith("file:")))
-            for m, sha in identities
-        )
+        info = self.loaded.info
+        identities = list(self.loaded.identities)
+        source = info.get("retrained_from")
+        if source and info.get("retrain", {}).get("part") == "decoder":
+            identities.append(str(source.get("sha256", "")))
+            base = info.get("base", {})  # a shipped variant: its base's identities today
+            if source.get("sha256") in base.get("identities", ()):
+                identities.extend(base["identities"])
+        return any(sha.startswith(sha_prefix) for sha in identities if sha)
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """A trellic file -> uint8 (H, W, 3); the file must name this codec's weights.
+    def decode_latents(self, data: bytes) -> tuple[torch.Tensor, bitstream.Header]:
+        """A trellic file -> (y_hat (1, M, h, w), header); the file must name these weights.
 
+        y_hat is the decoder's latents: exact integers and integer-path means, the
+        same on every machine (a desynchronised decode fails the file's symbols CRC).
         A decoder-only retrained variant also decodes the files of its source
         model: same encoder, hyperprior and tables, hence the same bitstreams.
+
+        Raises:
+            TrellicError: a file of other weights, a corrupt or oversized file.
         """
         container = bitstream.unpack(data)
         header = container.header
-        if not self._decodes_files_of(header.model_id, header.weights_sha256):
-            differ = "" if self.loaded.sha256.startswith(header.weights_sha256) else (
-                ": the weights differ"
-            )
+        if not self._decodes_files_of(header.weights_sha256):
             raise TrellicError(
                 f"file was coded with model '{header.model_id}' (weights sha256 "
                 f"{header.weights_sha256}...), not '{self.loaded.model_id}' (weights sha256 "
-                f"{self.loaded.sha256[:16]}...){differ}"
+                f"{self.loaded.sha256[:16]}...): the weights differ"
             )
         _check_size(header.height, header.width)
         quantizer = self._quantizer_for(header)
         model = self.loaded.model
         streams = (container.z_stream, container.y_stream)
         try:
-            x_hat = model.decompress(streams, model.latent_shape(header.height, header.width),
-                                     quantizer, container.symbols_crc, container.version >= 2)
+            y_hat = model.latent_codec.decompress(
+                streams, model.latent_shape(header.height, header.width), quantizer,
+                container.symbols_crc, container.version >= 2)
         except (ValueError, RuntimeError, OverflowError) as error:
             raise TrellicError(f"corrupt bitstream: {str(error).splitlines()[0]}") from None
+        return y_hat, header
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """A trellic file -> uint8 (H, W, 3) (see :meth:`decode_latents`)."""
+        y_hat, header = self.decode_latents(data)
+        x_hat = self.loaded.model.synthesize(y_hat)
         if not torch.isfinite(x_hat).all():
             raise TrellicError("corrupt bitstream: the decoded image is not finite")
         return tensor_to_image(x_hat[..., : header.height, : header.width])
@@ -232,7 +244,8 @@ def codec_for_file(data: bytes, model: str | None = None) -> Codec:
         loaded = load_model(model)
     elif header.model_id.startswith("file:"):
         raise TrellicError(
-            f"file was coded with weights '{header.model_id[5:]}': pass them with --model PATH"
+            f"file was coded with weights (sha256 {header.weights_sha256}...) that are not a "
+            "shipped model: pass them with --model PATH"
         )
     else:
         loaded = load_named(header.model_id)

@@ -19,10 +19,17 @@ by name in the weights folder's manifest, or, for a variant loaded by path, as
 ``<base>.safetensors`` next to it first.
 
 Where the weights folder is: ``trellic.paths.weights_dir`` (``TRELLIC_WEIGHTS``).
-A weights file loaded by path gets the model id ``file:<label>-<sha256 prefix>``
-(label: the file's stem, or its run folder's name for the ``model.safetensors``
-that train and retrain write), so files coded with two runs' models differ in
-their headers.
+
+A model's identity is its content (:func:`weights_sha256`: the config and every
+tensor it codes with), never the file's name, bytes or metadata: the same
+weights by zoo name, by path, as a copy, rewritten with other metadata or
+re-imported code the same files and decode each other's. A weights file that the
+weights folder's manifest lists (by content) codes under its zoo name; any other
+gets the model id ``file:<sha256 prefix>``. Files written before this identity
+carry the weights *file's* sha256; the decoder still accepts those
+(``LoadedModel.aliases``: the file's sha256 and the ``previous_sha256`` its
+metadata records). Measured encoder settings (``operating_points``) live in the
+weights file's metadata (the manifest keeps a copy), so they follow the weights.
 """
 
 from __future__ import annotations
@@ -38,13 +45,23 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from trellic import paths
+from trellic import jsonio, paths
 from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
+from trellic.io import write_atomic
 from trellic.models import CodecModel, ModelConfig
 from trellic.models.model import upgrade_legacy_keys
-from trellic.quant.registry import quantizer_names
+from trellic.models.state_check import dtype_mismatch, some, state_mismatch
 from trellic.safetensors_io import save_safetensors_atomic
+from trellic.weights_metadata import (
+    check_operating_points,
+    metadata_json,
+    previous_sha256,
+    read_metadata,
+    sha256_of,
+    store_operating_points,
+    stored_operating_points,
+)
 
 MANIFEST = "manifest.json"
 TABLE_PREFIX = "tables."
@@ -57,10 +74,13 @@ _NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")  # a manifest name: n
 class LoadedModel:
     """A model ready to code, with the identity written into every bitstream.
 
-    operating_points: the manifest's encoder settings measured for this model, per
-    quantizer name (the plain encoder) and ``<quantizer>+linear`` (the linearised mode):
-    ``lambda_t`` and ``linear_weight`` (experiments/operating_points.py); empty for a
-    weights file given by path.
+    sha256: the weights' identity (:func:`weights_sha256`), written into every file.
+    operating_points: the encoder settings measured for these weights, per quantizer
+    name (the plain encoder) and ``<quantizer>+linear`` (the linearised mode):
+    ``lambda_t`` and ``linear_weight`` (experiments/operating_points.py), from the
+    weights file's metadata, else its manifest entry; empty if never measured.
+    aliases: other sha256s under which older files name these weights (the file's
+    own sha256 and earlier versions of it), accepted by the decoder.
     """
 
     model: CodecModel
@@ -68,13 +88,26 @@ class LoadedModel:
     sha256: str
     info: dict
     operating_points: dict = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Every sha256 that names these weights: the content's first."""
+        return (self.sha256, *self.aliases)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+def weights_sha256(model: CodecModel) -> str:
+    """The model's identity: sha256 of its config and of every tensor it codes with.
+
+    Tensors are hashed by sorted name, dtype, shape and bytes as the model holds
+    them (float32 after loading, whatever the file stored), so the same weights
+    give the same sha256 whatever file, name, storage or metadata they came from.
+    """
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model_tensors(model).items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"\n{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -92,14 +125,18 @@ def save_model(
     info: dict,
     half: bool = False,
     base: LoadedModel | None = None,
+    operating_points: dict | None = None,
 ) -> str:
-    """Write weights + tables + config atomically; returns the file's sha256.
+    """Write weights + tables + config atomically; returns the weights' identity
+    (:func:`weights_sha256`). The same model and metadata always give the same bytes.
 
     Args:
         half: store float parameters as fp16. The model's own parameters are
             rounded to fp16 first and its tables rebuilt, so the model in memory
             is exactly the one the file loads as.
         base: write a variant file: only the tensors that differ from base's.
+        operating_points: measured encoder settings to store with the weights
+            (checked as :func:`check_operating_points` does).
     """
     if half:
         with torch.no_grad():
@@ -109,7 +146,10 @@ def save_model(
     elif not model.latent_codec.tables:
         model.update()
     tensors = model_tensors(model)
-    metadata = {"config": json.dumps(model.config.to_dict()), "info": json.dumps(info)}
+    metadata = {"config": metadata_json(model.config.to_dict()), "info": metadata_json(info)}
+    if operating_points:
+        checked = check_operating_points(operating_points, str(path))
+        metadata["operating_points"] = metadata_json(checked)
     if base is not None:
         if base.info.get("base") is not None:
             raise TrellicError(f"the base of a variant must be a full model, not {base.model_id}")
@@ -121,12 +161,28 @@ def save_model(
             or v.shape != reference[k].shape
             or not torch.equal(v, reference[k])
         }
-        metadata["base"] = json.dumps({"model": base.model_id, "sha256": base.sha256})
+        metadata["base"] = metadata_json({"model": base.model_id, "sha256": base.sha256})
     if half:
         names = {name for name, _ in model.named_parameters()}
         tensors = {k: v.half() if k in names else v for k, v in tensors.items()}
     save_safetensors_atomic(Path(path), tensors, metadata)
-    return sha256_of(Path(path))
+    return weights_sha256(model)
+
+
+def record_operating_points(name: str, points: dict, weights_dir: Path | None = None) -> None:
+    """Store a zoo model's measured operating points in its weights file and manifest entry.
+
+    The manifest entry gets the file's new sha256, the weights' identity
+    (``weights_sha256``) and a copy of the points; the manifest is rewritten atomically.
+    """
+    folder = weights_dir or paths.weights_dir()
+    loaded = load_named(name, folder)
+    manifest = read_manifest(folder)
+    entry = manifest["models"][loaded.model_id]
+    entry["sha256"] = store_operating_points(folder / entry["file"], points)
+    entry["weights_sha256"] = loaded.sha256
+    entry["operating_points"] = points
+    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), force=True)
 
 
 def _upgraded(tensors: dict) -> dict:
@@ -161,9 +217,10 @@ def load_model_file(
                 "(written when training ends) or ship it with scripts/ship_model.py"
             )
         tensors = _upgraded(load_file(str(path)))
-        config = ModelConfig.from_dict(json.loads(metadata["config"]))
-        info = json.loads(metadata.get("info", "{}"))
-        base = json.loads(metadata["base"]) if "base" in metadata else None
+        what = f"weights {path}: metadata"
+        config = ModelConfig.from_dict(jsonio.loads(metadata["config"], f"{what} 'config'"))
+        info = jsonio.loads(metadata.get("info", "{}"), f"{what} 'info'")
+        base = jsonio.loads(metadata["base"], f"{what} 'base'") if "base" in metadata else None
         if not isinstance(info, dict):
             raise ValueError("info is not a JSON object")
         if base is not None and not (
@@ -178,19 +235,20 @@ def load_model_file(
     if base is not None and not allow_variant:
         raise TrellicError(f"weights {path} are a variant and cannot be the base of another")
     if base is not None:
-        tensors = _overlay_on_base(path, tensors, base, weights_dir)
-        info = {**info, "base": base}
-    tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
+        loaded_base = _find_base(path, base, weights_dir)
+        tensors = _overlay_on_base(path, tensors, loaded_base)
+        info = {**info, "base": {**base, "identities": list(loaded_base.identities)}}
     model = CodecModel(config)
     codec = model.latent_codec
     state = {k: v for k, v in tensors.items() if not k.startswith(TABLE_PREFIX)}
-    mismatch = state_mismatch(model, state)
+    mismatch = state_mismatch(model, state) or dtype_mismatch(model, state)
     if mismatch:
         raise TrellicError(f"weights {path} do not match the model: {mismatch}")
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
     not_finite = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if not_finite:
         raise TrellicError(f"weights {path} hold non-finite values (NaN or inf): "
-                           f"{_some('key', not_finite)}")
+                           f"{some('key', not_finite)}")
     try:
         model.load_state_dict(state, strict=True)
         table_keys = {
@@ -207,45 +265,13 @@ def load_model_file(
     return model.eval(), info
 
 
-def state_mismatch(model: torch.nn.Module, state: dict) -> str | None:
-    """Why ``state`` does not load strictly into ``model``, naming the keys; None if it does."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = sorted(k for k in state if k not in expected)
-    shapes = [
-        f"{k} {tuple(state[k].shape)} (model: {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append("missing " + _some("key", missing))
-    if unexpected:
-        hint = ""
-        if all(k.startswith("module.") for k in unexpected):
-            hint = " (saved from a DataParallel wrapper? strip the 'module.' prefix)"
-        problems.append("unexpected " + _some("key", unexpected) + hint)
-    if shapes:
-        problems.append("wrong shape of " + _some("key", shapes))
-    return "; ".join(problems) or None
-
-
-def _some(noun: str, items: list[str], shown: int = 3) -> str:
-    """'key a' / 'keys a, b, c (+4 more)': a list named in one short line."""
-    more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
-    return f"{noun}{'s' if len(items) > 1 else ''} {', '.join(items[:shown])}{more}"
-
-
-def _overlay_on_base(
-    path: Path, tensors: dict, base: dict, weights_dir: Path | None
-) -> dict:
+def _overlay_on_base(path: Path, tensors: dict, base: LoadedModel) -> dict:
     """A variant's tensors laid over those of its base (a full model, found by _find_base)."""
-    loaded = _find_base(path, base, weights_dir)
-    full = model_tensors(loaded.model)
+    full = model_tensors(base.model)
     unknown = sorted(set(tensors) - set(full))
     if unknown:
         raise TrellicError(
-            f"weights {path} do not match the model: unexpected {_some('key', unknown)}"
+            f"weights {path} do not match the model: unexpected {some('key', unknown)}"
         )
     return {**full, **tensors}
 
@@ -253,23 +279,25 @@ def _overlay_on_base(
 def _find_base(path: Path, base: dict, weights_dir: Path | None) -> LoadedModel:
     """The base of a variant: ``<name>.safetensors`` next to it, else the weights folder's entry.
 
-    Either must have the sha256 that the variant records.
+    Either must be the weights the variant records (its sha256 among their identities).
     """
     name, expected = base["model"], base["sha256"]
     folder = weights_dir or paths.weights_dir()
     other_versions = []
     beside = path.parent / f"{name}.safetensors"
     if beside.is_file() and beside.resolve() != path.resolve():
-        digest = sha256_of(beside)
-        if digest == expected:
-            model, info = load_model_file(beside, allow_variant=False)
-            return LoadedModel(model, name, digest, info)
-        other_versions.append(digest)
+        model, info = load_model_file(beside, allow_variant=False)
+        sha256 = weights_sha256(model)
+        aliases = _unique((sha256_of(beside), *previous_sha256(read_metadata(beside))), sha256)
+        if expected in (sha256, *aliases):
+            return LoadedModel(model, name, sha256, info, aliases=aliases)
+        other_versions.append(sha256)
     entry = (read_manifest(folder)["models"] if (folder / MANIFEST).is_file() else {}).get(name)
     if isinstance(entry, dict):
-        if entry.get("sha256") == expected:
-            return load_named(name, folder, allow_variant=False)
-        other_versions.append(str(entry.get("sha256")))
+        loaded = load_named(name, folder, allow_variant=False)
+        if expected in loaded.identities:
+            return loaded
+        other_versions.append(loaded.sha256)
     if other_versions:
         raise TrellicError(
             f"weights {path} were made from another version of '{name}' "
@@ -290,7 +318,7 @@ def read_manifest(weights_dir: Path | None = None) -> dict:
             f"model manifest not found: {path} ({paths.WEIGHTS_ENV} names the weights folder)"
         )
     try:
-        manifest = json.loads(path.read_text())
+        manifest = jsonio.loads(path.read_bytes(), f"model manifest {path}")
         if not isinstance(manifest.get("models"), dict) or manifest.get("default") is None:
             raise ValueError("needs 'default' and a 'models' object")
     except (OSError, ValueError, AttributeError) as error:
@@ -299,21 +327,53 @@ def read_manifest(weights_dir: Path | None = None) -> dict:
 
 
 def load(name_or_path: str = "default", weights_dir: Path | None = None) -> LoadedModel:
-    """A shipped model by name (``default`` = the manifest's default) or a weights file path."""
+    """A shipped model by name (``default`` = the manifest's default) or a weights file path.
+
+    Weights given by path that the weights folder's manifest lists (by content) are
+    that zoo model: same model id, same operating points, same files.
+    """
     candidate = Path(name_or_path)
     if candidate.suffix == ".safetensors" or os.sep in name_or_path:
-        model, info = load_model_file(candidate, weights_dir)
-        digest = sha256_of(candidate)
-        return LoadedModel(model, file_model_id(candidate, digest), digest, info)
+        return _load_path(candidate, weights_dir)
     return load_named(name_or_path, weights_dir)
 
 
-def file_model_id(path: Path, sha256: str) -> str:
-    """``file:<label>-<sha256 prefix>``: the label is the stem, or the run folder's name."""
-    path = Path(path).resolve()
-    label = path.parent.name if path.name == RUN_EXPORT and path.parent.name else path.stem
-    label = re.sub(r"[^A-Za-z0-9._+-]", "_", label)[:46]  # the id stays a valid bitstream id
-    return f"file:{label}-{sha256[:12]}"
+def _load_path(path: Path, weights_dir: Path | None) -> LoadedModel:
+    model, info = load_model_file(path, weights_dir)
+    metadata = read_metadata(path)
+    sha256 = weights_sha256(model)
+    name, entry = _manifest_entry_of(sha256, weights_dir)
+    points = stored_operating_points(metadata, path) or _manifest_points(name, entry)
+    model_id = name or f"file:{sha256[:16]}"
+    aliases = (sha256_of(path), *previous_sha256(metadata), *_entry_aliases(entry))
+    return LoadedModel(model, model_id, sha256, info, points, _unique(aliases, sha256))
+
+
+def _manifest_entry_of(sha256: str, weights_dir: Path | None) -> tuple[str | None, dict]:
+    """(name, entry) of the weights folder's model with this content, else (None, {})."""
+    folder = weights_dir or paths.weights_dir()
+    if not (folder / MANIFEST).is_file():
+        return None, {}
+    try:
+        models = read_manifest(folder)["models"]
+    except TrellicError:
+        return None, {}
+    for name, entry in models.items():
+        if isinstance(entry, dict) and entry.get("weights_sha256") == sha256:
+            return name, entry
+    return None, {}
+
+
+def _entry_aliases(entry: dict) -> list[str]:
+    return [entry["sha256"]] if isinstance(entry.get("sha256"), str) else []
+
+
+def _unique(aliases, sha256: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a for a in aliases if a != sha256))
+
+
+def _manifest_points(name: str | None, entry: dict) -> dict:
+    return check_operating_points(entry.get("operating_points", {}), f"model '{name}'")
 
 
 def load_named(
@@ -340,19 +400,8 @@ def load_named(
             f"{digest[:12]}..., the manifest lists {str(entry.get('sha256'))[:12]}...)"
         )
     model, info = load_model_file(path, folder, allow_variant)
-    return LoadedModel(model, resolved, digest, info, _operating_points(resolved, entry))
-
-
-def _operating_points(name: str, entry: dict) -> dict:
-    """A manifest entry's ``operating_points``, checked: {quantizer: {setting: number >= 0}}."""
-    points = entry.get("operating_points", {})
-    settings = ("lambda_t", "linear_weight")
-    names = {*quantizer_names(), *(f"{name}+linear" for name in quantizer_names())}
-    if not (isinstance(points, dict) and set(points) <= names and all(
-            isinstance(point, dict) and set(point) <= set(settings)
-            and all(isinstance(v, int | float) and v >= 0 for v in point.values())
-            for point in points.values())):
-        raise TrellicError(f"model '{name}': bad operating_points in the manifest "
-                           f"(expected {{QUANTIZER[+linear]: "
-                           f"{{{', '.join(settings)}: number >= 0}}}})")
-    return points
+    metadata = read_metadata(path)
+    sha256 = weights_sha256(model)
+    points = stored_operating_points(metadata, path) or _manifest_points(resolved, entry)
+    aliases = _unique((digest, *previous_sha256(metadata)), sha256)
+    return LoadedModel(model, resolved, sha256, info, points, aliases)

@@ -73,13 +73,34 @@ class PmfTables:
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, Tensor], prefix: str) -> PmfTables:
-        freqs = tensors[f"{prefix}.freqs"].numpy().astype(np.int64)
-        lengths = tensors[f"{prefix}.lengths"].numpy().astype(np.int64)
-        offsets = tensors[f"{prefix}.offsets"].numpy().astype(np.int64)
+        """Tables read from a weights file, checked as the coder and decoder use them.
+
+        Every row's mass lies in its first ``length`` symbols, each of them codable
+        (frequency >= 1), and sums to 2^PRECISION: the coder uses ``freqs[row, :length]``
+        and the decoder's information budget prices the same rows, so a file the
+        encoder writes is a file the decoder reads.
+
+        Raises:
+            ValueError: non-integer tensors, shapes, lengths or rows that break this.
+        """
+        parts = {name: tensors[f"{prefix}.{name}"] for name in ("freqs", "lengths", "offsets")}
+        floating = [name for name, t in parts.items() if t.is_floating_point() or t.is_complex()]
+        if floating:
+            raise ValueError(f"table {prefix}.{floating[0]} is {parts[floating[0]].dtype}, "
+                             "expected integers")
+        freqs, lengths, offsets = (parts[n].numpy().astype(np.int64) for n in parts)
         if freqs.ndim != 2 or lengths.shape != offsets.shape or lengths.shape[0] != freqs.shape[0]:
             raise ValueError(f"inconsistent table shapes for {prefix}")
         if (lengths < 2).any() or (lengths > freqs.shape[1]).any():
             raise ValueError(f"invalid table lengths for {prefix}")
+        inside = np.arange(freqs.shape[1])[None, :] < lengths[:, None]
+        bad_rows = np.flatnonzero(((freqs < 1) & inside).any(axis=1))
+        if bad_rows.size:
+            raise ValueError(f"table row {bad_rows[0]} of {prefix} has a symbol of frequency "
+                             "below 1 within its length")
+        bad_rows = np.flatnonzero(((freqs != 0) & ~inside).any(axis=1))
+        if bad_rows.size:
+            raise ValueError(f"table row {bad_rows[0]} of {prefix} has mass past its length")
         if not (freqs.sum(axis=1) == TOTAL).all():
             raise ValueError(f"table rows of {prefix} do not sum to 2**{PRECISION}")
         return cls(freqs, lengths, offsets)

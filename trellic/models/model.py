@@ -134,11 +134,18 @@ class CodecModel(nn.Module):
     ) -> Tensor:
         """Coded streams of a y grid of ``latent_shape`` -> x_hat (1, 3, H, W), unclamped.
 
-        ``checksum``, ``exact``: see :meth:`LatentCodec.decompress`. g_s runs on a
-        channels-last y_hat: oneDNN's NHWC transposed convolutions decode about a
-        third faster than NCHW on a 2-core CPU (``bench/codec_speed.py``).
+        ``checksum``, ``exact``: see :meth:`LatentCodec.decompress`.
         """
         y_hat = self.latent_codec.decompress(streams, latent_shape, quantizer, checksum, exact)
+        return self.synthesize(y_hat)
+
+    @torch.no_grad()
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        """g_s on decoded latents y_hat (1, M, h, w) -> x_hat (1, 3, 16h, 16w), unclamped.
+
+        g_s runs on a channels-last y_hat: oneDNN's NHWC transposed convolutions decode
+        about a third faster than NCHW on a 2-core CPU (``bench/codec_speed.py``).
+        """
         return self.g_s(y_hat.contiguous(memory_format=torch.channels_last))
 
 

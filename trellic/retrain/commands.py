@@ -7,13 +7,28 @@ from pathlib import Path
 
 import torch
 
-from trellic.argtypes import float_in, int_multiple_of, positive_float, positive_int, seed
+from trellic.argtypes import (
+    float_in,
+    int_multiple_of,
+    positive_float,
+    positive_int,
+    seed,
+    threads,
+)
 from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.errors import TrellicError, warnings_as_lines
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
-from trellic.train.commands import LEARNING_RATE
-from trellic.train.run_folder import EXPORT, RETRAIN_OUTPUTS, check_run_folder, clear_run_folder
+from trellic.train.commands import LEARNING_RATE, warn
+from trellic.train.run_folder import (
+    EXPORT,
+    RETRAIN_OUTPUTS,
+    check_run_folder,
+    clear_run_folder,
+    io_error_line,
+)
+
+DEFAULT_CACHE_CROPS = 512
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Freeze the encoder, quantize with the real quantizer and retrain g_s "
         "(decoder) or h_a, h_s, prior and g_s (hyper+decoder). Writes "
         "OUT/model.safetensors (a variant of the source model) and OUT/log.jsonl "
-        "(an earlier run there is refused without --force).",
+        "(an earlier run there is refused without --force). Offline mode caches its crops "
+        "in OUT/cache-roundN/, removed at the end unless --keep-cache.",
     )
     p.add_argument("--model", default="default", help="zoo model name or .safetensors path")
     p.add_argument("--quantizer", choices=quantizer_names(), default="usq")
@@ -41,12 +57,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="lmbda",
         type=positive_float,
         default=None,
-        help="rate weight for hyper+decoder (default: the model's training lambda)",
+        help="rate weight for hyper+decoder, unused by --part decoder "
+             "(default: the model's training lambda)",
     )
     p.add_argument("--lambda-t", type=float_in(0.0, MAX_LAMBDA_T, high_open=True), default=None,
-                   help="TCQ rate weight")
-    p.add_argument("--cache-crops", type=positive_int, default=512,
-                   help="crops per offline round")
+                   help="the quantizer's rate weight (default: the model's measured operating "
+                   "point for the quantizer, else the quantizer's own: 0 for usq)")
+    p.add_argument("--cache-crops", type=positive_int, default=None,
+                   help=f"crops per offline round (default: {DEFAULT_CACHE_CROPS})")
+    p.add_argument("--keep-cache", action="store_true",
+                   help="keep the offline shards (OUT/cache-roundN/) after the run: a rerun "
+                        "with the same model, data and options reuses them")
     p.add_argument(
         "--data",
         type=Path,
@@ -55,7 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="training folder (repeatable; default: $TRELLIC_DATA/train)",
     )
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--log-every", type=positive_int, default=10,
+                   help="steps between log lines (and one at the end of each round)")
+    p.add_argument("--threads", type=threads, default=None,
+                   help="intra-op threads, at most the CPUs this process may use "
+                        "(default: torch's)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--force", action="store_true",
                    help="start a new run in --out, removing an earlier run's log and model")
@@ -66,13 +91,27 @@ def run(args: argparse.Namespace) -> int:
     from trellic.io import list_images
     from trellic.retrain.loop import RetrainConfig, retrain
     from trellic.train.data import CropDataset
+    from trellic.train.memory import check_cache_fits, check_step_fits
     from trellic.zoo import load, save_model
 
     check_run_folder(args.out, RETRAIN_OUTPUTS, args.force, inputs=[args.model])
+    if args.part == "decoder" and args.lmbda is not None:
+        warn("--lambda ignored with --part decoder (it trains on distortion only)")
+    if args.mode == "online" and args.cache_crops is not None:
+        warn("--cache-crops ignored with --mode online (no cache)")
+    if args.mode == "online" and args.keep_cache:
+        warn("--keep-cache ignored with --mode online (no cache)")
+    cache_crops = DEFAULT_CACHE_CROPS if args.cache_crops is None else args.cache_crops
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load(args.model)
-    lmbda = args.lmbda if args.lmbda is not None else loaded.info.get("training", {}).get("lmbda")
+    check_step_fits(args.batch_size, args.crop, loaded.model.config.N, torch.device("cpu"))
+    if args.mode == "offline":
+        check_cache_fits(cache_crops, args.crop, loaded.model.config.M)
+    trained = loaded.info.get("training")
+    lmbda = trained.get("lmbda") if isinstance(trained, dict) else None
+    if args.lmbda is not None and args.part != "decoder":  # decoder: warned about above
+        lmbda = args.lmbda
     if lmbda is None and args.part != "decoder":
         raise TrellicError("the model records no training lambda: pass --lambda")
     config = RetrainConfig(
@@ -85,21 +124,29 @@ def run(args: argparse.Namespace) -> int:
         crop=args.crop,
         lr=args.lr,
         lmbda=lmbda or 0.0,
-        lambda_t=args.lambda_t,
-        cache_crops=args.cache_crops,
+        lambda_t=(args.lambda_t if args.lambda_t is not None
+                  else loaded.operating_points.get(args.quantizer, {}).get("lambda_t")),
+        cache_crops=cache_crops,
         seed=args.seed,
+        log_every=args.log_every,
     )
     folders = args.data or [data_root() / "train"]
     with warnings_as_lines():
         dataset = CropDataset(list_images(folders, recursive=True), config.crop)
     clear_run_folder(args.out, RETRAIN_OUTPUTS)
-    model = retrain(loaded.model, config, dataset, args.out, identity=loaded.sha256)
+    try:
+        model = retrain(loaded.model, config, dataset, args.out, identity=loaded.sha256,
+                        keep_cache=args.keep_cache)
+    except OSError as error:  # the log's disk full, say: one line, not a traceback
+        raise TrellicError(io_error_line(error)) from None
     info = {
         **loaded.info,
         "retrained_from": {"model": loaded.model_id, "sha256": loaded.sha256},
         "retrain": config.to_dict(),
         "retrain_data": [str(f) for f in folders],
     }
-    digest = save_model(model, args.out / EXPORT, info)
+    # a decoder-only variant codes the same files as its source: same encoder defaults
+    points = loaded.operating_points if config.part == "decoder" else None
+    digest = save_model(model, args.out / EXPORT, info, operating_points=points)
     print(f"retrained model written to {args.out / EXPORT} (sha256 {digest[:16]})")
     return 0

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from trellic.errors import TrellicError
-from trellic.zoo import state_mismatch
+from trellic.models.state_check import state_mismatch
 
 
 def load_matching(model: torch.nn.Module, state: dict[str, Tensor], source: str) -> tuple[str, ...]:
