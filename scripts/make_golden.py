@@ -10,8 +10,11 @@ exercises padding. Extras: one file with a non-default lambda_t, one with a few
 steps of latent refinement, and each decoder-only variant decoding its base
 model's file. ``golden.json`` records, for every file, how it was made, the
 sha256 of its bytes and the sha256 of the decoded image (its uint8 (H, W, 3)
-bytes, C order); for every crop, the image (relative to ``$TRELLIC_DATA``),
-its coordinates and the sha256 of its pixels. The images are never copied.
+bytes, C order) and of the decoder's latents y_hat (float32 bytes, C order); for
+every crop, the image (relative to ``$TRELLIC_DATA``), its coordinates and the
+sha256 of its pixels. The images are never copied; the decoded crops are kept as
+reference decodes, ``decoded/<file>.png`` (and ``decoded/<model>--<file>.png`` for
+a cross decode), so that every machine can check its decode within one level.
 
 The golden files pin the codec's exact bytes and pixels: refresh them only
 for a change that is *meant* to alter the format or the shipped models, and
@@ -21,9 +24,14 @@ decodes), leaving every other file as it is: for a new quantizer, or a changed
 encoder of one; ``--model NAME`` does the same for a newly shipped model.
 Bytes and pixels are exact on machines whose float kernels round like the
 writer's (g_a and g_s are float): ``kernels`` records a fingerprint of them.
-On any machine, every file must decode, to the same indices (its symbols CRC
-checks them). ``format1/`` keeps three files of container version 1, written
-before portable bitstreams; they are carried over as they are, never rewritten.
+On any machine, every file must decode to the same indices (its symbols CRC
+checks them) and to pixels within one level of the reference decode (y_hat's
+means come from the float h_s: exact where the kernels match). Write them with oneDNN capped at AVX2
+(``ONEDNN_MAX_CPU_ISA=AVX2``), the kernel set most CI machines share.
+``format1/`` keeps three files of container version 1, written before portable
+bitstreams, and ``legacy/`` three files whose header names the weights by their
+file's sha256 (before the content identity of ``trellic.zoo``); both are carried
+over as they are, never rewritten.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from trellic.codec import Codec
 from trellic.coding import bitstream
 from trellic.determinism import kernel_fingerprint
 from trellic.errors import TrellicError
-from trellic.io import read_image, write_atomic
+from trellic.io import encode_png, read_image, write_atomic
 from trellic.models.refine import RefineConfig
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
@@ -90,11 +98,34 @@ def encode(case: dict, crop: np.ndarray) -> bytes:
     return Codec.load_from(loaded, case["quantizer"], case["lambda_t"], refine).encode(crop).data
 
 
-def decode(data: bytes, model: str | None = None) -> np.ndarray:
-    """A golden file decoded as ``trellic decompress [--model NAME]`` does it (models cached)."""
+def decoder(data: bytes, model: str | None = None) -> Codec:
+    """The codec ``trellic decompress [--model NAME]`` decodes a golden file with (cached)."""
     header = bitstream.unpack(data).header
     loaded = loaded_model(header.model_id if model is None else model)
-    return Codec.load_from(loaded, header.quantizer, header.lambda_t).decode(data)
+    return Codec.load_from(loaded, header.quantizer, header.lambda_t)
+
+
+def decode(data: bytes, model: str | None = None) -> np.ndarray:
+    """A golden file decoded as ``trellic decompress [--model NAME]`` does it."""
+    return decoder(data, model).decode(data)
+
+
+def latents_sha256(data: bytes) -> str:
+    """sha256 of the decoder's y_hat for a golden file (float32 bytes, C order)."""
+    y_hat, _ = decoder(data).decode_latents(data)
+    return hashlib.sha256(y_hat.contiguous().numpy().tobytes()).hexdigest()
+
+
+def reference_name(file: str, cross_model: str | None = None) -> str:
+    """Where a golden file's reference decode lies under ``decoded/`` (``cross_model``:
+    the decoder-only variant that decoded it)."""
+    stem = file.removesuffix(".trl")
+    return f"{cross_model}--{stem}.png" if cross_model else f"{stem}.png"
+
+
+def write_reference(folder: Path, name: str, image: np.ndarray, force: bool) -> None:
+    (folder / "decoded").mkdir(exist_ok=True)
+    write_atomic(folder / "decoded" / name, encode_png(image), force=force)
 
 
 def file_name(case: dict) -> str:
@@ -130,10 +161,14 @@ def cross_decodes(manifest: dict) -> list[dict]:
     return out
 
 
-def cross_decoded(entry: dict, folder: Path) -> dict:
-    """A cross-decode entry with the sha256 of its model's decoding of its file."""
+def cross_decoded(entry: dict, folder: Path, force: bool) -> dict:
+    """A cross-decode entry with the sha256 of its model's decoding of its file (written
+    as its reference decode)."""
     data = (folder / entry["file"]).read_bytes()
-    return {**entry, "decoded_sha256": image_sha256(decode(data, entry["model"]))}
+    image = decode(data, entry["model"])
+    entry = {**entry, "decoded_sha256": image_sha256(image)}
+    write_reference(folder, reference_name(entry["file"], entry["model"]), image, force)
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,22 +204,26 @@ def main(argv: list[str] | None = None) -> int:
         data = encode(case, pixels[case["crop"]])
         name = file_name(case)
         write_atomic(args.out / name, data, force=args.force)
-        files.append({"file": name, **case, "sha256": hashlib.sha256(data).hexdigest(),
-                      "decoded_sha256": image_sha256(decode(data))})
+        image = decode(data)
+        entry = {"file": name, **case, "sha256": hashlib.sha256(data).hexdigest(),
+                 "decoded_sha256": image_sha256(image), "y_hat_sha256": latents_sha256(data)}
+        write_reference(args.out, reference_name(name), image, args.force)
+        files.append(entry)
         print(f"{name}: {len(data)} bytes", file=sys.stderr)
     if partial:
         names = {entry["file"] for entry in files}
         golden["files"] = [e for e in golden["files"] if e["file"] not in names] + files
-        golden["cross_decodes"] = [cross_decoded(e, args.out) if e["file"] in names else e
-                                   for e in golden["cross_decodes"]]
+        golden["cross_decodes"] = [cross_decoded(e, args.out, True) if e["file"] in names
+                                   else e for e in golden["cross_decodes"]]
         write_atomic(args.out / "golden.json", (json.dumps(golden, indent=1) + "\n").encode(),
                      force=True)
         return 0
-    cross = [cross_decoded(entry, args.out) for entry in cross_decodes(manifest)]
+    cross = [cross_decoded(entry, args.out, args.force) for entry in cross_decodes(manifest)]
     previous = args.out / "golden.json"
-    format1 = json.loads(previous.read_text())["format1"] if previous.is_file() else []
-    golden = {"schema": 2, "kernels": kernel_fingerprint(), "crops": crops, "files": files,
-              "cross_decodes": cross, "format1": format1}
+    kept = json.loads(previous.read_text()) if previous.is_file() else {}
+    golden = {"schema": 3, "kernels": kernel_fingerprint(), "crops": crops, "files": files,
+              "cross_decodes": cross, "format1": kept.get("format1", []),
+              "legacy_identity": kept.get("legacy_identity", [])}
     text = json.dumps(golden, indent=1) + "\n"
     write_atomic(args.out / "golden.json", text.encode(), force=args.force)
     return 0

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from trellic.models import CodecModel, ModelConfig
 from trellic.paths import kodak_dir
-from trellic.zoo import LoadedModel, save_model, sha256_of
+from trellic.zoo import LoadedModel, save_model
 
 
 def pytest_configure(config):
-    """One intra-op thread per test process: the suite runs under xdist on 2 cores."""
+    """One intra-op thread per test process: the suite runs under xdist on 2 cores.
+
+    ``TRELLIC_TEST_ONEDNN=off`` runs the whole suite with oneDNN disabled (plain ATen
+    kernels), as ``ONEDNN_MAX_CPU_ISA=AVX2`` runs it with an older CPU's kernels: the
+    suite must be green under every kernel set (docs/robustness.md).
+    """
     torch.set_num_threads(1)
+    if os.environ.get("TRELLIC_TEST_ONEDNN", "on") == "off":
+        torch.backends.mkldnn.enabled = False
 
 
 def make_tiny_model(
@@ -48,8 +57,8 @@ def tiny_model() -> CodecModel:
 def tiny_weights(tmp_path_factory, tiny_model):
     """The tiny model saved as a weights file: (path, LoadedModel)."""
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_model(tiny_model, path, {"training": {"lmbda": 0.01}})
-    return path, LoadedModel(tiny_model, f"file:{path.stem}", sha256_of(path), {})
+    sha256 = save_model(tiny_model, path, {"training": {"lmbda": 0.01}})
+    return path, LoadedModel(tiny_model, f"file:{sha256[:16]}", sha256, {})
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +66,8 @@ def tiny_channel_weights(tmp_path_factory):
     """A tiny channel-conditional (ms2020-channel) model as a weights file: (path, LoadedModel)."""
     model = make_tiny_model(architecture="ms2020-channel")
     path = tmp_path_factory.mktemp("weights") / "tiny-channel.safetensors"
-    save_model(model, path, {"training": {"lmbda": 0.01}})
-    return path, LoadedModel(model, f"file:{path.stem}", sha256_of(path), {})
+    sha256 = save_model(model, path, {"training": {"lmbda": 0.01}})
+    return path, LoadedModel(model, f"file:{sha256[:16]}", sha256, {})
 
 
 def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -75,3 +84,23 @@ def kodak_images(count: int) -> list:
     if len(files) < count:
         pytest.skip(f"Kodak images not found in {folder} (set TRELLIC_DATA)")
     return files
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line naming every skipped check and why, grouped by reason, however many there are.
+
+    Machine-dependent checks (float kernels, optional encoders, data) skip on some
+    machines; this line makes what a green run did not prove visible in every log.
+    """
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        parts = [f"{count} x {reason}" for reason, count in
+                 sorted(reasons.items(), key=lambda item: -item[1])]
+        terminalreporter.write_line(
+            f"trellic: skipped {sum(reasons.values())} checks: " + "; ".join(parts))
+    else:
+        terminalreporter.write_line("trellic: no check was skipped")

@@ -117,7 +117,10 @@ def test_imported_model_reproduces_compressai_noise_free_forward(tmp_path, arch)
     for name in ("y", "z"):
         torch.testing.assert_close(rounded.likelihoods[name], expected[f"{name}_likelihoods"],
                                    **LIKELIHOOD_TOLERANCE)
-    assert aux_loss == pytest.approx(META["archs"][arch]["aux_loss"], rel=1e-5)
+    # aux_loss sums |logits(quantiles) - target| where logits and targets are ~20 and the
+    # sum only a few thousandths: the float kernels' last-bit rounding (AVX-512 against
+    # the fixtures' AVX2: ~4e-6) survives that cancellation, so compare at the logits' scale.
+    assert aux_loss == pytest.approx(META["archs"][arch]["aux_loss"], abs=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -275,3 +278,37 @@ def test_imported_weights_record_the_source_and_load_as_a_model(imported):
     assert loaded.model.config.prior_filters == (3, 3, 3, 3)
     codec = loaded.model.latent_codec
     assert set(codec.tables) == set(codec.table_rows()) and "z" in codec.tables
+
+
+@pytest.mark.parametrize("delta", ["1e-30", "1e-6", "0.01", "0", "1000"])
+def test_tcq_deltas_whose_tables_do_not_fit_are_refused_before_any_work(
+    tmp_path, capsys, imported, delta
+):
+    """1e-6 asked for 160 GB of tables, 1e-30 overflowed: one usage line, exit 2."""
+    _, checkpoint = imported
+    with pytest.raises(SystemExit) as exit_info:
+        main(["import-compressai", str(checkpoint), "--arch", "mbt2018-mean",
+              "-o", str(tmp_path / "a.safetensors"), "--tcq-delta", delta])
+    assert exit_info.value.code == 2
+    assert "--tcq-delta: must be in [0.05, 1000), got " + delta in capsys.readouterr().err
+    assert not (tmp_path / "a.safetensors").exists()
+
+
+def test_the_python_api_refuses_a_tiny_tcq_delta_in_one_line(tmp_path):
+    from trellic.errors import TrellicError
+    from trellic.interop.compressai import import_checkpoint
+
+    checkpoint = save_checkpoint(tmp_path / "mbt.pth.tar", fixture_state("mbt2018-mean"))
+    with pytest.raises(TrellicError, match=r"tcq_delta=1e-06 out of range \[0.05, 1000\)"):
+        import_checkpoint(checkpoint, "mbt2018-mean", tcq_delta=1e-6)
+
+
+@pytest.mark.parametrize("field", ["tcq_delta", "usq_delta"])
+@pytest.mark.parametrize("delta", [1e-6, 0.049, float("nan"), 1e3])
+def test_a_weights_config_cannot_size_huge_coding_tables(field, delta):
+    """The config in a weights file bounds the steps too: its tables are built on load."""
+    from trellic.models.config import ModelConfig
+
+    with pytest.raises(ValueError, match=rf"config {field}=\S+ out of range \[0.05, 1000\)"):
+        ModelConfig.from_dict({"version": 2, "N": 8, "M": 8, field: delta})
+    assert ModelConfig.from_dict({"version": 2, "N": 8, "M": 8, field: 0.05})
