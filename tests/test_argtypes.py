@@ -42,7 +42,8 @@ def test_cli_reports_a_bad_value_as_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", "a.png", "b.trl", "--refine", "-3"])
     assert exit_info.value.code == 2
-    assert "must be one of linear, cheap, full or an integer in [0, inf)" in capsys.readouterr().err
+    expected = "must be one of linear, cheap, full or an integer in [0, 10000]"
+    assert expected in capsys.readouterr().err
 
 
 def test_int_multiple_of_needs_the_grid_and_the_bounds():
@@ -58,3 +59,17 @@ def test_seed_is_what_the_generators_take():
     for text in ["-1", str(2**32)]:
         with pytest.raises(argparse.ArgumentTypeError):
             seed(text)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-inf", "must be a finite number, got -inf"), ("-NaN", "must be a finite number"),
+    ("-1e-3", "must be in [0, 1e+06), got -1e-3"), ("-2", "must be in [0, 1e+06), got -2"),
+])
+def test_a_negative_number_after_an_option_reaches_its_type(capsys, value, message):
+    """argparse itself reads -inf or -1e-3 as an option ("expected one argument")."""
+    from trellic.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", "a.png", "b.trl", "--quantizer", "tcq4", "--lambda-t", value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

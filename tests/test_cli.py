@@ -45,7 +45,7 @@ def test_existing_output_needs_force(tmp_path, png, tiny_weights, capsys):
     "argv_tail, message",
     [
         (["missing.png", "o.trl"], "file not found"),
-        ([".", "o.trl"], "directory"),
+        ([".", "o.trl"], "need an output folder, and o.trl names a file"),
         (["bad.png", "o.trl"], "cannot read image"),
         (["in.png", "o.trl", "--model", "nonexistent-model"], "unknown model"),
         (["in.png", "o.trl", "--model", "nowhere/w.safetensors"], "weights file not found"),

@@ -38,7 +38,7 @@ def one_line_error(capsys, expected: str) -> None:
 
 @pytest.mark.parametrize("argv, expected", [
     (["compress", "missing.png", "o.trl"], "file not found: missing.png"),
-    (["compress", "folder", "o.trl"], "expected a file, got a directory"),
+    (["compress", "folder", "o.trl"], "no images (.png"),
     (["compress", "bad.png", "o.trl"], "cannot read image bad.png"),
     (["compress", "a.trl", "o.trl"], "cannot read image a.trl"),
     (["compress", "in.png", "o.trl", "--model", "no-such-model"], "unknown model 'no-such-model'"),
@@ -49,12 +49,12 @@ def one_line_error(capsys, expected: str) -> None:
     (["compress", "in.png", "a.trl"], "output exists (use --force"),
     (["compress", "in.png", "in.png", "--force"], "output would replace an input"),
     (["decompress", "missing.trl", "o.png"], "file not found"),
-    (["decompress", "folder", "o.png"], "directory"),
+    (["decompress", "folder", "o.png"], "no .trl files in folder"),
     (["decompress", "in.png", "o.png"], "not a trellic file"),
     (["decompress", "a.trl", "o.png"], "pass them with --model PATH"),
     (["decompress", "a.trl", "a.trl", "--force"], "output would replace an input"),
     (["info", "in.png"], "not a trellic file"),
-    (["info", "folder"], "directory"),
+    (["info", "folder"], "expected a file, got a directory"),
 ])
 def test_errors_are_one_line_with_exit_code_1(work, capsys, argv, expected):
     folder, _ = work
@@ -68,7 +68,7 @@ def test_errors_are_one_line_with_exit_code_1(work, capsys, argv, expected):
 @pytest.mark.parametrize("argv", [
     [],
     ["squash", "in.png", "o.trl"],
-    ["compress", "in.png"],
+    ["compress"],
     ["compress", "in.png", "o.trl", "--quantizer", "tcq16"],
     ["compress", "in.png", "o.trl", "--lambda-t", "-1"],
     ["compress", "in.png", "o.trl", "--lambda-t", "nan"],

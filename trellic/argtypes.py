@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 
 
@@ -117,3 +118,20 @@ def word_or_int(words: tuple[str, ...], low: int | None = None,
 
 
 seed = int_in(0, 2**32 - 1)  # what numpy's and torch's generators take
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads(text: str) -> int:
+    """A thread count in [1, usable CPUs]: more threads than CPUs only slow torch down,
+    and tens of thousands exhaust the OS (a segfault inside torch, not an error)."""
+    return int_in(1, usable_cpus())(text)
+
+
+threads.__name__ = "thread count"

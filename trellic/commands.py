@@ -1,261 +1,282 @@
-"""``trellic compress``, ``decompress``, ``info`` and ``models``: the codec on files.
+"""``trellic compress`` and ``decompress``: the codec on files (``info``, ``models``: catalog).
 
 Exit codes (see trellic.cli): 0 success, 1 an error reported as one line
 ``trellic: error: ...`` (missing or unreadable input, corrupt file, unknown
-model, existing output without --force, ...), 2 a usage error (argparse).
-Warnings, such as a dropped alpha channel, are one line ``trellic: warning:``.
-An output never replaces the input or anything but a regular file (not even
-with --force), and is checked before the coding starts (trellic.io.check_output).
+model, existing output without --force, any file of a batch failed, ...), 2 a
+usage error (argparse). Warnings, such as a dropped alpha channel, are one line
+``trellic: warning:``. An output never replaces the input or anything but a
+regular file (not even with --force; /dev/null and ``-`` for stdout are the only
+other outputs), and is checked before the coding starts (trellic.io.check_output).
+Several files, folders, default output names and stdin/stdout: trellic.batch.
+
+This module imports neither torch nor numpy: its parsers are built for every
+``trellic`` call, and ``trellic info`` runs without them (trellic.container_header).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
-import warnings
 from pathlib import Path
 
-import numpy as np
-
-from trellic.argtypes import float_in, word_or_int
-from trellic.coding import bitstream
+from trellic import batch
+from trellic.argtypes import float_in, positive_int, threads, word_or_int
+from trellic.container_header import MAX_FILE_BYTES, MAX_LAMBDA_T, QUANTIZER_NAMES
 from trellic.errors import TrellicError
-from trellic.eval.metrics import psnr
-from trellic.io import check_output, encode_png, read_bytes, read_image, write_atomic
-from trellic.models.refine import REFINE_MODES, refine_config
-from trellic.paths import WEIGHTS_ENV
-from trellic.quant.registry import quantizer_names
+
+REFINE_MODE_NAMES = ("linear", "cheap", "full")  # trellic.models.refine.REFINE_MODES
+MAX_REFINE_STEPS = 10_000  # trellic.models.refine.MAX_STEPS: ~100x full, hours on a large image
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")  # PyTorch pickles, not weights files
+JOBS_HELP = ("files worked on at once, on threads sharing one loaded model; capped at the number "
+             "of files and of usable CPUs")
+THREADS_HELP = ("torch threads for the networks (default: torch's own, all usable CPUs; 1 per "
+                "job when --jobs > 1); the bytes and pixels do not depend on it")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compress",
-        help="code an image into a .trl file",
-        description="Code a PNG/JPEG image into a trellic file.",
+        help="code images into .trl files",
+        description="Code PNG/JPEG images into trellic files. `compress IN OUT` codes one "
+        "file; `compress IN...` writes each next to its input (in.png -> in.trl); "
+        "`compress IN... -o OUTDIR` or `compress INDIR -o OUTDIR` writes into a folder "
+        "(made if missing). - is stdin (as input) or stdout (as output); /dev/null is "
+        "accepted as output for timing runs.",
     )
-    p.add_argument("input", type=Path, help="image to code (PNG, JPEG, ...)")
-    p.add_argument("output", type=Path, help="trellic file to write")
+    p.add_argument("inputs", nargs="+", metavar="PATH",
+                   help="images (PNG, JPEG, ...) or folders of images, - for stdin; with two "
+                   "paths and no -o, the second is the output unless it is an existing image")
+    p.add_argument("-o", "--output", default=None, metavar="OUT",
+                   help="output file (one input), folder (several inputs or a folder), - for "
+                   "stdout or /dev/null (default: next to each input, with the suffix .trl)")
     p.add_argument("--model", default="default",
                    help="zoo model name (`trellic models` lists them) or .safetensors path; "
                    "default: the zoo's default model")
-    p.add_argument("--quantizer", choices=quantizer_names(), default="usq",
+    p.add_argument("--quantizer", choices=QUANTIZER_NAMES, default="usq",
                    help="uniform scalar (usq: rounding; rdoq: rate-aware search on its grid), "
                    "or trellis-coded with a 4- or 8-state trellis")
     p.add_argument(
         "--lambda-t",
-        type=float_in(0.0, bitstream.MAX_LAMBDA_T, high_open=True),
+        type=float_in(0.0, MAX_LAMBDA_T, high_open=True),
         default=None,
-        help="rate weight of the rdoq/tcq search in latent units (default: the model's "
-        "measured operating point, else the quantizer's: rdoq 0.01 * delta^2, tcq 0.3 * delta^2)",
+        help="rate weight of the rdoq/tcq search in latent units; with usq, a value > 0 makes "
+        "the rounding rate-aware (rdoq's search, on usq's grid and tables) (default: the "
+        "model's measured operating point, else the quantizer's: usq 0, rdoq 0.01 * delta^2, "
+        "tcq 0.3 * delta^2; `trellic models` shows the one its tcq4 figures were measured at)",
     )
     p.add_argument(
         "--refine",
-        type=word_or_int(tuple(REFINE_MODES), 0),
+        type=word_or_int(REFINE_MODE_NAMES, 0, MAX_REFINE_STEPS),
         default=0,
         metavar="MODE",
         help="optimise the image's latents first, then quantize: linear (the search aims "
         "where the image's linearised error is lowest: one backward pass), cheap (a few "
-        "steps), full (100 annealed steps) or a number of annealed steps, 0 for off; slower "
-        "encoder, same decoder (default: 0)",
+        "steps), full (100 annealed steps) or a number of annealed steps up to "
+        f"{MAX_REFINE_STEPS}, 0 for off; slower encoder, same decoder; a progress bar on "
+        "stderr when it is a terminal, always with -v (default: 0)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("-v", "--verbose", action="store_true", help="print timing and rates")
+    _add_common(p, "trellic file")
     p.set_defaults(func=compress)
 
     p = subparsers.add_parser(
         "decompress",
-        help="decode a .trl file into a PNG",
-        description="Decode a trellic file into a PNG image.",
+        help="decode .trl files into images (PNG, WebP, JPEG)",
+        description="Decode trellic files into images: PNG, or by the output's extension "
+        "lossless WebP (.webp) or JPEG at quality 95 (.jpg); stdout gets PNG. The forms "
+        "of compress: "
+        "`decompress IN OUT`, `decompress IN...` (x.trl -> x.png next to it), "
+        "`decompress IN... -o OUTDIR`, `decompress INDIR -o OUTDIR` (its .trl files); "
+        "- is stdin or stdout; /dev/null is accepted as output.",
     )
-    p.add_argument("input", type=Path, help="trellic file")
-    p.add_argument("output", type=Path, help="PNG to write")
-    p.add_argument("--model", default=None, help="weights path (for files coded with one)")
+    p.add_argument("inputs", nargs="+", metavar="PATH",
+                   help="trellic files or folders of .trl files, - for stdin; with two paths "
+                   "and no -o, the second is the output unless it is an existing .trl file")
+    p.add_argument("-o", "--output", default=None, metavar="OUT",
+                   help="output image (one input; .png, .webp or .jpg), folder (several "
+                   "inputs or a folder), - for stdout or /dev/null (default: next to each "
+                   "input, with the suffix .png)")
+    p.add_argument("--model", default=None,
+                   help="zoo name or weights path (default: the model the file's header names; "
+                   "a file coded with a weights path needs that path)")
     p.add_argument(
         "--reference",
         type=Path,
         default=None,
-        help="original image: print the PSNR of the decoded one against it",
+        help="original image: print the PSNR of the decoded one against it (one input only)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("-v", "--verbose", action="store_true", help="print timing")
+    _add_common(p, "PNG")
     p.set_defaults(func=decompress)
 
-    p = subparsers.add_parser("info", help="print the header of a .trl file")
-    p.add_argument("input", type=Path, help="trellic file")
-    p.set_defaults(func=info)
 
-    p = subparsers.add_parser(
-        "models",
-        help="list the models of the weights folder",
-        description="List the zoo: name, training lambda, the quantizer each model was trained "
-        "for, file size and Kodak results, from the weights folder's manifest.json "
-        "($TRELLIC_WEIGHTS; default: a checkout's weights/, else the installed default model).",
-    )
-    p.set_defaults(func=models)
+def _add_common(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--jobs", "-j", type=positive_int, default=1, help=JOBS_HELP)
+    p.add_argument("--threads", type=threads, default=None, help=THREADS_HELP)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per file on stdout instead of a line (on stderr when "
+                   f"the {what} goes to stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print timing and rates; progress bars even when stderr is not a "
+                   "terminal")
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """read_image with its warnings (a dropped alpha channel) as one line each on stderr.
+def _refuse_checkpoint(model: str | None) -> None:
+    """A PyTorch checkpoint given as --model: name the converter before anything loads it."""
+    if model is not None and Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise TrellicError(f"{model}: a PyTorch checkpoint: convert it with trellic "
+                           "import-compressai (docs/compressai.md)")
 
-    Images larger than the codec codes are refused from their header, unread.
+
+def _torch_threads(args: argparse.Namespace, workers: int, refine: bool) -> int | None:
+    """The torch thread count of a run: --threads, else 1 per job when several run at once.
+
+    Refinement counts on one thread per image (trellic.determinism.single_threaded), which
+    is only race-free across concurrent jobs when the whole run is single-threaded.
     """
-    from trellic.codec import MAX_PIXELS
+    if workers > 1 and refine:
+        return 1
+    if args.threads is not None:
+        return args.threads
+    return 1 if workers > 1 else None
+
+
+def _read_image(source: str):
+    """The input image, its warnings (a dropped alpha channel) one line each on stderr."""
+    import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        image = read_image(path, MAX_PIXELS)
+        image = batch.read_image_input(source)
     for warning in caught:
         _say(f"trellic: warning: {warning.message}")
     return image
 
 
 def compress(args: argparse.Namespace) -> int:
-    from trellic.codec import Codec
+    from trellic.models.refine import PROGRESS_ALWAYS, refine_config
 
-    check_output(args.output, args.force, (args.input,))
-    image = _read_image(args.input)
-    start = time.perf_counter()
-    codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine_config(args.refine))
-    loaded = time.perf_counter()
-    encoded = codec.encode(image, progress=True)
-    done = time.perf_counter()
-    write_atomic(args.output, encoded.data, force=args.force)
-    pixels = image.shape[0] * image.shape[1]
-    print(
-        f"{args.input} -> {args.output}: {len(encoded.data)} bytes, "
-        f"{8 * len(encoded.data) / pixels:.4f} bpp ({codec.quantizer.kind}, "
-        f"model {codec.loaded.model_id})"
-    )
-    if args.verbose:
-        _say(
-            f"  image {image.shape[1]}x{image.shape[0]}, estimated "
-            f"{encoded.estimated_bits / pixels:.4f} bpp for the streams, "
-            f"lambda_t {codec.lambda_t:g}"
-        )
-        _say(f"  model load {loaded - start:.2f} s, encode {done - loaded:.2f} s")
-    return 0
+    _refuse_checkpoint(args.model)
+    jobs = batch.plan_jobs(args.inputs, args.output, "compress")
+    workers = batch.workers_for(args.jobs, len(jobs))
+    refine = refine_config(args.refine)
+    with batch.torch_threads(_torch_threads(args, workers, refine is not None)):
+        from trellic.codec import Codec
+
+        start = time.perf_counter()
+        codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine)
+        if args.verbose:
+            _say(f"  model load {time.perf_counter() - start:.2f} s")
+        progress = False if len(jobs) > 1 else (PROGRESS_ALWAYS if args.verbose else True)
+
+        def work(job: batch.Job) -> dict:
+            batch.check_target(job, args.force, (job.source,))
+            image = _read_image(job.source)
+            began = time.perf_counter()
+            encoded = codec.encode(image, progress=progress)
+            seconds = time.perf_counter() - began
+            batch.write_output(job, encoded.data, args.force)
+            pixels = image.shape[0] * image.shape[1]
+            return {
+                "input": job.source, "output": job.target, "bytes": len(encoded.data),
+                "bpp": 8 * len(encoded.data) / pixels, "width": image.shape[1],
+                "height": image.shape[0], "model": codec.loaded.model_id,
+                "quantizer": codec.quantizer.kind, "lambda_t": codec.lambda_t,
+                "estimated_bpp": encoded.estimated_bits / pixels, "encode_seconds": seconds,
+            }
+
+        def describe(r: dict) -> str:
+            return (f"{r['input']} -> {r['output']}: {r['bytes']} bytes, {r['bpp']:.4f} bpp "
+                    f"({r['quantizer']}, model {r['model']})")
+
+        def detail(r: dict) -> str:
+            return (f"  image {r['width']}x{r['height']}, estimated {r['estimated_bpp']:.4f} "
+                    f"bpp for the streams, lambda_t {r['lambda_t']:g}, encode "
+                    f"{r['encode_seconds']:.2f} s")
+
+        return batch.run_jobs(jobs, work, describe, workers, args.json, args.verbose, detail)
 
 
 def decompress(args: argparse.Namespace) -> int:
-    from trellic.codec import codec_for_file
+    _refuse_checkpoint(args.model)
+    jobs = batch.plan_jobs(args.inputs, args.output, "decompress")
+    from trellic.io import encode_image, encode_png, image_format_for
 
-    check_output(args.output, args.force, (args.input, args.reference))
-    data = read_bytes(args.input, limit=bitstream.MAX_FILE_BYTES)
-    container = bitstream.unpack(data)
-    header = container.header
-    if container.version < bitstream.FORMAT_VERSION:
-        _say(f"trellic: warning: {args.input} is a format-{container.version} file: it decodes "
-             "exactly only where the CPU kernels round like the encoder's (re-encode it for a "
-             "portable file)")
-    reference = None
-    if args.reference is not None:
-        reference = _read_image(args.reference)
-        if reference.shape[:2] != (header.height, header.width):
-            raise TrellicError(
-                f"reference {args.reference} is {reference.shape[1]}x{reference.shape[0]}, "
-                f"the file codes {header.width}x{header.height}"
-            )
-    start = time.perf_counter()
-    codec = codec_for_file(data, args.model)
-    loaded = time.perf_counter()
-    image = codec.decode(data)
-    done = time.perf_counter()
-    write_atomic(args.output, encode_png(image), force=args.force)
-    message = f"{args.input} -> {args.output}: {image.shape[1]}x{image.shape[0]}"
-    if reference is not None:
-        bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
-        message += f", {bpp:.4f} bpp, PSNR {psnr(reference, image):.2f} dB"
-    print(message)
-    if args.verbose:
-        _say(f"  model load {loaded - start:.2f} s, decode {done - loaded:.2f} s")
-    return 0
+    for job in jobs:  # a bad output fails before any decoding
+        batch.check_target(job, args.force, (job.source, args.reference))
+        if not _png_sink(job):
+            image_format_for(job.target)
+    if args.reference is not None and len(jobs) > 1:
+        raise TrellicError(f"--reference takes one input, got {len(jobs)}")
+    workers = batch.workers_for(args.jobs, len(jobs))
+    with batch.torch_threads(_torch_threads(args, workers, False)):
+        from trellic.codec import Codec, codec_for_file
+        from trellic.coding import bitstream
+        from trellic.eval.metrics import psnr
 
+        single = len(jobs) == 1  # its errors name the file; a batch's are prefixed with it
+        cache: dict[tuple, object] = {}
+        lock = threading.Lock()
 
-def info(args: argparse.Namespace) -> int:
-    data = read_bytes(args.input, limit=bitstream.MAX_FILE_BYTES)
-    container = bitstream.unpack(data)
-    h = container.header
-    print(f"file           {args.input} ({len(data)} bytes)")
-    print(f"format         trellic v{container.version}")
-    print(f"model          {h.model_id} (weights sha256 {h.weights_sha256}...)")
-    print(f"quantizer      {h.quantizer}, delta {h.delta:g}, lambda_t {h.lambda_t:g}")
-    print(f"image          {h.width}x{h.height}")
-    print(
-        f"streams        z {len(container.z_stream)} bytes, y {len(container.y_stream)} bytes, "
-        f"header+crc {container.header_bytes} bytes"
-    )
-    print(f"bpp            {8 * len(data) / (h.width * h.height):.4f}")
-    return 0
+        def codec_for(data: bytes, header) -> Codec:
+            """One model load per (model, weights) of the batch."""
+            key = ((args.model,) if args.model is not None
+                   else (header.model_id, header.weights_sha256))
+            with lock:
+                if key not in cache:
+                    cache[key] = codec_for_file(data, args.model).loaded
+            return Codec.load_from(cache[key], header.quantizer, header.lambda_t)
 
+        def work(job: batch.Job) -> dict:
+            batch.check_target(job, args.force, (job.source, args.reference))
+            data = batch.read_input(job.source, MAX_FILE_BYTES)
+            container = bitstream.unpack(data, job.source if single else None)
+            header = container.header
+            if container.version < bitstream.FORMAT_VERSION:
+                _say(f"trellic: warning: {job.source} is a format-{container.version} file: it "
+                     "decodes exactly only where the CPU kernels round like the encoder's "
+                     "(re-encode it for a portable file)")
+            reference = None
+            if args.reference is not None:
+                reference = _read_image(str(args.reference))
+                if reference.shape[:2] != (header.height, header.width):
+                    raise TrellicError(
+                        f"reference {args.reference} is {reference.shape[1]}x"
+                        f"{reference.shape[0]}, the file codes {header.width}x{header.height}")
+            codec = codec_for(data, header)
+            began = time.perf_counter()
+            image = codec.decode(data)
+            seconds = time.perf_counter() - began
+            encoded = encode_png(image) if _png_sink(job) else encode_image(image, job.target)
+            batch.write_output(job, encoded, args.force)
+            record = {
+                "input": job.source, "output": job.target, "width": image.shape[1],
+                "height": image.shape[0], "bytes": len(data),
+                "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]),
+                "model": header.model_id, "quantizer": header.quantizer,
+                "decode_seconds": seconds,
+            }
+            if reference is not None:
+                record["psnr_rgb"] = psnr(reference, image)
+            return record
 
-def models(args: argparse.Namespace) -> int:
-    """A table of the manifest's models, the default marked with '*', sorted by lambda."""
-    from trellic.paths import weights_dir
-    from trellic.zoo import read_manifest
+        def describe(r: dict) -> str:
+            line = f"{r['input']} -> {r['output']}: {r['width']}x{r['height']}"
+            if "psnr_rgb" in r:
+                line += f", {r['bpp']:.4f} bpp, PSNR {r['psnr_rgb']:.2f} dB"
+            return line
 
-    folder = weights_dir()
-    manifest = read_manifest(folder)
-    entries = sorted(
-        manifest["models"].items(),
-        key=lambda item: (_number(item[1].get("lambda")) or 0.0, item[0]),
-    )
-    rows = [["model", "lambda", "trained for", "MB", "Kodak usq bpp", "dB", "tcq4 bpp", "dB"]]
-    absent, images = 0, set()
-    for name, entry in entries:
-        file = folder / str(entry.get("file"))
-        absent += not file.is_file()
-        kodak = entry.get("kodak") if isinstance(entry.get("kodak"), dict) else {}
-        images |= {_point(kodak, q, "images") for q in ("usq", "tcq4")} - {None}
-        rows.append([
-            ("* " if name == manifest["default"] else "  ") + name,
-            _cell(entry.get("lambda"), "g"),
-            _trained_for(entry),
-            f"{file.stat().st_size / 1e6:.1f}" if file.is_file() else "-",
-            _cell(_point(kodak, "usq", "bpp"), ".4f"),
-            _cell(_point(kodak, "usq", "psnr_rgb"), ".2f"),
-            _cell(_point(kodak, "tcq4", "bpp"), ".4f"),
-            _cell(_point(kodak, "tcq4", "psnr_rgb"), ".2f"),
-        ])
-    rows[0][0] = "  " + rows[0][0]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    print(f"weights folder {folder} (set {WEIGHTS_ENV} to use another)")
-    for row in rows:
-        print("  ".join(
-            cell.ljust(w) if i in (0, 2) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip())
-    counts = "/".join(str(n) for n in sorted(images)) or "-"
-    print(f"Kodak: {counts} images, bpp of the real files, PSNR-RGB (docs/zoo.md); "
-          "'*' marks the default model.")
-    if absent:
-        print(f"{absent} of these weights files are not in this folder (MB '-'): set "
-              f"{WEIGHTS_ENV} to a folder that holds the zoo, e.g. a checkout's weights/")
-    return 0
+        def detail(r: dict) -> str:
+            return f"  decode {r['decode_seconds']:.2f} s"
+
+        return batch.run_jobs(jobs, work, describe, workers, args.json, args.verbose, detail)
 
 
-def _trained_for(entry: dict) -> str:
-    retrain = entry.get("retrain")
-    if isinstance(retrain, dict):
-        return f"{retrain.get('quantizer')} (retrained {retrain.get('part')})"
-    return str(entry.get("quantizer_trained", "-"))
-
-
-def _point(kodak: dict, quantizer: str, field: str) -> object:
-    point = kodak.get(quantizer)
-    return point.get(field) if isinstance(point, dict) else None
-
-
-def _number(value: object) -> float | None:
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if is_number else None
-
-
-def _cell(value: object, spec: str) -> str:
-    """A manifest number formatted with ``spec``, or '-' where the entry lacks it."""
-    number = _number(value)
-    return "-" if number is None else format(number, spec)
+def _png_sink(job: batch.Job) -> bool:
+    """stdout and /dev/null take PNG; a file is written in the format of its extension."""
+    return job.to_stdout or batch.is_devnull(job.target)

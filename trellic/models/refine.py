@@ -51,6 +51,8 @@ EDGE = 1e-5  # keeps atanh finite at the grid points
 CHEAP_STEPS = 5  # the cheap mode: a few unrounded float32 steps
 CHEAP_LR = 0.1  # docs/quantization.md, runs d and e
 PROBE_RMS = 12**-0.5  # the linearised mode's probe: the size of a rounding error
+MAX_STEPS = 10_000  # 100x the full mode: hours on a large image; more is a mistake
+PROGRESS_ALWAYS = "always"  # ``progress`` value: show the bar even when stderr is no terminal
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,9 @@ class RefineConfig:
     linear_step: float = 0.0
 
     def __post_init__(self):
-        if self.steps < 0 or not self.lr > 0 or self.linear_step < 0:
-            raise ValueError(f"refinement needs steps >= 0, lr > 0, linear_step >= 0, "
-                             f"got {self}")
+        if not 0 <= self.steps <= MAX_STEPS or not self.lr > 0 or self.linear_step < 0:
+            raise ValueError(f"refinement needs 0 <= steps <= {MAX_STEPS}, lr > 0, "
+                             f"linear_step >= 0, got {self}")
         if not (self.steps or self.linear_step):
             raise ValueError(f"refinement needs steps >= 1 or a linear step, got {self}")
 
@@ -92,6 +94,8 @@ def refine_config(option: str | int) -> RefineConfig | None:
             raise TrellicError(f"unknown refinement mode {option!r}: expected one of "
                                f"{', '.join(REFINE_MODES)} or a number of steps")
         return REFINE_MODES[option]
+    if option and not 0 < option <= MAX_STEPS:
+        raise TrellicError(f"--refine takes at most {MAX_STEPS} steps, got {option}")
     return RefineConfig(steps=option) if option else None
 
 
@@ -180,14 +184,15 @@ def true_cost(model: CodecModel, x: Tensor, y: Tensor, z: Tensor,
 
 
 def _descend(model: CodecModel, x: Tensor, y: Tensor, z: Tensor, valid: tuple[int, int],
-             lmbda: float, config: RefineConfig, progress: bool) -> tuple[Tensor, Tensor]:
+             lmbda: float, config: RefineConfig,
+             progress: bool | str) -> tuple[Tensor, Tensor]:
     """``config.steps`` Adam steps on (y, z) against the relaxed RD cost."""
     y = y.clone().requires_grad_(True)
     z = z.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([y, z], lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     steps = tqdm(range(config.steps), desc="refine", unit="step", file=sys.stderr,
-                 leave=False, disable=not (progress and sys.stderr.isatty()))
+                 leave=False, disable=not _show_progress(progress))
     for step in steps:
         fraction = step / config.steps
         temperature = max(TEMPERATURE_START * math.exp(-ANNEAL * fraction), TEMPERATURE_FLOOR)
@@ -202,15 +207,21 @@ def _descend(model: CodecModel, x: Tensor, y: Tensor, z: Tensor, valid: tuple[in
     return y.detach(), z.detach()
 
 
+def _show_progress(progress: bool | str) -> bool:
+    """True, when stderr is a terminal; PROGRESS_ALWAYS, always; False, never."""
+    return progress == PROGRESS_ALWAYS or (bool(progress) and sys.stderr.isatty())
+
+
 def refine_latents(model: CodecModel, x: Tensor, valid: tuple[int, int], lmbda: float,
                    quantizer: Quantizer, lambda_t: float | None = None,
                    config: RefineConfig = RefineConfig(),
-                   progress: bool = False) -> tuple[Tensor, Tensor]:
+                   progress: bool | str = False) -> tuple[Tensor, Tensor]:
     """Latents (y, side latents z) for one padded image x (1, 3, H, W) whose top-left
     ``valid`` is the image.
 
     lmbda: the RD trade-off to optimise (the model's training lambda).
-    progress: a progress bar of the steps on stderr, shown only when stderr is a terminal.
+    progress: a progress bar of the steps on stderr: True shows it when stderr is a
+        terminal, ``PROGRESS_ALWAYS`` ("always", the CLI's -v) always, False never.
     """
     with single_threaded():
         with torch.no_grad():
