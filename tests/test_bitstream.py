@@ -53,3 +53,32 @@ def test_unknown_version_is_named_in_the_error():
     data = body + zlib.crc32(body).to_bytes(4, "little")
     with pytest.raises(TrellicError, match="version 9"):
         unpack(data)
+
+
+def test_a_truncated_file_says_so_at_every_cut():
+    from trellic.coding.bitstream import TruncatedFile
+
+    data = pack(HEADER, b"z" * 8, b"y" * 12, 0xDEADBEEF)
+    for size in range(1, len(data)):
+        with pytest.raises(TruncatedFile, match=r"^truncated file \(\d+ bytes"):
+            unpack(data[:size])
+    with pytest.raises(TruncatedFile, match=rf"^truncated file \({len(data) - 1} bytes of the "
+                                            rf"{len(data)} its header declares\)$"):
+        unpack(data[:-1])
+    with pytest.raises(TrellicError, match=r"^not a trellic file \(empty\)$"):
+        unpack(b"")
+
+
+def test_errors_name_the_file_when_given():
+    from trellic.coding.bitstream import TruncatedFile
+
+    data = pack(HEADER, b"z" * 8, b"y" * 12, 0xDEADBEEF)
+    with pytest.raises(TruncatedFile, match=r"^truncated file \(.*\): cut\.trl$"):
+        unpack(data[:30], name="cut.trl")
+    with pytest.raises(TrellicError, match=r"^not a trellic file \(bad magic\): x\.png$"):
+        unpack(b"\x89PNG\r\n\x1a\n" + bytes(40), name="x.png")
+    flipped = bytearray(data)
+    flipped[-10] ^= 1
+    with pytest.raises(TrellicError, match=r"^corrupt bitstream: CRC mismatch: a\.trl$"):
+        unpack(bytes(flipped), name="a.trl")
+    assert unpack(data, name="a.trl") == unpack(data)

@@ -15,8 +15,9 @@ from PIL import Image
 from tests.conftest import synthetic_image
 from trellic.cli import main
 from trellic.codec import MAX_PIXELS, Codec
+from trellic.colour import ALPHA_MODES, COLOUR_MODES, FULL_SCALE, to_rgb
 from trellic.errors import TrellicError
-from trellic.io import ALPHA_MODES, COLOUR_MODES, FULL_SCALE, list_images, read_image, to_rgb
+from trellic.io import list_images, read_image
 from trellic.quant import make_quantizer
 
 
@@ -98,10 +99,116 @@ def test_exif_orientation_is_applied(tmp_path):
     assert np.abs(rgb.astype(int) - expected).mean() < 12  # JPEG loss only
 
 
-def test_first_frame_of_an_animation_is_read(tmp_path):
+def test_first_frame_of_an_animation_is_read_with_a_warning(tmp_path):
     frames = [Image.new("RGB", (8, 6), colour) for colour in ((250, 0, 0), (0, 250, 0))]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
-    assert read_image(tmp_path / "a.gif")[0, 0, 0] > 200
+    with pytest.warns(UserWarning, match=rf"^{tmp_path / 'a.gif'}: 2 frames, coding the first$"):
+        assert read_image(tmp_path / "a.gif")[0, 0, 0] > 200
+
+
+def test_a_multi_page_tiff_warns_and_a_single_frame_does_not(tmp_path, tiny_weights, capsys):
+    pages = [Image.fromarray(synthetic_image(16, 16)) for _ in range(3)]
+    pages[0].save(tmp_path / "p.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(tmp_path / "one.tif")
+    with pytest.warns(UserWarning, match="p.tif: 3 frames, coding the first"):
+        read_image(tmp_path / "p.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "one.tif")
+    assert main(["compress", str(tmp_path / "p.tif"), str(tmp_path / "p.trl"),
+                 "--model", str(tiny_weights[0])]) == 0
+    err = capsys.readouterr().err
+    assert err == f"trellic: warning: {tmp_path / 'p.tif'}: 3 frames, coding the first\n"
+
+
+def _linear_rgb_icc() -> bytes:
+    """A minimal ICC v2 display profile: sRGB's primaries (D50-adapted) with a linear (gamma
+    1.0) tone curve, i.e. linear-light RGB, as a raw or HDR-derived PNG may carry."""
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    text = b"linear RGB (test)\x00"
+    desc = (b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8)
+            + bytes(3) + bytes(67))
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, 0x0100) + bytes(2)
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)), (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)),
+            (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)), (b"rTRC", curve), (b"gTRC", curve),
+            (b"bTRC", curve), (b"cprt", b"text" + bytes(4) + b"none\x00" + bytes(3))]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntr"
+              + b"RGB " + b"XYZ " + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0)
+              + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(4) + bytes(16) + bytes(28))
+    assert len(header) == 128
+    return header + table + data
+
+
+LINEAR_GREY_IN_SRGB = 188  # linear light 128/255 -> the sRGB curve
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
+def test_an_icc_profile_other_than_srgb_is_converted_to_srgb(tmp_path, fmt):
+    grey = np.full((8, 8, 3), 128, np.uint8)
+    path = tmp_path / f"linear.{fmt.lower()}"
+    Image.fromarray(grey).save(path, format=fmt, icc_profile=_linear_rgb_icc(),
+                               **({"quality": 100} if fmt == "JPEG" else {}))
+    rgb = read_image(path)
+    assert np.abs(rgb.astype(int) - LINEAR_GREY_IN_SRGB).max() <= 2, rgb[0, 0]
+
+
+def test_an_srgb_profile_and_an_untagged_image_are_read_unchanged(tmp_path):
+    from PIL import ImageCms
+
+    array = synthetic_image(16, 16)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(array).save(tmp_path / "s.png", icc_profile=srgb)
+    Image.fromarray(array).save(tmp_path / "u.png")
+    assert (read_image(tmp_path / "s.png") == array).all()
+    assert (read_image(tmp_path / "u.png") == array).all()
+
+
+def test_a_lab_profile_on_a_lab_image_and_a_broken_profile(tmp_path):
+    from PIL import ImageCms
+
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    Image.fromarray(synthetic_image(8, 8)).save(tmp_path / "rgb_lab.png", icc_profile=lab)
+    with pytest.warns(UserWarning, match="ICC profile of a Lab colour space for a RGB image "
+                                         "ignored"):
+        assert read_image(tmp_path / "rgb_lab.png").shape == (8, 8, 3)
+    Image.fromarray(synthetic_image(8, 8)).save(tmp_path / "bad.png", icc_profile=b"\0" * 200)
+    with pytest.warns(UserWarning, match="bad.png: unreadable ICC profile ignored"):
+        assert read_image(tmp_path / "bad.png").shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize(("gamma", "expected"), [(100000, LINEAR_GREY_IN_SRGB), (45455, 128),
+                                                 (45000, 128)])
+def test_a_png_gama_chunk_is_converted_to_srgb(tmp_path, gamma, expected):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", gamma))
+    Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(tmp_path / "g.png", pnginfo=info)
+    assert Image.open(tmp_path / "g.png").info["gamma"] == pytest.approx(gamma / 100000)
+    assert (read_image(tmp_path / "g.png") == expected).all()
+
+
+def test_gama_next_to_an_srgb_chunk_is_ignored(tmp_path):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sRGB", b"\x00")
+    info.add(b"gAMA", struct.pack(">I", 100000))  # contradicts sRGB: the sRGB chunk wins
+    Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(tmp_path / "g.png", pnginfo=info)
+    assert (read_image(tmp_path / "g.png") == 128).all()
 
 
 @pytest.mark.parametrize("size", [(1, 1), (8, 10000)])

@@ -3,7 +3,9 @@
 Input policy (documented for users, see docs/robustness.md section 2): every
 image mode Pillow opens is converted to uint8 RGB by a stated rule, or refused
 in one line. PNG, JPEG and the other formats Pillow reads are accepted; of an
-animation, the first frame. EXIF orientation is applied. Grayscale, bilevel,
+animation or a multi-page file, the first frame (with a warning). EXIF orientation
+is applied; an ICC profile other than sRGB, or a PNG gAMA other than sRGB's, is
+converted to sRGB (:func:`to_srgb_rgb`): trellic codes sRGB. Grayscale, bilevel,
 palette, CMYK, YCbCr, LAB and HSV images are converted to RGB by Pillow;
 16-bit samples (``I;16*``) and 32-bit integer ``I`` samples are read as
 0..65535 and scaled to 8 bits with rounding (``I`` values outside 0..65535
@@ -23,33 +25,38 @@ folder exists and is writable, no existing file without --force, never anything
 but a regular file replaced), then written through a temp file in the
 destination folder, fsynced, then renamed (hard-linked when overwriting is not
 allowed, so a file that appears meanwhile is still not overwritten); they get
-the usual permissions (0666 minus the umask).
+the usual permissions (0666 minus the umask). The temp file is named
+``.NAME.HOST-PID.XXXXXXXX.tmp``; a write removes the temps of earlier writes of the
+same name whose process died (:func:`remove_stale_temps`). Decoded images are
+written by extension (:func:`write_image`: PNG, lossless WebP, JPEG).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import socket
 import stat
 import tempfile
+import time
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 from torch import Tensor
 
+from trellic.colour import srgb_profile, to_srgb_rgb
 from trellic.errors import TrellicError
 
 MAX_PIXELS = 100_000_000  # reading bound; the codec's own bound is smaller
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
-COLOUR_MODES = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")  # Pillow converts
-ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")  # alpha dropped, colour converted by Pillow
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-FULL_SCALE = {**dict.fromkeys(SIXTEEN_BIT_MODES, 65535), "I": 65535, "F": 1}  # sample -> 255
+STALE_TEMP_SECONDS = 3600  # a temp of another machine or an older trellic, untouched this long
 
 
 def _check_readable(path: Path) -> None:
@@ -73,47 +80,15 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 if width * height > max_pixels:
                     raise TrellicError(f"image of {width}x{height} pixels exceeds the supported "
                                        f"maximum of {max_pixels} pixels: {path}")
-                return to_rgb(ImageOps.exif_transpose(image), name=str(path))
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    warnings.warn(f"{path}: {frames} frames, coding the first", stacklevel=2)
+                return to_srgb_rgb(ImageOps.exif_transpose(image), name=str(path))
     except TrellicError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of a decoder on a hostile file
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TrellicError(f"cannot read image {path}: {message}") from None
-
-
-def to_rgb(image: Image.Image, name: str = "image") -> np.ndarray:
-    """Convert a Pillow image to uint8 RGB (H, W, 3) following the input policy above.
-
-    Raises:
-        TrellicError: a mode outside the policy, or samples outside the range of their mode.
-    """
-    if {"A", "a"} & set(image.getbands()) or "transparency" in image.info:
-        warnings.warn(f"{name}: alpha channel dropped (trellic codes RGB only)", stacklevel=3)
-    if image.mode in FULL_SCALE:
-        gray = _scale_to_8_bits(np.asarray(image), FULL_SCALE[image.mode], image.mode, name)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if image.mode == "La":  # premultiplied: Pillow converts it to RGB only through LA
-        image = image.convert("LA")
-    if image.mode not in COLOUR_MODES + ALPHA_MODES:
-        raise TrellicError(f"cannot read image {name}: unsupported image mode {image.mode}")
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    if array.ndim != 3 or array.shape[2] != 3 or array.size == 0:
-        raise TrellicError(f"cannot read image {name}: unsupported image layout {array.shape}")
-    return array
-
-
-def _scale_to_8_bits(samples: np.ndarray, full_scale: float, mode: str, name: str) -> np.ndarray:
-    """Single-channel samples in [0, full_scale] -> uint8 by round(v / full_scale * 255)."""
-    samples = samples.astype(np.float64)
-    if samples.size and not (np.isfinite(samples).all() and samples.min() >= 0
-                             and samples.max() <= full_scale):
-        finite = samples[np.isfinite(samples)]
-        found = f"{finite.min():g} to {finite.max():g}" if finite.size else "none finite"
-        if finite.size < samples.size:
-            found += ", and non-finite values"
-        raise TrellicError(f"cannot read image {name}: mode {mode} samples must lie in "
-                           f"[0, {full_scale:g}] (found {found})")
-    return np.round(samples / full_scale * 255.0).astype(np.uint8)
 
 
 def list_images(folders: str | Path | Sequence[str | Path], recursive: bool = False,
@@ -204,9 +179,10 @@ def write_atomic(path: str | Path, data: bytes, force: bool = False) -> None:
     Only a regular file is ever replaced (with ``force``).
     """
     path = check_output(path, force)
+    remove_stale_temps(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -218,6 +194,66 @@ def write_atomic(path: str | Path, data: bytes, force: bool = False) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this machine (a pid means something on its own machine only)."""
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.NAME.HOST-PID.``: mkstemp adds 8 random characters and ``.tmp``."""
+    return f".{path.name}.{_host_tag()}-{os.getpid()}."
+
+
+_TEMP_TAIL = re.compile(r"(?:([0-9a-f]{8})-(\d+)\.)?[a-z0-9_]{8}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's process (or a pid that cannot be asked: keep it)
+    return True
+
+
+def remove_stale_temps(path: Path, now: float | None = None) -> list[Path]:
+    """Remove the temp files of earlier writes of ``path`` whose writer died (a kill between
+    the temp file and the rename leaves one); returns what was removed.
+
+    A temp is ``.NAME.HOST-PID.XXXXXXXX.tmp``: one of this machine whose process is gone
+    is stale; one of another machine (a shared folder), or of a trellic that did not
+    name its temps so (``.NAME.XXXXXXXX.tmp``), once untouched for ``STALE_TEMP_SECONDS``.
+    Concurrent writers of the same name are legal: a live writer's temp is never removed.
+    Never fails: a temp that cannot be removed is left.
+    """
+    now = time.time() if now is None else now
+    prefix, removed = f".{path.name}.", []
+    host = _host_tag()
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix)
+                   and e.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_TAIL.fullmatch(entry.name[len(prefix):])
+        try:
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            if match[1] == host:
+                stale = not _alive(int(match[2]))
+            else:
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+            if stale:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def _publish(tmp: str, path: Path, force: bool) -> None:
@@ -241,9 +277,59 @@ def umask() -> int:
 
 
 def encode_png(image: np.ndarray) -> bytes:
+    """uint8 RGB (H, W, 3) -> PNG bytes tagged sRGB (an ``sRGB`` chunk, perceptual intent):
+    trellic reads every image into sRGB, so that is what a decoded image holds."""
     buffer = io.BytesIO()
-    Image.fromarray(image, "RGB").save(buffer, format="PNG")
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sRGB", b"\x00")
+    Image.fromarray(image, "RGB").save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+JPEG_QUALITY = 95  # high quality, 4:4:4: the codec's loss dominates the JPEG's
+
+
+def image_format_for(path: str | Path) -> str:
+    """The Pillow format an image output is written in, from its extension.
+
+    Raises:
+        TrellicError: an extension trellic does not write.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        known = ", ".join(OUTPUT_FORMATS)
+        raise TrellicError(f"cannot write {suffix or 'an image without an extension'} "
+                           f"(decoded images are written as {known}): {path}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def encode_image(image: np.ndarray, path: str | Path) -> bytes:
+    """uint8 RGB (H, W, 3) encoded in the format of ``path``'s extension (see
+    :func:`image_format_for`): PNG (lossless, tagged sRGB); WebP lossless (lossy WebP
+    always halves the chroma resolution); JPEG at quality 95 without chroma subsampling,
+    a second, small loss on top of the codec's. WebP and JPEG carry the sRGB ICC
+    profile."""
+    kind = image_format_for(path)
+    if kind == "PNG":
+        return encode_png(image)
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(srgb_profile()).tobytes()
+    buffer = io.BytesIO()
+    picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), "RGB")
+    if kind == "JPEG":
+        picture.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0,
+                     icc_profile=icc)
+    else:
+        picture.save(buffer, format="WEBP", lossless=True, icc_profile=icc)
+    return buffer.getvalue()
+
+
+def write_image(path: str | Path, image: np.ndarray, force: bool = False) -> None:
+    """Write an image atomically in the format of its extension (:func:`encode_image`); the
+    extension is checked first, so an unknown one fails before any work."""
+    write_atomic(path, encode_image(image, path), force)
 
 
 def read_bytes(path: str | Path, limit: int | None = None) -> bytes:

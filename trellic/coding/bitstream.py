@@ -6,8 +6,9 @@ Layout (all integers little-endian; ``varint`` = unsigned LEB128, at most 5 byte
     0       magic            4 bytes  b"TRLC"
     4       version          u8       FORMAT_VERSION
     5       model id length  u8       1..64
-    6       model id         ASCII    [A-Za-z0-9._:+-]: zoo name, or "file:<label>-<sha12>"
-    ..      weights sha256   8 bytes  prefix of the weights file's sha256
+    6       model id         ASCII    [A-Za-z0-9._:+-]: zoo name, or "file:<sha256 prefix>"
+    ..      weights sha256   8 bytes  prefix of the weights' identity (trellic.zoo.weights_sha256;
+                                      files written before it: of the weights file's sha256)
     ..      quantizer        u8       its code in trellic.quant.registry
     ..      delta            f32      quantizer step (reconstruction scale)
     ..      lambda_t         f32      the trellis's rate weight (informative only)
@@ -71,6 +72,10 @@ MAX_DELTA = 1e3
 MAX_LAMBDA_T = 1e6
 MAX_FILE_BYTES = 1 << 28  # 256 MiB, ~80 bpp at the codec's 25 Mpx limit
 _MODEL_ID = re.compile(r"[A-Za-z0-9._:+-]{1,64}")
+
+
+class TruncatedFile(TrellicError):
+    """The data ends before the end its header declares (a cut download or copy)."""
 
 
 @dataclass(frozen=True)
@@ -163,16 +168,51 @@ def pack(header: Header, z_stream: bytes, y_stream: bytes, coded_symbols_crc: in
     return bytes(out)
 
 
-def unpack(data: bytes) -> Container:
-    """Parse and validate a container; raises TrellicError on any defect."""
-    if len(data) < len(MAGIC) + 5 or data[:4] != MAGIC:
+def _declared_size(data: bytes, version: int) -> int | None:
+    """The file size the header declares (its fields and stream lengths), None when the data
+    ends inside the header; a malformed field is left to :func:`unpack` (the size of data)."""
+    reader = _Reader(data)
+    try:
+        reader.take(5, "magic")
+        reader.take(reader.take(1, "header")[0] + SHA_PREFIX_BYTES + 9, "header")
+        reader.varint("height"), reader.varint("width")
+        for stream in ("z", "y"):
+            length = reader.varint(f"{stream} length")
+            reader.pos += length
+    except TrellicError as error:
+        return None if "truncated" in str(error) else len(data)
+    return reader.pos + (4 if version >= 2 else 0) + 4
+
+
+def unpack(data: bytes, name: str | None = None) -> Container:
+    """Parse and validate a container; raises TrellicError on any defect, naming ``name``
+    (the file) at the end of the message when given; :class:`TruncatedFile` when the data
+    ends before the end its header declares."""
+    if name is None:
+        return _unpack(data)
+    try:
+        return _unpack(data)
+    except TrellicError as error:
+        raise type(error)(f"{error}: {name}") from None
+
+
+def _unpack(data: bytes) -> Container:
+    if not data:
+        raise TrellicError("not a trellic file (empty)")
+    if data[: len(MAGIC)] != MAGIC[: len(data)]:
         raise TrellicError("not a trellic file (bad magic)")
+    if len(data) < len(MAGIC) + 5:
+        raise TruncatedFile(f"truncated file ({len(data)} bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise TrellicError(f"not a trellic file (more than {MAX_FILE_BYTES} bytes)")
     version = data[4]
     if version not in READABLE_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise TrellicError(f"unsupported format version {version} (this trellic reads {readable})")
+    declared = _declared_size(data, version)
+    if declared is None or declared > len(data):
+        of = "" if declared is None else f" of the {declared} its header declares"
+        raise TruncatedFile(f"truncated file ({len(data)} bytes{of})")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise TrellicError("corrupt bitstream: CRC mismatch")

@@ -12,6 +12,7 @@ from trellic.errors import TrellicError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from trellic.interop.compressai import ARCHITECTURES
+    from trellic.models.config import MAX_DELTA, MIN_DELTA
 
     p = subparsers.add_parser(
         "import-compressai",
@@ -26,9 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="weights file to write")
     p.add_argument(
         "--tcq-delta",
-        type=float_in(0.0, 1e3, low_open=True, high_open=True),
+        type=float_in(MIN_DELTA, MAX_DELTA, high_open=True),
         default=0.6,
-        help="TCQ step size the TCQ tables are built for (default 0.6)",
+        help=f"TCQ step size the TCQ tables are built for, in [{MIN_DELTA:g}, {MAX_DELTA:g}) "
+        "(default 0.6)",
     )
     p.add_argument(
         "--lambda",

@@ -266,8 +266,11 @@ def import_checkpoint(
     """
     checkpoint = read_checkpoint(path)
     N, M = check_state(checkpoint.state, arch)
-    config = ModelConfig(architecture=arch, N=N, M=M, tcq_delta=tcq_delta,
-                         prior_filters=PRIOR_FILTERS)
+    try:  # the config bounds the steps: no table is sized by an unchecked value
+        config = ModelConfig(architecture=arch, N=N, M=M, tcq_delta=tcq_delta,
+                             prior_filters=PRIOR_FILTERS)
+    except ValueError as error:
+        raise TrellicError(f"cannot import {path}: {error}") from None
     model = CodecModel(config)
     converted = to_trellic_state(checkpoint.state, arch, M)
     converted.update({k: v for k, v in model.state_dict().items() if k.endswith("scale_table")})

@@ -19,6 +19,12 @@ from trellic.models.architectures import ARCHITECTURES, MIN_LATENT_CHANNELS
 CONFIG_VERSION = 2
 VERSION_1_ARCHITECTURE = "mbt2018-mean"
 MAX_CHANNELS = 1024
+# Quantizer steps: the coding tables have a row per (quantizer, scale level) as wide as
+# 10 standard deviations of the widest scale (64) in steps of the level spacing (delta for
+# USQ, 2 * delta for TCQ), and every symbol needs a count of 2**16: a step of 1e-6 would
+# ask for 160 GB. At MIN_DELTA the widest row has 12,805 symbols (USQ) and the tables
+# take a few MB; the trained grid is 1 and useful steps lie within 0.3..3.
+MIN_DELTA = 0.05
 MAX_DELTA = 1e3
 MAX_PRIOR_LAYERS, MAX_PRIOR_WIDTH = 8, 16  # bounds of the factorized prior's density network
 
@@ -54,8 +60,9 @@ class ModelConfig:
             delta = getattr(self, name)
             if isinstance(delta, bool) or not isinstance(delta, float | int):
                 raise ValueError(f"config {name}={delta!r} is not a number")
-            if not 0 < delta < MAX_DELTA:
-                raise ValueError(f"config {name}={delta} out of range")
+            if not MIN_DELTA <= delta < MAX_DELTA:
+                raise ValueError(f"config {name}={delta:g} out of range "
+                                 f"[{MIN_DELTA:g}, {MAX_DELTA:g})")
         filters = self.prior_filters
         if not (
             isinstance(filters, tuple)
