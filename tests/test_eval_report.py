@@ -102,11 +102,11 @@ def test_report_shows_a_note_instead_of_a_crop_when_the_weights_changed(measured
                          for n in notes)
 
 
-def test_report_tables_every_point_and_every_image(measured, tmp_path):
+def test_report_tables_every_point_and_every_image(measured, tmp_path, monkeypatch):
     images, curves = measured
     page = tmp_path / "report.html"
-    assert main(["report", str(curves["jpeg"]), str(curves["plain"]), "--image",
-                 str(tmp_path / "missing.png"), "-o", str(page)]) == 0
+    monkeypatch.setenv("TRELLIC_DATA", str(tmp_path))  # no kodak/ there: no crops
+    assert main(["report", str(curves["jpeg"]), str(curves["plain"]), "-o", str(page)]) == 0
     html = page.read_text()
     jpeg = json.loads(curves["jpeg"].read_text())
     for point in jpeg["points"]:
@@ -116,7 +116,7 @@ def test_report_tables_every_point_and_every_image(measured, tmp_path):
     per_image = html.split("<h2>Per image</h2>")[1].split("</table>")[0]
     assert "against <b>JPEG 4:2:0</b>" in per_image
     assert re.findall(r"<tr><td>(img\d.png)</td>", per_image) == ["img0.png", "img1.png"]
-    assert "No crops: image" in html
+    assert "no crops: the default crop image" in html
 
 
 def test_report_shows_progress_on_a_terminal(measured, tmp_path, capsys, monkeypatch):

@@ -10,8 +10,9 @@
 
 Every option value is checked at parse time (trellic.argtypes; exit 2). Curves measured on
 different image sets are not compared unless ``--allow-mixed-images`` (then a warning).
-eval and baseline write their results file again each time a point finishes, so a failure
-or an interrupt keeps the finished points (the error says how many).
+eval and baseline check every image before coding any (trellic.eval.sweep) and write their
+results file again each time a point finishes, so a failure or an interrupt keeps the
+finished points (the error says how many). plot writes PNG, SVG or PDF by the extension.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import functools
 import json
 import sys
-import time
 from pathlib import Path
 
 from trellic import __version__
@@ -29,6 +29,7 @@ from trellic.argtypes import (
     int_in,
     positive_float,
     positive_int,
+    threads,
     word_or_int,
 )
 from trellic.coding.bitstream import MAX_LAMBDA_T
@@ -36,22 +37,27 @@ from trellic.errors import TrellicError
 from trellic.eval import baselines
 from trellic.eval.bdrate import METHODS, bd
 from trellic.eval.learned import load_learned
-from trellic.eval.metrics import PSNR_MAX
-from trellic.eval.plot import ms_ssim_db, rd_plot_png
+from trellic.eval.metrics import MS_SSIM_MIN_SIDE
+from trellic.eval.plot import (
+    MAX_BPP_RANGE,
+    empty_range_warning,
+    ms_ssim_db,
+    plot_format,
+    rd_plot,
+    rd_plot_png,
+)
 from trellic.eval.results import (
-    Dataset,
-    Point,
     Results,
     check_image_sets,
-    provenance,
     read_reference,
     read_results,
     reference_names,
     to_compressai,
     write_results,
 )
-from trellic.eval.runner import Setting, run
-from trellic.io import check_output, list_images, write_atomic
+from trellic.eval.runner import Setting
+from trellic.eval.sweep import checked_images, summary, sweep
+from trellic.io import check_output, write_atomic
 from trellic.models.refine import REFINE_MODES
 from trellic.paths import kodak_dir
 from trellic.quant.registry import quantizer_names
@@ -59,51 +65,14 @@ from trellic.quant.registry import quantizer_names
 DEFAULT_MODEL = "default"  # what compress uses: the zoo manifest's default model
 
 
-def _dataset(folder: str, files: list[Path]) -> Dataset:
-    return Dataset(name=Path(folder).resolve().name, files=[path.name for path in files])
-
-
-def _sweep(args: argparse.Namespace, settings: list[Setting], files: list[Path],
-           output: Path, **curve: str) -> Results:
-    """Run the settings over the files, writing the results after every finished point.
-
-    ``curve``: the name, codec and encoder of the Results. A failure or an interrupt leaves
-    the finished points in ``output`` (a valid, shorter curve) and the error says so.
-    """
-    start, measured = time.perf_counter(), provenance()
-    kept: list[Results] = []
-
-    def keep(points: list[Point]) -> None:
-        results = Results(**curve, dataset=_dataset(args.data_dir, files), points=points,
-                          workers=args.workers,
-                          wall_seconds=round(time.perf_counter() - start, 1), **measured)
-        write_results(results, output, args.force or bool(kept))
-        kept[:] = [results]
-
-    try:
-        run(settings, files, args.workers, description=curve["name"], on_point=keep)
-    except TrellicError as error:
-        if not kept:
-            raise
-        raise TrellicError(f"{error} ({len(kept[0].points)} of {len(settings)} points "
-                           f"finished, kept in {output})") from None
-    except KeyboardInterrupt:
-        if kept:
-            print(f"trellic: {len(kept[0].points)} of {len(settings)} points finished, kept in "
-                  f"{output}", file=sys.stderr)
-        raise
-    lossless = sorted({image.name for point in kept[0].points for image in point.images
-                       if image.psnr_rgb == PSNR_MAX})
-    if lossless:
-        print(f"trellic: warning: {', '.join(lossless)} decoded identical to the original at "
-              f"some point(s): PSNR {PSNR_MAX:.0f} dB by the MSE floor (trellic.eval.metrics), "
-              "which weighs on the mean", file=sys.stderr)
-    return kept[0]
+def _done(args: argparse.Namespace, results: Results, output: Path, line: str) -> int:
+    print(summary(results, output) if args.json else line)
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     output = check_output(args.output, args.force)
-    files = list_images(args.data_dir, args.limit)
+    files = checked_images(args)
     settings = []
     for model in args.model or [DEFAULT_MODEL]:
         load = {"model": model, "quantizer": args.quantizer, "lambda_t": args.lambda_t,
@@ -114,23 +83,22 @@ def _eval(args: argparse.Namespace) -> int:
                   "quantizer": info.pop("quantizer", {"name": args.quantizer}),
                   "lambda_": info.pop("lambda", None), "options": {**info, "load": load}}
         settings.append(Setting(model, functools.partial(load_learned, **load), fields))
-    results = _sweep(args, settings, files, output, name=args.name or f"trellic {args.quantizer}",
-                     codec="trellic", encoder=f"trellic {__version__}")
-    print(f"trellic eval: {len(results.points)} point(s) x {len(files)} images in "
-          f"{results.wall_seconds:.0f} s -> {output}")
-    return 0
+    results = sweep(args, settings, files, output, name=args.name or f"trellic {args.quantizer}",
+                    codec="trellic", encoder=f"trellic {__version__}")
+    return _done(args, results, output, f"trellic eval: {len(results.points)} point(s) x "
+                 f"{len(files)} images in {results.wall_seconds:.0f} s -> {output}")
 
 
 def _baseline(args: argparse.Namespace) -> int:
     output = check_output(args.output, args.force)
     baseline = baselines.get_baseline(args.codec)
-    files = list_images(args.data_dir, args.limit)
-    results = _sweep(args, baselines.settings(args.codec, args.quality), files, output,
-                     name=args.name or baseline.title, codec=args.codec,
-                     encoder=baselines.encoder_version(args.codec))
-    print(f"trellic baseline {args.codec}: {len(results.points)} points x {len(files)} images "
-          f"in {results.wall_seconds:.0f} s -> {output}")
-    return 0
+    files = checked_images(args)
+    results = sweep(args, baselines.settings(args.codec, args.quality), files, output,
+                    name=args.name or baseline.title, codec=args.codec,
+                    encoder=baselines.encoder_version(args.codec))
+    return _done(args, results, output, f"trellic baseline {args.codec}: "
+                 f"{len(results.points)} points x {len(files)} images in "
+                 f"{results.wall_seconds:.0f} s -> {output}")
 
 
 def _load_curves(args: argparse.Namespace) -> tuple[list[Results], list[str]]:
@@ -217,28 +185,58 @@ def _bdrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_rate_axis(curves: list[Results], max_bpp: float) -> None:
+    warning = empty_range_warning(curves, max_bpp)
+    if warning:
+        print(f"trellic: warning: {warning}", file=sys.stderr)
+
+
 def _plot(args: argparse.Namespace) -> int:
+    fmt = plot_format(args.output)
     output = check_output(args.output, args.force)
     curves, _ = _load_curves(args)
-    write_atomic(output, rd_plot_png(curves, args.max_bpp, args.title), args.force)
+    _check_rate_axis(curves, args.max_bpp)
+    write_atomic(output, rd_plot(curves, args.max_bpp, args.title, fmt=fmt), args.force)
     print(f"wrote {output}")
     return 0
 
 
+def _crop_image(named: str | None) -> tuple[Path | None, str | None]:
+    """The report's crop image (``--image``, else Kodak kodim23.png), or None and why not:
+    without --image the crops are skipped (a warning) where the default is not at hand."""
+    if named:
+        return Path(named), None
+    try:
+        image = kodak_dir() / "kodim23.png"
+    except TrellicError:  # installed, without TRELLIC_DATA
+        return None, ("no crops: pass --image or set TRELLIC_DATA (the default crop image is "
+                      "Kodak kodim23.png)")
+    if not image.is_file():
+        return None, f"no crops: the default crop image {image} is not there; pass --image"
+    return image, None
+
+
 def _report(args: argparse.Namespace) -> int:
-    from trellic.eval.crops import make_crops, parse_box
+    from trellic.eval.crops import make_crops, parse_box, unmeasured_warning
     from trellic.eval.report import choose_anchor, render_report
 
     output = check_output(args.output, args.force)
+    if args.image and not Path(args.image).is_file():
+        raise TrellicError(f"--image {args.image}: "
+                           f"{'not a file' if Path(args.image).exists() else 'no such file'}")
+    box = parse_box(args.crop) if args.crop else None
     curves, labels = _load_curves(args)
     anchor = choose_anchor(curves, labels, args.anchor)
-    image = Path(args.image) if args.image else kodak_dir() / "kodim23.png"
-    crops, note = None, None
-    if image.is_file():
-        box = parse_box(args.crop) if args.crop else None
+    _check_rate_axis(curves, args.max_bpp)
+    image, note = _crop_image(args.image)
+    crops = None
+    if image is not None:
+        warning = unmeasured_warning([c for c in curves if c.codec != "reference"], image.name)
+        if warning:
+            print(f"trellic: warning: {warning}", file=sys.stderr)
         crops = make_crops(curves, image, args.crop_bpp, box, progress=sys.stderr.isatty())
     else:
-        note = f"No crops: image {image} not found (use --image)."
+        print(f"trellic: warning: {note}", file=sys.stderr)
     page = render_report(curves, labels, anchor, rd_plot_png(curves, args.max_bpp), crops,
                          note, args.method)
     write_atomic(output, page.encode(), args.force)
@@ -258,8 +256,9 @@ def _convert_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_output(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("-o", "--output", required=required, help="output file (atomic write)")
+def _add_output(parser: argparse.ArgumentParser, required: bool = True,
+                help: str = "output file (atomic write)") -> None:
+    parser.add_argument("-o", "--output", required=required, help=help)
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
@@ -275,13 +274,34 @@ def _add_curves(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder of images (e.g. Kodak)")
+    parser.add_argument("data_dir", metavar="DATA_DIR",
+                        help="folder of images (e.g. Kodak); its sub-folders are not read")
     parser.add_argument("--workers", type=positive_int, default=1,
-                        help="processes to shard images over (default: 1)")
-    parser.add_argument("--limit", type=positive_int,
+                        help="processes to shard the (setting, image) tasks over; more than "
+                        "the tasks or the usable CPUs is capped, with a warning (default: 1)")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
                         help="use only the first N images (by name; default: all)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out, with a warning, images that cannot be read or are "
+                        f"smaller than MS-SSIM needs ({MS_SSIM_MIN_SIDE} pixels a side); "
+                        "without it such an image is an error before any coding")
     parser.add_argument("--name", help="curve name shown in plots and tables")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON summary (output, images, per-point means) on stdout "
+                        "instead of the one-line summary")
     _add_output(parser)
+
+
+def _add_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=METHODS, default="pchip",
+                        help="BD interpolation: pchip (monotone piecewise cubic) or cubic "
+                        "(VCEG-M33 polynomial)")
+
+
+def _add_max_bpp(parser: argparse.ArgumentParser) -> None:
+    low, high = MAX_BPP_RANGE
+    parser.add_argument("--max-bpp", type=float_in(low, high), default=2.0, metavar="BPP",
+                        help=f"right end of the rate axis, in [{low:g}, {high:g}] (default: 2.0)")
 
 
 class _QualityCheck(argparse.Action):
@@ -312,12 +332,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--refine", type=word_or_int(tuple(REFINE_MODES), 0), default=0,
                         metavar="MODE", help="latent refinement per image: linear, cheap, "
                         "full or a number of annealed steps, 0 for off (default: 0)")
+    parser.add_argument("--threads", type=threads,
+                        help="torch intra-op threads of each worker process, at most the usable "
+                        "CPUs (default: torch's own with --workers 1, else 1 per worker)")
     parser.set_defaults(func=_eval)
 
     parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")
     _add_run(parser)
     parser.add_argument("--codec", required=True, choices=list(baselines.BASELINES),
-                        action=_QualityCheck)
+                        action=_QualityCheck, help="the classical codec to sweep (jxl needs "
+                        "cjxl/djxl, x265 needs ffmpeg on PATH)")
     parser.add_argument("--quality", type=int_in(), nargs="+", action=_QualityCheck,
                         help="override the swept qualities (each in the codec's range: "
                         + ", ".join(f"{name} {b.quality_range[0]}-{b.quality_range[1]}"
@@ -327,31 +351,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bdrate", help="BD-rate / BD-PSNR of B against A")
     _add_curves(parser)
     parser.add_argument("--table", action="store_true", help="matrix over all curves (markdown)")
-    parser.add_argument("--method", choices=METHODS, default="pchip")
-    parser.add_argument("--metric", choices=("psnr", "ms-ssim"), default="psnr")
-    _add_output(parser, required=False)
+    _add_method(parser)
+    parser.add_argument("--metric", choices=("psnr", "ms-ssim"), default="psnr",
+                        help="quality axis: PSNR-RGB, or MS-SSIM-RGB in dB")
+    _add_output(parser, required=False,
+                help="also write the text to this file (atomic write; default: stdout only)")
     parser.set_defaults(func=_bdrate)
 
-    parser = subparsers.add_parser("plot", help="RD curves (PSNR, MS-SSIM) to a PNG")
+    parser = subparsers.add_parser("plot", help="RD curves (PSNR, MS-SSIM) to a PNG, SVG or PDF")
     _add_curves(parser)
-    parser.add_argument("--max-bpp", type=positive_float, default=2.0,
-                        help="right end of the rate axis (default: 2.0)")
-    parser.add_argument("--title")
-    _add_output(parser)
+    _add_max_bpp(parser)
+    parser.add_argument("--title", help="figure title (default: the image sets and their "
+                        "image counts)")
+    _add_output(parser, help="output file, .png, .svg or .pdf: the extension picks the format "
+                "(atomic write)")
     parser.set_defaults(func=_plot)
 
     parser = subparsers.add_parser("report", help="static HTML report: plots, BD, crops")
     _add_curves(parser)
     parser.add_argument("--anchor", help="anchor curve for BD (file, name or codec)")
-    parser.add_argument("--image", help="image for the crops (default: Kodak kodim23.png)")
+    parser.add_argument("--image", help="image for the crops, best one the curves were "
+                        "measured on; a missing file is an error (default: Kodak kodim23.png "
+                        "from TRELLIC_DATA, crops skipped with a warning where it is not there)")
     parser.add_argument("--crop", metavar="X,Y,W,H",
                         help="crop box (default: the most detailed 192x192 square)")
     parser.add_argument("--crop-bpp", type=positive_float, action="append", metavar="BPP",
                         help="target rate of a crop row, reached by every measured curve "
                         "(repeatable; default: two such rates, chosen from the curves)")
-    parser.add_argument("--method", choices=METHODS, default="pchip")
-    parser.add_argument("--max-bpp", type=positive_float, default=2.0,
-                        help="right end of the rate axis (default: 2.0)")
+    _add_method(parser)
+    _add_max_bpp(parser)
     _add_output(parser)
     parser.set_defaults(func=_report)
 
@@ -360,6 +388,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read a trellic or CompressAI results JSON and write it in the chosen "
         "layout (CompressAI's: columns bpp, psnr-rgb, ms-ssim-rgb, times; its plot reads it).")
     parser.add_argument("file", help="results JSON (trellic or CompressAI format)")
-    parser.add_argument("--to", choices=("compressai", "trellic"), required=True)
+    parser.add_argument("--to", choices=("compressai", "trellic"), required=True,
+                        help="layout to write: CompressAI's columns or trellic's schema")
     _add_output(parser)
     parser.set_defaults(func=_convert_results)

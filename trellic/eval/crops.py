@@ -63,6 +63,21 @@ class CropSet:
     original: Crop
     rate_range: tuple[float, float]
     rows: list[CropRow] = field(default_factory=list)
+    warning: str | None = None  # e.g. the image is not one the curves were measured on
+
+
+def unmeasured_warning(curves: list[Results], image_name: str) -> str | None:
+    """A warning where some measured curve has no per-image result for the image: its
+    targets then come from that curve's mean rates, which the image's own rates may be far
+    from (an image outside the curves' set)."""
+    missing = [curve.name for curve in curves
+               if not any(entry.name == image_name for p in curve.points for entry in p.images)]
+    if not missing:
+        return None
+    return (f"{image_name} is not among the images {', '.join(missing)} "
+            f"{'was' if len(missing) == 1 else 'were'} measured on: the crop rates come from "
+            "their mean rates, and this image's own rates may differ (pass one of the "
+            "measured images with --image)")
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -235,6 +250,7 @@ def make_crops(curves: list[Results], image_path: Path, targets: list[float] | N
     if not measured:
         return CropSet(original, (0.0, 0.0))
     name = image_path.name
+    warning = unmeasured_warning(measured, name)
     rate_range = common_range(measured, name)
     if targets is None:
         targets = choose_targets(measured, name)
@@ -249,4 +265,4 @@ def make_crops(curves: list[Results], image_path: Path, targets: list[float] | N
         done[key] = _code(curve, point, image, progress)
     rows = [_row(target, measured, [done[id(point)] for point in row], image, box)
             for target, row in zip(targets, chosen, strict=True)]
-    return CropSet(original, rate_range, rows)
+    return CropSet(original, rate_range, rows, warning)

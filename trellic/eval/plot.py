@@ -5,7 +5,7 @@ when a plot is drawn, through its object API (no pyplot, no global backend state
 Every curve gets its own (colour, marker) pair (:func:`curve_styles`); measured curves
 are solid lines with filled markers, published reference curves dashed with open ones.
 The legend sits below the panels, in as many columns as its longest label allows, and
-the PNG is cropped to everything drawn, so no entry is ever cut off.
+the file (PNG, SVG or PDF) is cropped to everything drawn, so no entry is ever cut off.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from trellic.errors import TrellicError
 from trellic.eval.results import Results
@@ -22,6 +23,10 @@ from trellic.eval.results import Results
 # lcm(25, 7) = 175 curves and a light colour never meets the marker of its dark twin.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 WIDTH_INCHES = 12.0
+FORMATS = ("png", "svg", "pdf")  # by the output's extension
+# The rate axis' right end: below 0.01 bpp no codec has a point; 32 bpp is above 8-bit RGB
+# stored raw (24 bpp) with room for small images' headers.
+MAX_BPP_RANGE = (0.01, 32.0)
 
 
 @dataclass(frozen=True)
@@ -112,19 +117,56 @@ def rd_figure(curves: list[Results], max_bpp: float = 2.0, title: str | None = N
     handles, names = panels[0].get_legend_handles_labels()
     figure.legend(handles, names, loc="outside lower center", ncols=columns, fontsize=9,
                   frameon=False)
-    datasets = sorted({curve.dataset.name for curve in curves})
-    figure.suptitle(title or f"Rate-distortion on {', '.join(datasets)}")
+    figure.suptitle(title or f"Rate-distortion on {datasets_label(curves)}")
     return figure
 
 
-def png_bytes(figure) -> bytes:
-    """The figure as PNG, cropped to (or grown to) everything drawn, legend included."""
+def datasets_label(curves: list[Results]) -> str:
+    """The curves' image sets with their image counts, e.g. ``k3 (3 images), kodak (24 images)``."""
+    return ", ".join(sorted({curve.dataset.label() for curve in curves}))
+
+
+def plot_format(path: str | Path) -> str:
+    """The file format of a plot output, from its extension: one of FORMATS (else an error)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise TrellicError(f"a plot is written as {', '.join(f'.{f}' for f in FORMATS)} (by the "
+                           f"output's extension), not {Path(path).suffix or 'without one'}: "
+                           f"{path}")
+    return suffix
+
+
+def empty_range_warning(curves: list[Results], max_bpp: float) -> str | None:
+    """A warning where no point of any curve lies at or below ``max_bpp`` (empty panels)."""
+    lowest = min((point.bpp for curve in curves for point in curve.points), default=None)
+    if lowest is None or lowest <= max_bpp:
+        return None
+    return (f"no point lies at or below --max-bpp {max_bpp:g} (the lowest rate is "
+            f"{lowest:.3f} bpp): the panels are empty")
+
+
+def figure_bytes(figure, fmt: str = "png") -> bytes:
+    """The figure in ``fmt`` (one of FORMATS), cropped to (or grown to) everything drawn,
+    legend included."""
+    if fmt not in FORMATS:
+        raise TrellicError(f"unknown plot format {fmt!r}; choose from {', '.join(FORMATS)}")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.1)
+    figure.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.1)
     return buffer.getvalue()
+
+
+def png_bytes(figure) -> bytes:
+    """The figure as PNG (:func:`figure_bytes`)."""
+    return figure_bytes(figure, "png")
+
+
+def rd_plot(curves: list[Results], max_bpp: float = 2.0, title: str | None = None,
+            dpi: int = 110, fmt: str = "png") -> bytes:
+    """:func:`rd_figure` as the bytes of a ``fmt`` file (png, svg or pdf)."""
+    return figure_bytes(rd_figure(curves, max_bpp, title, dpi), fmt)
 
 
 def rd_plot_png(curves: list[Results], max_bpp: float = 2.0, title: str | None = None,
                 dpi: int = 110) -> bytes:
     """:func:`rd_figure` as PNG bytes."""
-    return png_bytes(rd_figure(curves, max_bpp, title, dpi))
+    return rd_plot(curves, max_bpp, title, dpi)

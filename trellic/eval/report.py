@@ -24,7 +24,7 @@ from pathlib import Path
 from trellic.errors import TrellicError
 from trellic.eval.bdrate import bd
 from trellic.eval.crops import Crop, CropSet
-from trellic.eval.plot import ms_ssim_db
+from trellic.eval.plot import datasets_label, ms_ssim_db
 from trellic.eval.results import Results
 
 _STYLE = """
@@ -41,6 +41,7 @@ figure img.error { display: block; width: 192px; height: 192px; margin-top: 0.3e
         background: #f3f3f3; color: #666; border: 1px solid #ccc; text-align: center; }
 .rd { max-width: 100%; }
 table.images td { white-space: nowrap; }
+.warning { color: #aa2222; }
 table.wide { width: 100%; } table.wide td { text-align: left; overflow-wrap: anywhere; }
 """
 
@@ -131,6 +132,8 @@ def _crops_section(crops: CropSet, curves: list[Results]) -> str:
              + (f" Published curves have no reconstructions: {html.escape(', '.join(published))}."
                 if published else "") + "</p>",
              f'<div class="crops">{_figure(crops.original)}</div>']
+    if crops.warning:
+        parts.insert(1, f'<p class="warning">Warning: {html.escape(crops.warning)}</p>')
     for row in crops.rows:
         parts += [f"<h3>Near {row.target_bpp:.3f} bpp (error maps: white = {row.error_scale} "
                   "levels or more)</h3>",
@@ -197,7 +200,7 @@ def _provenance_table(curves: list[Results], labels: list[str]) -> str:
              "<th>bpp range</th><th>dataset</th><th>git commit</th><th>source</th></tr>"]
     for curve, label in zip(curves, labels, strict=True):
         rates = [p.bpp for p in curve.points]
-        images = len(curve.dataset.files) or "?"
+        images = curve.dataset.size() or "?"
         lines.append(
             f"<tr><td>{html.escape(curve.name)}</td><td>{html.escape(label)}</td>"
             f"<td>{html.escape(curve.encoder)}</td><td>{len(curve.points)}</td>"
@@ -226,7 +229,7 @@ def render_report(curves: list[Results], labels: list[str], anchor: Results, plo
     """The whole page as one HTML string."""
     others = [curve for curve in curves if curve is not anchor]
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    datasets = ", ".join(sorted({curve.dataset.name for curve in curves}))
+    datasets = datasets_label(curves)
     crop_html = (_crops_section(crops, curves) if crops and crops.rows
                  else f"<p>{html.escape(crop_note or 'No crops: no measured curve.')}</p>")
     return "\n".join([

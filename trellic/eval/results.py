@@ -9,7 +9,7 @@ A file holds one rate-distortion curve measured on one dataset::
       "encoder": "Pillow 13.0.0, libavif 1.4.2, aom [enc]:3.14.1",   # encoder version
       "source": null,                         # where published numbers come from
       "dataset": {"name": "kodak", "files": ["kodim01.png", ...],   # [] = not recorded
-                  "count": null},             # image count where files are not recorded
+                  "count": 24},               # image count (alone: published curves)
       "device": "cpu: AMD EPYC ... (2 cores)", "torch_version": "2.13.0+cpu",
       "git_commit": "e204bbc...", "created": "2025-01-01T12:00:00+00:00",
       "workers": 2, "wall_seconds": 151.2,    # how the whole run was made, how long it took
@@ -57,6 +57,7 @@ from typing import Any
 from trellic.errors import TrellicError
 from trellic.eval.validate import check_trellic, compressai_columns
 from trellic.io import write_atomic
+from trellic.jsonio import loads
 
 SCHEMA = "trellic-results"
 SCHEMA_VERSION = 1
@@ -123,7 +124,11 @@ class Dataset:
 
     name: str
     files: list[str] = field(default_factory=list)
-    count: int | None = None  # only where ``files`` is empty
+    count: int | None = None  # len(files) where files are named; alone for published curves
+
+    def __post_init__(self) -> None:
+        if self.files and self.count is None:
+            self.count = len(self.files)
 
     def size(self) -> int | None:
         """The number of images, None where unknown."""
@@ -133,6 +138,11 @@ class Dataset:
         """E.g. ``24 images of kodak``."""
         size = self.size()
         return f"{'an unknown number of' if size is None else size} images of {self.name}"
+
+    def label(self) -> str:
+        """E.g. ``kodak (24 images)``; the name alone where the count is unknown."""
+        size = self.size()
+        return self.name if size is None else f"{self.name} ({size} image{'s' * (size != 1)})"
 
 
 @dataclass
@@ -180,11 +190,12 @@ def read_results(path: str | Path) -> Results:
     """Read a trellic results file, or a CompressAI results JSON (converted)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise TrellicError(f"results file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except OSError as error:
         raise TrellicError(f"cannot read results file {path}: {error}") from None
+    data = loads(text, f"results file {path}")  # one line on any fault, deep nesting included
     if not isinstance(data, dict):
         raise TrellicError(f"{path} is not a results file (expected a JSON object)")
     if data.get("schema") == SCHEMA:

@@ -7,16 +7,17 @@ codec; with ``workers > 1`` the images are sharded over spawned processes, each 
 the codecs it needs once, so factories must be picklable (``functools.partial`` of a
 module-level function)::
 
-    settings -> [(setting, image) tasks] -> pool of workers (1 torch thread each)
+    settings -> [(setting, image) tasks] -> pool of workers (1 torch thread each, or threads)
              -> encode, time -> decode, time -> bpp from len(bytes), PSNR, MS-SSIM
              -> ImageResult per task -> Point per setting (means over images)
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from trellic.errors import TrellicError
-from trellic.eval.metrics import ms_ssim, mse, psnr, to_uint8
+from trellic.eval.metrics import MS_SSIM_MIN_SIDE, ms_ssim, mse, psnr, to_uint8
 from trellic.eval.results import ImageResult, Point
 from trellic.io import read_image
 from trellic.rd import rd_cost
@@ -72,18 +73,53 @@ def round_trip(codec: CodecLike, image: np.ndarray, name: str = "image") -> Roun
                      decoded_at - encoded_at)
 
 
+def image_fault(path: Path) -> str | None:
+    """Why ``path`` cannot be evaluated (unreadable, smaller than MS-SSIM needs), else None."""
+    try:
+        image = read_image(path)
+    except TrellicError as error:
+        return str(error)
+    height, width = image.shape[:2]
+    if min(height, width) < MS_SSIM_MIN_SIDE:
+        return (f"{path}: {width}x{height} is too small: MS-SSIM needs at least "
+                f"{MS_SSIM_MIN_SIDE} pixels on each side")
+    return None
+
+
+def check_images(files: list[Path], skip_bad: bool = False) -> tuple[list[Path], list[str]]:
+    """Read every image before any is coded: the usable files and, with ``skip_bad``, why
+    each other one was left out. Without ``skip_bad`` the first fault is a TrellicError
+    naming the file; with it, TrellicError only when no image is left."""
+    kept, skipped = [], []
+    for path in files:
+        fault = image_fault(path)
+        if fault is None:
+            kept.append(path)
+        elif skip_bad:
+            skipped.append(fault)
+        else:
+            raise TrellicError(f"{fault} (use --skip-bad to leave such images out)")
+    if not kept:
+        raise TrellicError(f"no usable image among {len(files)}: {skipped[0]}"
+                           + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+    return kept, skipped
+
+
 def evaluate_image(codec: CodecLike, path: Path) -> ImageResult:
     """Encode, decode and measure one image; bpp counts every byte the encoder produced."""
     image = read_image(path)
     result = round_trip(codec, image, path.name)
     height, width = image.shape[:2]
     bits = getattr(result.encoded, "estimated_bits", None)
+    try:
+        quality = psnr(image, result.reconstruction), ms_ssim(image, result.reconstruction)
+    except TrellicError as error:
+        raise TrellicError(f"{path}: {error}") from None
     return ImageResult(
         name=path.name, width=width, height=height, bytes=len(result.data),
         bpp=8 * len(result.data) / (width * height),
         estimated_bpp=None if bits is None else float(bits) / (width * height),
-        psnr_rgb=psnr(image, result.reconstruction),
-        ms_ssim_rgb=ms_ssim(image, result.reconstruction),
+        psnr_rgb=quality[0], ms_ssim_rgb=quality[1],
         encode_seconds=result.encode_seconds, decode_seconds=result.decode_seconds,
     )
 
@@ -123,14 +159,30 @@ def rate_point(codec: CodecLike, images: list[np.ndarray]) -> RatePoint:
     )
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``threads`` while open (None: left alone)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 _worker_factories: list[Callable[[], CodecLike]] = []
 _worker_codecs: dict[int, CodecLike] = {}
 
 
-def _init_worker(factories: list[Callable[[], CodecLike]]) -> None:
+def _init_worker(factories: list[Callable[[], CodecLike]], threads: int = 1) -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     _worker_factories[:] = factories
     _worker_codecs.clear()
 
@@ -144,11 +196,14 @@ def _work(task: tuple[int, int, Path]) -> tuple[int, int, ImageResult]:
 
 def run(settings: list[Setting], files: list[Path], workers: int = 1, progress: bool = True,
         description: str = "eval",
-        on_point: Callable[[list[Point]], None] | None = None) -> list[Point]:
+        on_point: Callable[[list[Point]], None] | None = None,
+        threads: int | None = None) -> list[Point]:
     """Evaluate every setting on every file; one Point per setting, images in file order.
 
     Each time a setting's last image is measured, ``on_point`` (if given) gets the points
     finished so far, in setting order, so the caller can keep them before the rest fails.
+    ``threads``: torch intra-op threads of each worker process (None: 1 per worker; with
+    ``workers == 1`` torch's setting in this process, restored afterwards).
     """
     if workers < 1:
         raise TrellicError(f"--workers must be at least 1, got {workers}")
@@ -170,14 +225,15 @@ def run(settings: list[Setting], files: list[Path], workers: int = 1, progress: 
 
     with tqdm(total=len(tasks), desc=description, unit="img", disable=not progress) as bar:
         if workers == 1:
-            for s, setting in enumerate(settings):
-                codec = setting.factory()
-                for i, path in enumerate(files):
-                    measured(s, i, evaluate_image(codec, path))
+            with _torch_threads(threads):
+                for s, setting in enumerate(settings):
+                    codec = setting.factory()
+                    for i, path in enumerate(files):
+                        measured(s, i, evaluate_image(codec, path))
         else:
             context = multiprocessing.get_context("spawn")
             factories = [setting.factory for setting in settings]
-            with context.Pool(workers, _init_worker, (factories,)) as pool:
+            with context.Pool(workers, _init_worker, (factories, threads or 1)) as pool:
                 for s, i, result in pool.imap_unordered(_work, tasks):
                     measured(s, i, result)
     return [points[s] for s in range(len(settings))]
