@@ -27,6 +27,8 @@ from trellic.retrain.targets import encode, quantized_latents
 from trellic.safetensors_io import save_safetensors_atomic
 from trellic.train.data import CropDataset
 
+SHARD_GLOB = "shard-*.safetensors"  # the files of a cache
+
 
 @dataclass
 class LatentCache:

@@ -13,6 +13,13 @@
   loop with the real quantizer (the vectorised Viterbi makes TCQ affordable).
 - ``rounds``: repeat, regenerating the cache with the updated model.
 
+The log (``log.jsonl``) gets a record every ``log_every`` steps and at the end of
+each round, so a run shorter than ``log_every`` still logs its result. The
+offline shards live in ``cache-roundN/`` of the run folder while the run needs
+them; with ``keep_cache=False`` (``trellic retrain`` without ``--keep-cache``)
+they are removed once the run has finished (an interrupted run keeps them, and
+its rerun reuses the shards whose metadata match).
+
 A loss, gradient norm or weight that is not finite stops retraining at once
 (:mod:`trellic.train.divergence`); nothing is exported.
 """
@@ -31,12 +38,12 @@ from tqdm import tqdm
 from trellic.eval.metrics import psnr_of_mse
 from trellic.models.model import CodecModel
 from trellic.rd import rd_cost
-from trellic.retrain.cache import LatentCache, build_cache
+from trellic.retrain.cache import SHARD_GLOB, LatentCache, build_cache
 from trellic.retrain.targets import encode, forward_quantized, quantized_latents
 from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
 from trellic.train.loss import rate_bits
-from trellic.train.run_folder import LOG
+from trellic.train.run_folder import LOG, make_run_folder
 
 PARTS = ("decoder", "hyper+decoder")
 MODES = ("offline", "online")
@@ -80,9 +87,13 @@ def retrain(
     out_dir: Path,
     identity: str = "",
     progress: bool = True,
+    keep_cache: bool = True,
 ) -> CodecModel:
-    """Retrain a copy of ``source``; returns it with rebuilt tables (source is untouched)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Retrain a copy of ``source``; returns it with rebuilt tables (source is untouched).
+
+    ``keep_cache=False`` removes the offline shards this run used once it has finished.
+    """
+    make_run_folder(out_dir)
     model = copy.deepcopy(source)
     model.requires_grad_(False)
     modules = trainable_modules(model, config.part)
@@ -94,11 +105,13 @@ def retrain(
     optimizer = torch.optim.Adam(params, lr=config.lr)
     quantizer = model.quantizer(config.quantizer)
     began = time.time()
+    caches: list[Path] = []
     with open(out_dir / LOG, "w") as log:
         for round_index in range(config.rounds):
             model.eval()
             cache = None
             if config.mode == "offline":
+                caches.append(out_dir / f"cache-round{round_index}")
                 cache = build_cache(
                     model,
                     quantizer,
@@ -129,7 +142,7 @@ def retrain(
                 except Diverged as error:
                     raise Diverged(f"retraining stopped at round {round_index + 1}, step "
                                    f"{step + 1}: {error}; no model written") from None
-                if (step + 1) % config.log_every == 0:
+                if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
                     record = {
                         "round": round_index + 1,
                         "step": step + 1,
@@ -143,7 +156,21 @@ def retrain(
     model.eval()
     if config.part != "decoder":
         model.update()  # the factorized prior changed: rebuild the z tables
+    if not keep_cache:
+        for folder in caches:
+            remove_cache(folder)
     return model
+
+
+def remove_cache(folder: Path) -> None:
+    """Remove the shards of an offline cache, and its folder if nothing else is left in it."""
+    for pattern in (SHARD_GLOB, f".{SHARD_GLOB}.*.tmp"):  # and temp files of killed writes
+        for shard in folder.glob(pattern):
+            shard.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # another file in it (the user's) or gone: left alone
+        pass
 
 
 def _update(loss: torch.Tensor, params: list[torch.Tensor], optimizer: torch.optim.Adam) -> None:

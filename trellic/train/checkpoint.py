@@ -16,6 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
+from trellic import jsonio
 from trellic.errors import TrellicError
 from trellic.models import CodecModel, ModelConfig
 from trellic.models.config import VERSION_1_ARCHITECTURE
@@ -41,24 +42,38 @@ def save_training_state(path: Path, model: torch.nn.Module,
 
 def load_training_state(path: Path, model: torch.nn.Module,
                         optimizers: dict[str, torch.optim.Optimizer]) -> dict:
-    """Restore model and optimizers in place; returns the saved progress dict."""
+    """Restore model and optimizers in place; returns the saved progress dict.
+
+    Raises:
+        TrellicError: no such file, or one that is not a readable training checkpoint of
+            this model (one line).
+    """
     if not path.is_file():
         raise TrellicError(f"checkpoint not found: {path}")
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+        groups = json.loads(metadata["param_groups"])
+        progress = json.loads(metadata["progress"])
+    except (SafetensorError, OSError, KeyError, ValueError, RecursionError) as error:
+        raise TrellicError(f"{path} is not a readable training checkpoint "
+                           f"({type(error).__name__}: {error})"[:300]) from None
     _load_strict(model, {k[len("model."):]: v for k, v in tensors.items()
                          if k.startswith("model.")}, path)
-    groups = json.loads(metadata["param_groups"])
-    for name, optimizer in optimizers.items():
-        state: dict[int, dict] = {}
-        prefix = f"opt.{name}."
-        for key, value in tensors.items():
-            if key.startswith(prefix):
-                index, field = key[len(prefix):].split(".", 1)
-                state.setdefault(int(index), {})[field] = value
-        optimizer.load_state_dict({"state": state, "param_groups": groups[name]})
-    return json.loads(metadata["progress"])
+    try:
+        for name, optimizer in optimizers.items():
+            state: dict[int, dict] = {}
+            prefix = f"opt.{name}."
+            for key, value in tensors.items():
+                if key.startswith(prefix):
+                    index, field = key[len(prefix):].split(".", 1)
+                    state.setdefault(int(index), {})[field] = value
+            optimizer.load_state_dict({"state": state, "param_groups": groups[name]})
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise TrellicError(f"{path}: the optimizer state does not match this run "
+                           f"({type(error).__name__}: {error})"[:300]) from None
+    return progress
 
 
 def read_progress(path: Path) -> dict:
@@ -69,8 +84,8 @@ def read_progress(path: Path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as handle:
             return json.loads((handle.metadata() or {})["progress"])
-    except (SafetensorError, OSError, KeyError, ValueError) as error:
-        raise TrellicError(f"{path} is not a training checkpoint ({error})") from None
+    except (SafetensorError, OSError, KeyError, ValueError, RecursionError) as error:
+        raise TrellicError(f"{path} is not a training checkpoint ({error})"[:300]) from None
 
 
 def checkpoint_architecture(progress: dict) -> str:
@@ -106,7 +121,8 @@ def load_model_weights(path: Path, model: CodecModel) -> tuple[str, ...]:
         state = upgrade_legacy_keys(
             {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         )
-        architecture = checkpoint_architecture(json.loads(metadata["progress"]))
+        progress = jsonio.loads(metadata["progress"], f"warm-start file {path}: 'progress'")
+        architecture = checkpoint_architecture(progress)
     else:
         source = load_model_file(path)[0]
         state, architecture = source.state_dict(), source.config.architecture

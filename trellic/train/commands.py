@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -15,19 +16,29 @@ from trellic.argtypes import (
     positive_float,
     positive_int,
     seed,
+    threads,
 )
 from trellic.errors import TrellicError, warnings_as_lines
 from trellic.models.architectures import architecture_names
 from trellic.models.config import MAX_CHANNELS, ModelConfig
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
-from trellic.train.run_folder import TRAIN_OUTPUTS, check_run_folder, clear_run_folder
+from trellic.train.run_folder import (
+    CHECKPOINT,
+    TRAIN_OUTPUTS,
+    check_run_folder,
+    clear_run_folder,
+    io_error_line,
+)
 from trellic.train.warm_start import check_train_params
 
 DEFAULT_LAMBDA = {"mse": 0.0067, "ms-ssim": 16.64}  # CompressAI's quality 4 of each
 # Adam moves every weight by about lr per step: above 1 no run learns, and far above it
 # (1e300) torch's own update overflows float32 with a traceback.
 LEARNING_RATE = float_in(0.0, 1.0, low_open=True)
+# The validation options without --val do nothing: their defaults are filled in by _check(), so
+# that one given without --val is told apart and warned about.
+VALIDATION_DEFAULTS = {"val_every": 1000, "val_images": 8, "val_crop": 256}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,19 +75,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="steps between checkpoints")
     p.add_argument("--val", type=Path, default=None,
                    help="held-out folder: validate with the real codec (default: no validation)")
-    p.add_argument("--val-every", type=positive_int, default=1000, help="steps between validations")
-    p.add_argument("--val-images", type=positive_int, default=8,
-                   help="validation images (first, sorted)")
-    p.add_argument("--val-crop", type=positive_int, default=256,
-                   help="center crop side of each image")
+    p.add_argument("--val-every", type=positive_int, default=None,
+                   help="steps between validations (default: 1000)")
+    p.add_argument("--val-images", type=positive_int, default=None,
+                   help="validation images (first, sorted; default: 8)")
+    p.add_argument("--val-crop", type=positive_int, default=None,
+                   help="center crop side of each image (default: 256)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: this rank's GPU if CUDA is available, else the CPU")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: the transforms compute in bfloat16, the entropy models in float32")
     p.add_argument("--channels-last", action="store_true",
                    help="channels-last memory layout (faster with --precision bf16 on CPU)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=threads, default=None,
+                   help="intra-op threads, at most the CPUs this process may use "
+                        "(default: torch's)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --out/checkpoint.safetensors")
     p.add_argument("--force", action="store_true",
@@ -90,20 +103,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def warn(message: str) -> None:
+    """One ``trellic: warning:`` line on stderr (an option that has no effect, say)."""
+    print(f"trellic: warning: {message}", file=sys.stderr)
+
+
 def _check(args: argparse.Namespace) -> None:
     """What the option types cannot check alone (values are checked at parse time)."""
+    from trellic.train.distributed import resolve_device
+    from trellic.train.memory import check_step_fits
+
     try:
         ModelConfig(architecture=args.architecture, N=args.N, M=args.M)
     except ValueError as error:
         raise TrellicError(str(error)) from None
     starts_from = [] if args.resume else [args.warm_start]  # --force would remove it
     check_run_folder(args.out, TRAIN_OUTPUTS, args.force, args.resume, starts_from)
-    if not args.resume:  # a resumed run keeps the set its checkpoint saved
+    if args.resume:  # a resumed run keeps the set its checkpoint saved
+        _check_resume(args)
+    else:
         check_train_params(args.train_params, args.warm_start)
+        if args.warm_start is not None and not args.warm_start.is_file():
+            raise TrellicError(f"warm-start file not found: {args.warm_start}")
     if args.distortion == "ms-ssim" and args.crop < 192:
         raise TrellicError("--distortion ms-ssim needs --crop of at least 192 (MS-SSIM: 161)")
     if args.val is not None and not args.val.is_dir():
         raise TrellicError(f"validation folder not found: {args.val}")
+    check_step_fits(args.batch_size, args.crop, args.N, resolve_device(args.device))
+    if args.val is None:
+        given = [name for name in VALIDATION_DEFAULTS if getattr(args, name) is not None]
+        if given:
+            options = ", ".join("--" + name.replace("_", "-") for name in given)
+            warn(f"{options} ignored: no validation without --val")
+    for name, default in VALIDATION_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+
+
+def _check_resume(args: argparse.Namespace) -> None:
+    """--resume: the same model as the run's checkpoint, and a --steps it has not passed."""
+    from trellic.train.checkpoint import read_progress
+    from trellic.train.loop import check_resume
+
+    checkpoint = args.out / CHECKPOINT
+    check_resume(checkpoint, args.architecture, args.train_params, args.N, args.M)
+    step = read_progress(checkpoint).get("step")
+    if isinstance(step, int) and args.steps < step:
+        raise TrellicError(f"{args.out} has trained {step} steps already: --steps {args.steps} "
+                           f"would end before its checkpoint (give --steps {step} or more)")
+    if args.warm_start is not None:
+        warn("--warm-start ignored with --resume: the run continues from its checkpoint")
 
 
 def _check_held_out(val: Path | None, folders: list[Path]) -> None:
@@ -148,7 +197,10 @@ def run(args: argparse.Namespace) -> int:
             clear_run_folder(args.out, TRAIN_OUTPUTS)
         if main:
             print(f"training on {len(dataset)} images from {', '.join(config.data)}")
-        train(config, dataset, args.out, resume=args.resume, warm_start=args.warm_start)
+        try:
+            train(config, dataset, args.out, resume=args.resume, warm_start=args.warm_start)
+        except OSError as error:  # the log's disk full, say: one line, not a traceback
+            raise TrellicError(io_error_line(error)) from None
         if main:
             print(f"model written to {args.out / EXPORT}")
     finally:

@@ -60,7 +60,7 @@ from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
 from trellic.train.loss import LossTerms, rate_distortion
 from trellic.train.precision import precision_context
-from trellic.train.run_folder import CHECKPOINT, EXPORT, LOG
+from trellic.train.run_folder import CHECKPOINT, EXPORT, LOG, make_run_folder, truncate_log
 from trellic.train.validate import ValidationSet
 from trellic.train.warm_start import check_train_params, freeze, frozen_parameters, summary
 from trellic.zoo import save_model
@@ -178,17 +178,30 @@ def _stopped(step: int, error: Diverged, out_dir: Path, saved_step: int | None) 
     return f"training stopped at step {step}: {error}; no model written; {kept}"
 
 
-def _saved_frozen(config: TrainConfig, checkpoint: Path) -> list[str]:
-    """The parameters a resumed run keeps fixed: those it saved (same architecture and
-    --train-params required)."""
+def check_resume(checkpoint: Path, architecture: str, train_params: str, N: int,
+                 M: int) -> list[str]:
+    """Refuse to resume the run of ``checkpoint`` with another model; the parameters it keeps
+    fixed (a resumed run needs the same --architecture, --train-params, --N and --M)."""
     saved = read_progress(checkpoint)
-    for key in ("architecture", "train_params"):
-        was, now = saved["config"].get(key, getattr(TrainConfig, key)), getattr(config, key)
+    config = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(config, dict):
+        raise TrellicError(f"{checkpoint} is not a training checkpoint (no config)")
+    for key, now in (("architecture", architecture), ("train_params", train_params)):
+        was = config.get(key, getattr(TrainConfig, key))
         if was != now:
             option = "--" + key.replace("_", "-")
             raise TrellicError(f"--resume: the run of {checkpoint} trains {option} {was}, "
                                f"not {now}")
-    return saved.get("frozen", [])
+    was_n, was_m = config.get("N"), config.get("M")
+    if (was_n, was_m) != (N, M):
+        raise TrellicError(f"{checkpoint.parent} was trained with N={was_n}, M={was_m}, not "
+                           f"N={N}, M={M}: resume it with --N {was_n} --M {was_m}")
+    return list(saved.get("frozen", []))
+
+
+def _saved_frozen(config: TrainConfig, checkpoint: Path) -> list[str]:
+    """The parameters a resumed run keeps fixed: those it saved (same model required)."""
+    return check_resume(checkpoint, config.architecture, config.train_params, config.N, config.M)
 
 
 def _warm_start(config: TrainConfig, model: CodecModel, path: Path | None,
@@ -207,7 +220,7 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
           warm_start: Path | None = None, progress: bool = True) -> CodecModel:
     """Run (or continue) a training run in ``out_dir``; returns the trained model."""
     where = distributed.topology(config.device)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_run_folder(out_dir)
     torch.manual_seed(config.seed)
     quantizer = make_quantizer(config.quantizer)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -225,6 +238,8 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
         saved = load_training_state(out_dir / CHECKPOINT, model, optimizers)
         start, elapsed = saved["step"], saved["elapsed"]
     saved_step = start if start else None  # the step the checkpoint on disk holds
+    if where.is_main and start:  # a killed run logged steps past its checkpoint: they rerun
+        truncate_log(out_dir, start)
     validation = None
     if config.val and where.is_main:
         validation = ValidationSet.from_folder(Path(config.val), config.val_images, config.val_crop)
