@@ -15,12 +15,13 @@ $(BIN)/trellic: pyproject.toml
 
 setup: $(BIN)/trellic
 
-# One Kodak image coded with both quantizers (uniform and 4-state trellis) by the default model.
+# One Kodak image coded by the default model with rounding, RDOQ and the 4-state trellis, each at
+# the lambda_t compress uses by default (printed).
 IMAGE ?= $(or $(TRELLIC_DATA),../shared/data)/kodak/kodim23.png
 
 demo: setup
 	mkdir -p out
-	for q in usq tcq4; do \
+	for q in usq rdoq tcq4; do \
 		$(BIN)/trellic compress $(IMAGE) out/demo-$$q.trl --quantizer $$q --force -v && \
 		$(BIN)/trellic decompress out/demo-$$q.trl out/demo-$$q.png --force --reference $(IMAGE) \
 		|| exit 1; \

@@ -1,13 +1,12 @@
-"""The trellic container's header, read without torch or numpy: what ``trellic info`` shows.
+"""The trellic container parsed and checked with the standard library alone.
 
-``trellic.coding.bitstream`` owns the format (its docstring has the layout) and
-imports the quantizer registry, hence torch (seconds). ``trellic info`` and the
-command line's start-up need only the header, so this module parses and checks
-a whole container with the standard library alone, by the same rules, in the
-same order and with the same messages as ``bitstream.unpack`` (magic, a
-truncated file, size, version, CRC, fields, stream lengths, no trailing bytes).
-The constants repeat bitstream's and the registry's; tests/test_cli_batch.py
-checks that they agree and that both parsers refuse the same files alike.
+``trellic.coding.bitstream`` documents the layout and writes files; it imports
+the quantizer registry, hence torch (seconds). Reading needs neither, so the one
+parser lives here: ``bitstream.unpack`` (the decoder) and ``trellic info`` (which
+must start without torch) both call :func:`parse`: magic, a truncated file,
+size, version, CRC, fields, stream lengths, no trailing bytes, in that order.
+The quantizer codes repeat the registry's (``trellic.quant.registry``: codes are
+never reused); tests/test_quant_registry.py checks that they agree.
 """
 
 from __future__ import annotations
@@ -29,7 +28,11 @@ MAX_FILE_BYTES = 1 << 28
 # Quantizer name -> its byte in the header (trellic.quant.registry's ``code``; never reused).
 QUANTIZER_CODES = {"usq": 0, "tcq4": 1, "tcq8": 2, "rdoq": 3}
 QUANTIZER_NAMES = tuple(QUANTIZER_CODES)  # registry order: the --quantizer choices
-_MODEL_ID = re.compile(r"[A-Za-z0-9._:+-]{1,64}")
+MODEL_ID = re.compile(r"[A-Za-z0-9._:+-]{1,64}")
+
+
+class TruncatedFile(TrellicError):
+    """The data ends before the end its header declares (a cut download or copy)."""
 
 
 @dataclass(frozen=True)
@@ -96,24 +99,40 @@ def _declared_size(data: bytes, version: int) -> int | None:
     return reader.pos + (4 if version >= 2 else 0) + 4
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A checked container: its header and sizes, the two streams, the symbols CRC."""
+
+    header: HeaderInfo
+    z_stream: bytes
+    y_stream: bytes
+    symbols_crc: int | None  # version 2: CRC-32 of the coded symbols
+
+
 def read_header(data: bytes, name: str | None = None) -> HeaderInfo:
-    """Parse and check a whole container (as ``bitstream.unpack``); raises TrellicError,
-    naming ``name`` (the file) at the end of the message when given."""
+    """The header of a whole container checked by :func:`parse`."""
+    return parse(data, name).header
+
+
+def parse(data: bytes, name: str | None = None) -> Parsed:
+    """Parse and check a whole container; raises TrellicError (:class:`TruncatedFile` when
+    the data ends before the end its header declares), naming ``name`` (the file) at the
+    end of the message when given."""
     if name is None:
-        return _read_header(data)
+        return _parse(data)
     try:
-        return _read_header(data)
+        return _parse(data)
     except TrellicError as error:
-        raise TrellicError(f"{error}: {name}") from None
+        raise type(error)(f"{error}: {name}") from None
 
 
-def _read_header(data: bytes) -> HeaderInfo:
+def _parse(data: bytes) -> Parsed:
     if not data:
         raise TrellicError("not a trellic file (empty)")
     if data[: len(MAGIC)] != MAGIC[: len(data)]:
         raise TrellicError("not a trellic file (bad magic)")
     if len(data) < len(MAGIC) + 5:
-        raise TrellicError(f"truncated file ({len(data)} bytes)")
+        raise TruncatedFile(f"truncated file ({len(data)} bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise TrellicError(f"not a trellic file (more than {MAX_FILE_BYTES} bytes)")
     version = data[4]
@@ -123,14 +142,14 @@ def _read_header(data: bytes) -> HeaderInfo:
     declared = _declared_size(data, version)
     if declared is None or declared > len(data):
         of = "" if declared is None else f" of the {declared} its header declares"
-        raise TrellicError(f"truncated file ({len(data)} bytes{of})")
+        raise TruncatedFile(f"truncated file ({len(data)} bytes{of})")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise TrellicError("corrupt bitstream: CRC mismatch")
     reader = _Reader(data[:-4])
     reader.take(5, "magic")
     model_id = reader.take(reader.take(1, "header")[0], "model id").decode("latin-1")
-    if not _MODEL_ID.fullmatch(model_id):
+    if not MODEL_ID.fullmatch(model_id):
         raise TrellicError("corrupt bitstream: malformed model id")
     sha = reader.take(SHA_PREFIX_BYTES, "weights hash").hex()
     code, delta, lambda_t = struct.unpack("<Bff", reader.take(9, "quantizer"))
@@ -138,15 +157,23 @@ def _read_header(data: bytes) -> HeaderInfo:
     if code not in names:
         raise TrellicError(f"corrupt bitstream: unknown quantizer code {code}")
     height, width = reader.varint("height"), reader.varint("width")
-    if not (0.0 < delta < MAX_DELTA) or not (0.0 <= lambda_t < MAX_LAMBDA_T):
-        raise TrellicError("corrupt bitstream: quantizer parameters out of range")
-    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise TrellicError(f"corrupt bitstream: image size {width}x{height} out of range")
-    z_bytes = len(reader.take(reader.varint("z length"), "z stream"))
-    y_bytes = len(reader.take(reader.varint("y length"), "y stream"))
+    check_fields(delta, lambda_t, height, width, "corrupt bitstream")
+    z_stream = reader.take(reader.varint("z length"), "z stream")
+    y_stream = reader.take(reader.varint("y length"), "y stream")
+    coded_crc = None
     if version >= 2:
-        reader.take(4, "symbols crc")
+        (coded_crc,) = struct.unpack("<I", reader.take(4, "symbols crc"))
     if reader.pos != len(reader.data):
         raise TrellicError("corrupt bitstream: trailing bytes")
-    return HeaderInfo(version, model_id, sha, names[code], delta, lambda_t, height, width,
-                      z_bytes, y_bytes, len(data) - z_bytes - y_bytes, len(data))
+    header = HeaderInfo(version, model_id, sha, names[code], delta, lambda_t, height, width,
+                        len(z_stream), len(y_stream), len(data) - len(z_stream) - len(y_stream),
+                        len(data))
+    return Parsed(header, z_stream, y_stream, coded_crc)
+
+
+def check_fields(delta: float, lambda_t: float, height: int, width: int, problem: str) -> None:
+    """The bounds every header field must keep (read and written alike)."""
+    if not (0.0 < delta < MAX_DELTA) or not (0.0 <= lambda_t < MAX_LAMBDA_T):
+        raise TrellicError(f"{problem}: quantizer parameters out of range")
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise TrellicError(f"{problem}: image size {width}x{height} out of range")

@@ -52,30 +52,35 @@ ids free of path separators (a file never names a path to load).
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from trellic import container_header
+from trellic.container_header import (
+    MAGIC,
+    MAX_DELTA,
+    MAX_FILE_BYTES,
+    MAX_LAMBDA_T,
+    MAX_SIDE,
+    MODEL_ID,
+    READABLE_VERSIONS,
+    SHA_PREFIX_BYTES,
+    TruncatedFile,
+)
 from trellic.errors import TrellicError
 from trellic.quant.registry import QUANTIZERS
 
-MAGIC = b"TRLC"
+__all__ = [  # the layout's constants come from the parser, trellic.container_header
+    "FORMAT_VERSION", "MAGIC", "MAX_DELTA", "MAX_FILE_BYTES", "MAX_LAMBDA_T", "MAX_SIDE",
+    "MODEL_ID", "QUANTIZER_CODES", "READABLE_VERSIONS", "SHA_PREFIX_BYTES", "Container",
+    "Header", "TruncatedFile", "pack", "symbols_crc", "unpack",
+]
+
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-MAX_SIDE = 1 << 16
 QUANTIZER_CODES = {name: spec.code for name, spec in QUANTIZERS.items()}
-SHA_PREFIX_BYTES = 8
-MAX_DELTA = 1e3
-MAX_LAMBDA_T = 1e6
-MAX_FILE_BYTES = 1 << 28  # 256 MiB, ~80 bpp at the codec's 25 Mpx limit
-_MODEL_ID = re.compile(r"[A-Za-z0-9._:+-]{1,64}")
-
-
-class TruncatedFile(TrellicError):
-    """The data ends before the end its header declares (a cut download or copy)."""
 
 
 @dataclass(frozen=True)
@@ -117,41 +122,16 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise TrellicError(f"corrupt bitstream: truncated {what}")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def varint(self, what: str) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                if byte == 0 and shift:
-                    break  # a non-minimal encoding: one file, one byte string
-                return value
-        raise TrellicError(f"corrupt bitstream: malformed {what}")
-
-
 def _check_header(header: Header, problem: str) -> None:
     if header.quantizer not in QUANTIZER_CODES:
         raise TrellicError(f"{problem}: unknown quantizer {header.quantizer!r}")
-    if not (0.0 < header.delta < MAX_DELTA) or not (0.0 <= header.lambda_t < MAX_LAMBDA_T):
-        raise TrellicError(f"{problem}: quantizer parameters out of range")
-    if not (1 <= header.height <= MAX_SIDE and 1 <= header.width <= MAX_SIDE):
-        raise TrellicError(f"{problem}: image size {header.width}x{header.height} out of range")
+    container_header.check_fields(header.delta, header.lambda_t, header.height, header.width,
+                                  problem)
 
 
 def pack(header: Header, z_stream: bytes, y_stream: bytes, coded_symbols_crc: int) -> bytes:
     """A version-2 file; coded_symbols_crc is :func:`symbols_crc` of what the streams code."""
-    if not _MODEL_ID.fullmatch(header.model_id):
+    if not MODEL_ID.fullmatch(header.model_id):
         raise TrellicError(f"model id must be 1..64 of [A-Za-z0-9._:+-]: {header.model_id!r}")
     _check_header(header, "cannot write header")
     model_id = header.model_id.encode("ascii")
@@ -168,22 +148,6 @@ def pack(header: Header, z_stream: bytes, y_stream: bytes, coded_symbols_crc: in
     return bytes(out)
 
 
-def _declared_size(data: bytes, version: int) -> int | None:
-    """The file size the header declares (its fields and stream lengths), None when the data
-    ends inside the header; a malformed field is left to :func:`unpack` (the size of data)."""
-    reader = _Reader(data)
-    try:
-        reader.take(5, "magic")
-        reader.take(reader.take(1, "header")[0] + SHA_PREFIX_BYTES + 9, "header")
-        reader.varint("height"), reader.varint("width")
-        for stream in ("z", "y"):
-            length = reader.varint(f"{stream} length")
-            reader.pos += length
-    except TrellicError as error:
-        return None if "truncated" in str(error) else len(data)
-    return reader.pos + (4 if version >= 2 else 0) + 4
-
-
 def unpack(data: bytes, name: str | None = None) -> Container:
     """Parse and validate a container; raises TrellicError on any defect, naming ``name``
     (the file) at the end of the message when given; :class:`TruncatedFile` when the data
@@ -197,44 +161,11 @@ def unpack(data: bytes, name: str | None = None) -> Container:
 
 
 def _unpack(data: bytes) -> Container:
-    if not data:
-        raise TrellicError("not a trellic file (empty)")
-    if data[: len(MAGIC)] != MAGIC[: len(data)]:
-        raise TrellicError("not a trellic file (bad magic)")
-    if len(data) < len(MAGIC) + 5:
-        raise TruncatedFile(f"truncated file ({len(data)} bytes)")
-    if len(data) > MAX_FILE_BYTES:
-        raise TrellicError(f"not a trellic file (more than {MAX_FILE_BYTES} bytes)")
-    version = data[4]
-    if version not in READABLE_VERSIONS:
-        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
-        raise TrellicError(f"unsupported format version {version} (this trellic reads {readable})")
-    declared = _declared_size(data, version)
-    if declared is None or declared > len(data):
-        of = "" if declared is None else f" of the {declared} its header declares"
-        raise TruncatedFile(f"truncated file ({len(data)} bytes{of})")
-    (crc,) = struct.unpack("<I", data[-4:])
-    if zlib.crc32(data[:-4]) != crc:
-        raise TrellicError("corrupt bitstream: CRC mismatch")
-    reader = _Reader(data[:-4])
-    reader.take(5, "magic")
-    model_id = reader.take(reader.take(1, "header")[0], "model id").decode("latin-1")
-    if not _MODEL_ID.fullmatch(model_id):
-        raise TrellicError("corrupt bitstream: malformed model id")
-    sha = reader.take(SHA_PREFIX_BYTES, "weights hash").hex()
-    code, delta, lambda_t = struct.unpack("<Bff", reader.take(9, "quantizer"))
-    names = {v: k for k, v in QUANTIZER_CODES.items()}
-    if code not in names:
-        raise TrellicError(f"corrupt bitstream: unknown quantizer code {code}")
-    height, width = reader.varint("height"), reader.varint("width")
-    header = Header(model_id, sha, names[code], delta, lambda_t, height, width)
-    _check_header(header, "corrupt bitstream")
-    z_stream = reader.take(reader.varint("z length"), "z stream")
-    y_stream = reader.take(reader.varint("y length"), "y stream")
-    coded_crc = None
-    if version >= 2:
-        (coded_crc,) = struct.unpack("<I", reader.take(4, "symbols crc"))
-    if reader.pos != len(reader.data):
-        raise TrellicError("corrupt bitstream: trailing bytes")
-    header_bytes = len(data) - len(z_stream) - len(y_stream)
-    return Container(header, z_stream, y_stream, header_bytes, version, coded_crc)
+    parsed = container_header.parse(data)
+    h = parsed.header
+    header = Header(h.model_id, h.weights_sha256, h.quantizer, h.delta, h.lambda_t, h.height,
+                    h.width)
+    if header.quantizer not in QUANTIZER_CODES:  # a code this build's registry lacks
+        raise TrellicError(f"corrupt bitstream: unknown quantizer {header.quantizer!r}")
+    return Container(header, parsed.z_stream, parsed.y_stream, h.header_bytes, h.version,
+                     parsed.symbols_crc)
