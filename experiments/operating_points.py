@@ -12,7 +12,8 @@ files) on the first ``--images`` BSDS500 ``val`` photos (training photos, never
 Kodak: the reporting set). ``--write-manifest`` stores the choices in each
 model's weights file and manifest entry (``trellic.zoo.record_operating_points``),
 which ``trellic compress`` then uses as its defaults for those weights, by name or
-by path. The JSON is rewritten after every model.
+by path. The JSON is rewritten after every model. The sweep and its grids are
+``trellic.tune`` (``sweep``, ``GRIDS``), which ``trellic tune`` runs on a user's photos.
 """
 
 from __future__ import annotations
@@ -21,45 +22,21 @@ import argparse
 import json
 from pathlib import Path
 
-from quant_study import measure, parse_config  # same folder: one RD measurement per config
-
+from trellic import tune
 from trellic.io import read_image, write_atomic
 from trellic.paths import data_root
 from trellic.zoo import load, read_manifest, record_operating_points
 
-LAMBDA_T = {"usq": [0.0], "rdoq": [0.005, 0.01, 0.02], "tcq4": [0.03, 0.05, 0.108]}
-LINEAR_WEIGHT = {"usq": [0.125, 0.25, 0.375], "rdoq": [0.25, 0.375, 0.5], "tcq4": [0.5, 0.75, 1.0]}
-# The linearised mode's lambda_t: the plain encoder's (None), or swept with the weight.
-LINEAR_LAMBDA_T = {"usq": None, "rdoq": None, "tcq4": LAMBDA_T["tcq4"]}
-# TCQ-8 takes TCQ-4's points: a first sweep of five models chose the same for both.
-SHARED = {"tcq8": "tcq4"}
-
 
 def sweep(model: str, images: list, log) -> dict:
     """Every config's measurement and the chosen operating points: per quantizer for the
-    plain encoder, and per ``quantizer+linear`` for the linearised mode."""
+    plain encoder, and per ``quantizer+linear`` for the linearised mode (trellic.tune.sweep)."""
     loaded = load(model)
     lmbda = loaded.info["training"]["lmbda"]
-    configs, points = {}, {}
-
-    def run(text: str) -> float:
-        codec = parse_config(text).codec(loaded)
-        point = measure(codec, images, lmbda)
-        configs[text] = {key: value for key, value in point.items() if key != "images"}
-        log(f"{model} {text:20s} rd {configs[text]['rd_cost']:.4f}")
-        return configs[text]["rd_cost"]
-
-    for name, grid in LAMBDA_T.items():
-        lambda_t = min(grid, key=lambda t: run(f"{name}:{t}"))
-        points[name] = {"lambda_t": lambda_t}
-        joint = [(t, w) for t in (LINEAR_LAMBDA_T[name] or [lambda_t])
-                 for w in LINEAR_WEIGHT[name]]
-        best_t, best_w = min(joint, key=lambda tw: run(f"{name}:{tw[0]}~{tw[1]}+linear"))
-        points[f"{name}+linear"] = {"lambda_t": best_t, "linear_weight": best_w}
-    for name, source in SHARED.items():
-        points[name], points[f"{name}+linear"] = points[source], points[f"{source}+linear"]
-    return {"sha256": loaded.sha256, "lambda": lmbda, "configs": configs,
-            "operating_points": points}
+    result = tune.sweep(loaded, images, lmbda, tune.GRIDS, log=lambda text, point: log(
+        f"{model} {text:20s} rd {point['rd_cost']:.4f}"))
+    return {"sha256": loaded.sha256, "lambda": lmbda, "configs": result.configs,
+            "operating_points": result.operating_points}
 
 
 def main() -> None:

@@ -26,15 +26,11 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 from trellic.codec import Codec
-from trellic.eval.metrics import mse
-from trellic.eval.runner import round_trip
 from trellic.io import read_image, write_atomic
 from trellic.models.refine import REFINE_MODES, RefineConfig, refine_config
 from trellic.paths import data_root
-from trellic.rd import rd_cost
+from trellic.tune import measure  # one RD measurement per config, shared with trellic tune
 from trellic.zoo import LoadedModel, load
 
 
@@ -66,18 +62,6 @@ def parse_config(text: str) -> Config:
         config = refine_config(refine if refine in REFINE_MODES else int(refine or 0))
     return Config(name, float(lambda_t) if lambda_t else None,
                   float(weight) if weight else None, config)
-
-
-def measure(codec: Codec, images: list[np.ndarray], lmbda: float) -> dict:
-    """Per image bpp (real files), MSE ([0, 1] pixels), RD cost and encode seconds."""
-    rows = []
-    for image in images:
-        result = round_trip(codec, image)
-        bpp = 8 * len(result.data) / (image.shape[0] * image.shape[1])
-        error = mse(image, result.reconstruction) / 255**2
-        rows.append({"bpp": bpp, "mse": error, "rd_cost": rd_cost(error, bpp, lmbda),
-                     "encode_s": result.encode_seconds})
-    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]} | {"images": rows}
 
 
 def main() -> None:

@@ -74,6 +74,24 @@ def test_one_failing_file_is_named_and_the_others_are_written(folder, tiny_weigh
     assert {"bpp", "width", "height", "model", "quantizer", "lambda_t"} <= set(records[0])
 
 
+def test_a_single_failing_file_gives_its_json_object_too(folder, capsys):
+    (folder / "bad.trl").write_bytes(b"garbage")
+    for argv in (["decompress", "bad.trl", "x.png"], ["info", "bad.trl"]):
+        assert main([*argv, "--json"]) == 1
+        captured = capsys.readouterr()
+        (record,) = [json.loads(line) for line in captured.out.splitlines()]
+        assert record["input"] == "bad.trl" and "not a trellic file" in record["error"]
+        assert captured.err.count("\n") == 1
+
+
+def test_an_output_that_is_an_input_is_refused_as_such_even_when_it_exists(folder):
+    from trellic.errors import TrellicError
+    from trellic.io import check_output
+
+    with pytest.raises(TrellicError, match="output would replace an input"):  # not "--force"
+        check_output(Path("imgs/a.png"), False, (Path("imgs/a.png"),))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["imgs/a.png", "imgs/a.jpg", "-o", "out"], "imgs/a.png and imgs/a.jpg would both write"),
     (["imgs", "-o", "o.trl"], "4 inputs need an output folder, and o.trl names a file"),
@@ -82,6 +100,8 @@ def test_one_failing_file_is_named_and_the_others_are_written(folder, tiny_weigh
     (["-"], "reading stdin needs an output"),
     (["imgs/a.png", "-o", "nowhere/deeper"], "output folder does not exist"),
     (["imgs/a.png", "-o", "/dev/zero", "--force"], "not a regular file"),
+    (["imgs/a.png", "-o", "/dev/zero"], "not a regular file"),  # not "use --force"
+    (["imgs/a.png", "new.png"], "new.png is named like an image: compress writes trellic files"),
     (["imgs/a.png", "o.trl", "--model", "ckpt.pth.tar"],
      "ckpt.pth.tar: a PyTorch checkpoint: convert it with trellic import-compressai"),
 ])
@@ -263,9 +283,8 @@ def test_the_command_table_matches_the_modules_and_every_option_has_help():
     helps = {choice.dest: choice.help for choice in action._choices_actions}
     assert helps == {name: help_text for name, (_, help_text) in COMMANDS.items()}, (
         "trellic.cli.COMMANDS repeats each command's help line for `trellic --help`: update it")
-    for name in ("compress", "decompress", "info", "models"):
-        parser = action.choices[name]
-        assert parser.description, name
+    for name, parser in action.choices.items():  # every command's every option
+        assert parser.description or name not in ("compress", "decompress", "info", "models")
         for option in parser._actions:
             assert option.help, f"trellic {name} {option.option_strings or option.dest}"
     assert "zoo name or weights path" in action.choices["decompress"].format_help()

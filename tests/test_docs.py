@@ -68,7 +68,8 @@ def test_a_table_follows_its_data(tmp_path, monkeypatch):
     (tmp_path / "weights" / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(doc_tables, "ROOT", tmp_path)
     body = doc_tables.render(doc_tables.Block("default-model", ("weights/manifest.json",), ""))
-    assert "| tcq8 (delta 0.6) | 0.1235 | 40.00 | 0.108 |" in body
+    lambda_t = default["kodak"]["tcq8"]["lambda_t"]
+    assert f"| tcq8 (delta 0.6) | 0.1235 | 40.00 | {lambda_t:g} |" in body
     assert f"`{manifest['default']}`" in body
 
 

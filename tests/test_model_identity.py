@@ -183,3 +183,43 @@ def test_a_decoder_only_retrain_keeps_its_sources_encoder_defaults(tmp_path):
     assert ours.header.lambda_t == theirs.header.lambda_t  # same search, same streams
     assert (ours.z_stream, ours.y_stream) == (theirs.z_stream, theirs.y_stream)
     assert Codec.load_from(variant, "tcq4").decode(data).shape == CROP.shape
+
+
+def test_the_zoos_weights_with_other_metadata_decode_the_zoos_older_files(tmp_path):
+    """By content they are the zoo model, with its file's earlier sha256s too."""
+    from tests.test_golden import GOLDEN, RECORD
+
+    name = "mbt-mean-n64-l0067"
+    with safe_open(str(_file(name)), "pt") as handle:
+        metadata = {k: v for k, v in handle.metadata().items() if k in ("config", "info")}
+    copy = tmp_path / "stripped.safetensors"
+    save_file(load_file(str(_file(name))), str(copy), metadata=metadata)
+    loaded = load(str(copy))
+    assert loaded.model_id == name
+    entry = next(e for e in RECORD["legacy_identity"] if e["file"].startswith(f"{name}-usq"))
+    legacy = (GOLDEN / "legacy" / entry["file"]).read_bytes()
+    assert Codec.load_from(loaded, "usq").decode(legacy).shape[2] == 3
+
+
+def test_a_file_coded_by_path_outside_the_zoo_decodes_by_content_without_model(
+        tmp_path, monkeypatch):
+    from trellic.codec import codec_for_file
+
+    name = read_manifest()["default"]
+    copy = tmp_path / "mine.safetensors"
+    shutil.copyfile(_file(name), copy)
+    monkeypatch.setenv("TRELLIC_WEIGHTS", str(tmp_path / "elsewhere"))  # no manifest there
+    loaded = load(str(copy))
+    assert loaded.model_id.startswith("file:")
+    data = Codec.load_from(loaded, "usq").encode(CROP).data
+    monkeypatch.delenv("TRELLIC_WEIGHTS")
+    assert codec_for_file(data).loaded.model_id == name  # found in the zoo by content
+
+
+@pytest.mark.parametrize("points", [{"tcq4": {"lambda_t": True}},
+                                    {"tcq4": {"lambda_t": float("inf")}}])
+def test_operating_points_must_be_finite_numbers(tmp_path, points):
+    path = tmp_path / "w.safetensors"
+    save_model(make_tiny_model(seed=11), path, {})
+    with pytest.raises(TrellicError, match="bad operating_points"):
+        store_operating_points(path, points)

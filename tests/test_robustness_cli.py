@@ -47,7 +47,7 @@ def one_line_error(capsys, expected: str) -> None:
     (["compress", "in.png", "folder"], "output is a directory"),
     (["compress", "in.png", "nowhere/o.trl"], "output folder does not exist"),
     (["compress", "in.png", "a.trl"], "output exists (use --force"),
-    (["compress", "in.png", "in.png", "--force"], "output would replace an input"),
+    (["compress", "in.png", "in.png", "--force"], "in.png is named like an image"),
     (["decompress", "missing.trl", "o.png"], "file not found"),
     (["decompress", "folder", "o.png"], "no .trl files in folder"),
     (["decompress", "in.png", "o.png"], "not a trellic file"),

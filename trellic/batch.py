@@ -274,8 +274,9 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], dict], describe: Callable[[d
     and with ``verbose`` a line of ``detail`` on stderr.
 
     Reports go to stdout, or to stderr when a job writes its data there. With one job
-    its error is raised; with several, each failure is one ``trellic: error: FILE: ...``
-    line (and a JSON object with ``error`` under --json), and the rest still run.
+    its error is raised (after its JSON object under --json); with several, each
+    failure is one ``trellic: error: FILE: ...`` line (and a JSON object with
+    ``error`` under --json), and the rest still run.
 
     Returns:
         0, or 1 if any job failed.
@@ -283,8 +284,14 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], dict], describe: Callable[[d
     from tqdm import tqdm
 
     if len(jobs) == 1:
-        _report(describe, work(jobs[0]), as_json, jobs[0].to_stdout, None,
-                detail if verbose else None)
+        try:
+            record = work(jobs[0])
+        except TrellicError as error:
+            if as_json and not jobs[0].to_stdout:  # the machine reader gets its object too
+                print(json.dumps({"input": jobs[0].source, "output": jobs[0].target,
+                                  "error": str(error)}), flush=True)
+            raise
+        _report(describe, record, as_json, jobs[0].to_stdout, None, detail if verbose else None)
         return 0
     failed = 0
     lock = threading.Lock()

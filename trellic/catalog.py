@@ -51,12 +51,12 @@ def info(args: argparse.Namespace) -> int:
             h = read_header(batch.read_input(path, MAX_FILE_BYTES),
                             path if len(args.inputs) == 1 else None)
         except TrellicError as error:
+            if args.json:
+                print(json.dumps({"input": path, "error": str(error)}), flush=True)
             if len(args.inputs) == 1:
                 raise
             failed += 1
             print(f"trellic: error: {path}: {error}", file=sys.stderr)
-            if args.json:
-                print(json.dumps({"input": path, "error": str(error)}), flush=True)
             continue
         if args.json:
             print(json.dumps({"input": path, **h.to_dict()}), flush=True)
@@ -76,8 +76,8 @@ def info(args: argparse.Namespace) -> int:
 
 def models(args: argparse.Namespace) -> int:
     """A table of the manifest's models, the default marked with '*', sorted by lambda."""
+    from trellic.manifest import read_manifest
     from trellic.paths import weights_dir
-    from trellic.zoo import read_manifest
 
     folder = weights_dir()
     manifest = read_manifest(folder)

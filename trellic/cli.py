@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "retrain decoder / hyperprior on truly quantized latents"),
     "import-compressai": ("trellic.interop.commands",
                           "convert a CompressAI checkpoint into a trellic weights file"),
+    "tune": ("trellic.tune", "measure a model's operating points on your photos"),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for `seq 1 1e9 | head -1`
@@ -117,7 +118,7 @@ def _command_of(argv: list[str]) -> str:
 # A value argparse would take for an option: -inf, -nan, -1e-3 (its own rule admits
 # only -5 and -.5). Attached to the option before it (``--lambda-t=-inf``), it reaches
 # the option's type, which says why it is refused.
-_NEGATIVE_VALUE = re.compile(r"-(inf|infinity|nan|\d+\.?\d*[eE][-+]?\d+|\.\d+[eE][-+]?\d+)",
+_NEGATIVE_VALUE = re.compile(r"-(inf|infinity|nan|(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)",
                              re.IGNORECASE)
 
 

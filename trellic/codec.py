@@ -25,7 +25,7 @@ from trellic.errors import TrellicError
 from trellic.io import image_to_tensor, pad_to_multiple, tensor_to_image
 from trellic.models.refine import RefineConfig, refine_latents
 from trellic.quant.base import Quantizer
-from trellic.zoo import LoadedModel, load_named
+from trellic.zoo import LoadedModel, load_named, manifest_entry_of
 from trellic.zoo import load as load_model
 
 MAX_PIXELS = 25_000_000  # 5000 x 5000: ~5.5 GB peak RSS for N=64/M=96 (docs/robustness.md)
@@ -180,8 +180,11 @@ class Codec:
         info = self.loaded.info
         identities = list(self.loaded.identities)
         source = info.get("retrained_from")
-        if source and info.get("retrain", {}).get("part") == "decoder":
+        if isinstance(source, dict) and info.get("retrain", {}).get("part") == "decoder":
             identities.append(str(source.get("sha256", "")))
+            aliases = source.get("aliases")
+            if isinstance(aliases, list):  # the source's older identities
+                identities.extend(str(alias) for alias in aliases)
             base = info.get("base", {})  # a shipped variant: its base's identities today
             if source.get("sha256") in base.get("identities", ()):
                 identities.extend(base["identities"])
@@ -190,8 +193,10 @@ class Codec:
     def decode_latents(self, data: bytes) -> tuple[torch.Tensor, bitstream.Header]:
         """A trellic file -> (y_hat (1, M, h, w), header); the file must name these weights.
 
-        y_hat is the decoder's latents: exact integers and integer-path means, the
-        same on every machine (a desynchronised decode fails the file's symbols CRC).
+        y_hat is the decoder's latents: the levels of the decoded indices (the same on
+        every machine: the scales that pick table rows come from the integer path, and a
+        desynchronised decode fails the file's symbols CRC) plus the means of the float
+        h_s (their last bits follow the CPU's kernels).
         A decoder-only retrained variant also decodes the files of its source
         model: same encoder, hyperprior and tables, hence the same bitstreams.
 
@@ -242,11 +247,14 @@ def codec_for_file(data: bytes, model: str | None = None) -> Codec:
     header = bitstream.unpack(data).header
     if model is not None:
         loaded = load_model(model)
-    elif header.model_id.startswith("file:"):
-        raise TrellicError(
-            f"file was coded with weights (sha256 {header.weights_sha256}...) that are not a "
-            "shipped model: pass them with --model PATH"
-        )
+    elif header.model_id.startswith("file:"):  # weights given by path: the zoo's, by content?
+        name, _ = manifest_entry_of(header.weights_sha256)
+        if name is None:
+            raise TrellicError(
+                f"file was coded with weights (sha256 {header.weights_sha256}...) that the "
+                "weights folder does not hold: pass them with --model PATH"
+            )
+        loaded = load_named(name)
     else:
         loaded = load_named(header.model_id)
     return Codec.load_from(loaded, header.quantizer, header.lambda_t)

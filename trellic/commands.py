@@ -159,10 +159,15 @@ def _read_image(source: str):
 
 
 def compress(args: argparse.Namespace) -> int:
+    from trellic.io import IMAGE_SUFFIXES
     from trellic.models.refine import PROGRESS_ALWAYS, refine_config
 
     _refuse_checkpoint(args.model)
     jobs = batch.plan_jobs(args.inputs, args.output, "compress")
+    for job in jobs:  # a .trl under an image's name would later be read as an image
+        if not _png_sink(job) and Path(job.target).suffix.lower() in IMAGE_SUFFIXES:
+            raise TrellicError(f"output {job.target} is named like an image: compress writes "
+                               "trellic files (.trl)")
     workers = batch.workers_for(args.jobs, len(jobs))
     refine = refine_config(args.refine)
     with batch.torch_threads(_torch_threads(args, workers, refine is not None)):
@@ -278,5 +283,5 @@ def decompress(args: argparse.Namespace) -> int:
 
 
 def _png_sink(job: batch.Job) -> bool:
-    """stdout and /dev/null take PNG; a file is written in the format of its extension."""
+    """stdout and /dev/null (which take PNG from decompress); any other target is a file."""
     return job.to_stdout or batch.is_devnull(job.target)

@@ -6,7 +6,7 @@ parser lives here: ``bitstream.unpack`` (the decoder) and ``trellic info`` (whic
 must start without torch) both call :func:`parse`: magic, a truncated file,
 size, version, CRC, fields, stream lengths, no trailing bytes, in that order.
 The quantizer codes repeat the registry's (``trellic.quant.registry``: codes are
-never reused); tests/test_quant_registry.py checks that they agree.
+never reused); tests/test_cli_batch.py checks that they agree.
 """
 
 from __future__ import annotations

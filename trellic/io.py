@@ -156,15 +156,15 @@ def check_output(
     path = Path(path)
     if path.is_dir():
         raise TrellicError(f"output is a directory: {path}")
-    if os.path.lexists(path):
-        if not force:
-            raise TrellicError(f"output exists (use --force to overwrite): {path}")
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            raise TrellicError(f"output is not a regular file (trellic replaces only regular "
-                               f"files, even with --force): {path}")
+    exists = os.path.lexists(path)  # refusals --force cannot lift come first
+    if exists and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise TrellicError(f"output is not a regular file (trellic replaces only regular "
+                           f"files, even with --force): {path}")
     for source in inputs:
         if source is not None and os.path.exists(source) and path.resolve() == source.resolve():
             raise TrellicError(f"output would replace an input: {path}")
+    if exists and not force:
+        raise TrellicError(f"output exists (use --force to overwrite): {path}")
     folder = path.parent
     if not folder.is_dir():
         raise TrellicError(f"output folder does not exist: {folder}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -65,7 +66,7 @@ def stored_operating_points(metadata: dict, where: str | Path) -> dict:
 
 
 def check_operating_points(points, where: str) -> dict:
-    """Operating points checked: {QUANTIZER[+linear]: {lambda_t, linear_weight: number >= 0}}.
+    """Operating points checked: {QUANTIZER[+linear]: {lambda_t, linear_weight: finite >= 0}}.
 
     Raises:
         TrellicError: naming ``where`` (a model or a file).
@@ -74,11 +75,12 @@ def check_operating_points(points, where: str) -> dict:
     names = {*quantizer_names(), *(f"{name}+linear" for name in quantizer_names())}
     if not (isinstance(points, dict) and set(points) <= names and all(
             isinstance(point, dict) and set(point) <= set(settings)
-            and all(isinstance(v, int | float) and v >= 0 for v in point.values())
+            and all(isinstance(v, int | float) and not isinstance(v, bool)
+                    and math.isfinite(v) and v >= 0 for v in point.values())
             for point in points.values())):
         raise TrellicError(f"{where}: bad operating_points "
                            f"(expected {{QUANTIZER[+linear]: "
-                           f"{{{', '.join(settings)}: number >= 0}}}})")
+                           f"{{{', '.join(settings)}: finite number >= 0}}}})")
     return points
 
 

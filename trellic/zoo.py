@@ -49,6 +49,7 @@ from trellic import jsonio, paths
 from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
 from trellic.io import write_atomic
+from trellic.manifest import MANIFEST, read_manifest
 from trellic.models import CodecModel, ModelConfig
 from trellic.models.model import upgrade_legacy_keys
 from trellic.models.state_check import dtype_mismatch, some, state_mismatch
@@ -63,7 +64,6 @@ from trellic.weights_metadata import (
     stored_operating_points,
 )
 
-MANIFEST = "manifest.json"
 TABLE_PREFIX = "tables."
 RUN_EXPORT = "model.safetensors"  # what train and retrain write into their run folder
 WEIGHTS_DIR = paths.weights_dir()  # the weights folder when imported, for scripts; code calls paths
@@ -310,22 +310,6 @@ def _find_base(path: Path, base: dict, weights_dir: Path | None) -> LoadedModel:
     )
 
 
-def read_manifest(weights_dir: Path | None = None) -> dict:
-    """The weights folder's manifest.json: {'default': name, 'models': {name: entry}}."""
-    path = (weights_dir or paths.weights_dir()) / MANIFEST
-    if not path.is_file():
-        raise TrellicError(
-            f"model manifest not found: {path} ({paths.WEIGHTS_ENV} names the weights folder)"
-        )
-    try:
-        manifest = jsonio.loads(path.read_bytes(), f"model manifest {path}")
-        if not isinstance(manifest.get("models"), dict) or manifest.get("default") is None:
-            raise ValueError("needs 'default' and a 'models' object")
-    except (OSError, ValueError, AttributeError) as error:
-        raise TrellicError(f"cannot read model manifest {path}: {error}") from None
-    return manifest
-
-
 def load(name_or_path: str = "default", weights_dir: Path | None = None) -> LoadedModel:
     """A shipped model by name (``default`` = the manifest's default) or a weights file path.
 
@@ -342,15 +326,16 @@ def _load_path(path: Path, weights_dir: Path | None) -> LoadedModel:
     model, info = load_model_file(path, weights_dir)
     metadata = read_metadata(path)
     sha256 = weights_sha256(model)
-    name, entry = _manifest_entry_of(sha256, weights_dir)
+    name, entry = manifest_entry_of(sha256, weights_dir)
     points = stored_operating_points(metadata, path) or _manifest_points(name, entry)
     model_id = name or f"file:{sha256[:16]}"
-    aliases = (sha256_of(path), *previous_sha256(metadata), *_entry_aliases(entry))
+    aliases = (sha256_of(path), *previous_sha256(metadata), *_entry_aliases(entry, weights_dir))
     return LoadedModel(model, model_id, sha256, info, points, _unique(aliases, sha256))
 
 
-def _manifest_entry_of(sha256: str, weights_dir: Path | None) -> tuple[str | None, dict]:
-    """(name, entry) of the weights folder's model with this content, else (None, {})."""
+def manifest_entry_of(sha256: str, weights_dir: Path | None = None) -> tuple[str | None, dict]:
+    """(name, entry) of the weights folder's model whose identity (``weights_sha256``) is
+    or starts with ``sha256`` (a file header's prefix), else (None, {})."""
     folder = weights_dir or paths.weights_dir()
     if not (folder / MANIFEST).is_file():
         return None, {}
@@ -359,13 +344,18 @@ def _manifest_entry_of(sha256: str, weights_dir: Path | None) -> tuple[str | Non
     except TrellicError:
         return None, {}
     for name, entry in models.items():
-        if isinstance(entry, dict) and entry.get("weights_sha256") == sha256:
+        if isinstance(entry, dict) and str(entry.get("weights_sha256")).startswith(sha256):
             return name, entry
     return None, {}
 
 
-def _entry_aliases(entry: dict) -> list[str]:
-    return [entry["sha256"]] if isinstance(entry.get("sha256"), str) else []
+def _entry_aliases(entry: dict, weights_dir: Path | None) -> list[str]:
+    """The sha256s older files name a zoo model by: its file's, and the file's earlier ones."""
+    if not isinstance(entry.get("sha256"), str):
+        return []
+    shipped = (weights_dir or paths.weights_dir()) / str(entry.get("file"))
+    earlier = previous_sha256(read_metadata(shipped)) if shipped.is_file() else []
+    return [entry["sha256"], *earlier]
 
 
 def _unique(aliases, sha256: str) -> tuple[str, ...]:

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a weights file usable with --model PATH everywhere (docs/compressai.md).",
     )
     p.add_argument("checkpoint", type=Path, help="CompressAI checkpoint (.pth.tar, .pth, .pt)")
-    p.add_argument("--arch", required=True, choices=ARCHITECTURES)
+    p.add_argument("--arch", required=True, choices=ARCHITECTURES,
+                   help="the CompressAI architecture (zoo name) the checkpoint was trained as")
     p.add_argument("-o", "--output", type=Path, required=True, help="weights file to write")
     p.add_argument(
         "--tcq-delta",

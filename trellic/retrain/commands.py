@@ -140,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:  # the log's disk full, say: one line, not a traceback
         raise TrellicError(io_error_line(error)) from None
     info = {
-        **loaded.info,
-        "retrained_from": {"model": loaded.model_id, "sha256": loaded.sha256},
+        **{k: v for k, v in loaded.info.items() if k != "base"},  # the export is a full model
+        "retrained_from": {"model": loaded.model_id, "sha256": loaded.sha256,
+                           "aliases": list(loaded.aliases)},
         "retrain": config.to_dict(),
         "retrain_data": [str(f) for f in folders],
     }
