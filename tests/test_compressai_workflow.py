@@ -67,7 +67,7 @@ def test_imported_model_decodes_the_encoders_latents_with_every_quantizer(
     compressed = model.compress(image_to_tensor(image), quantizer, codec.lambda_t)
     y_hat = model.latent_codec.decompress(compressed.streams, (4, 8), quantizer)
     assert torch.equal(y_hat, compressed.y_hat)
-    assert np.array_equal(decoded, tensor_to_image(model.g_s(y_hat)))
+    assert np.array_equal(decoded, tensor_to_image(model.synthesize(y_hat)))
     assert decoded.std() > 0
 
 

@@ -57,7 +57,7 @@ def test_files_round_trip_to_the_encoders_reconstruction(loaded, kind):
     compressed = model.compress(x, codec.quantizer, codec.lambda_t)
     assert compressed.y_hat.abs().max() > 1, "test latents should be non-trivial"
     with torch.no_grad(), single_threaded():
-        expected = tensor_to_image(model.g_s(compressed.y_hat)[..., :40, :70])
+        expected = tensor_to_image(model.synthesize(compressed.y_hat)[..., :40, :70])
     assert np.array_equal(decoded, expected)
     coded = 8 * sum(len(stream) for stream in compressed.streams)
     assert abs(coded - compressed.estimated_bits) <= 0.01 * compressed.estimated_bits + 128

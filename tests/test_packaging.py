@@ -80,7 +80,7 @@ def test_the_installed_wheel_codes_with_its_default_model_from_any_folder(instal
     ]
 
 
-def test_make_demo_codes_with_both_quantizers():
+def test_make_demo_codes_with_rounding_rdoq_and_the_trellis():
     dry_run = _run(["make", "-n", "demo", "IMAGE=photo.png"], ROOT)
-    assert "for q in usq tcq4" in dry_run and "--quantizer $q" in dry_run
+    assert "for q in usq rdoq tcq4" in dry_run and "--quantizer $q" in dry_run
     assert "decompress out/demo-$q.trl" in dry_run and "--reference photo.png" in dry_run

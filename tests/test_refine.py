@@ -55,7 +55,7 @@ def test_refined_file_decodes_to_the_refined_latents_and_is_deterministic(tiny_l
     assert true_cost(model, x, y, z, (40, 72), 0.01, quantizer, None) < 0.97 * plain
     y_hat = model.latent_codec.compress(y, quantizer, codec.lambda_t, z).y_hat
     with torch.no_grad(), single_threaded():
-        expected = model.g_s(y_hat)
+        expected = model.synthesize(y_hat)
     assert np.array_equal(tensor_to_image(expected[..., :40, :72]), decoded)
 
 
@@ -79,7 +79,7 @@ def test_linearised_mode_files_decode_bit_exactly_and_never_cost_more(tiny_loade
         assert costs[0] <= costs[1]
         y_hat = model.latent_codec.compress(y, quantizer, codec.lambda_t, z).y_hat
         with torch.no_grad(), single_threaded():
-            expected = tensor_to_image(model.g_s(y_hat)[..., :40, :72])
+            expected = tensor_to_image(model.synthesize(y_hat)[..., :40, :72])
         assert np.array_equal(codec.decode(encoded.data), expected)
         if not torch.equal(y, y_plain):
             assert encoded.data != plain.encode(image).data

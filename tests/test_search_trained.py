@@ -32,5 +32,5 @@ def test_search_trained_model_loads_and_decodes_bit_exactly(name):
         x = pad_to_multiple(image_to_tensor(image), model.pad_multiple)
         with torch.no_grad(), single_threaded():
             y_hat = model.compress(x, codec.quantizer, codec.lambda_t).y_hat
-            expected = tensor_to_image(model.g_s(y_hat)[..., :64, :96])
+            expected = tensor_to_image(model.synthesize(y_hat)[..., :64, :96])
         assert np.array_equal(codec.decode(encoded.data), expected), kind
