@@ -31,6 +31,7 @@ from pathlib import Path
 
 from trellic.argtypes import usable_cpus
 from trellic.errors import TrellicError
+from trellic.files import read_bytes
 
 STDIO = "-"
 TRL_SUFFIX = ".trl"
@@ -177,7 +178,7 @@ def torch_threads(count: int | None) -> Iterator[None]:
 def read_input(source: str, limit: int) -> bytes:
     """A file's bytes, or stdin's for ``-`` (refused from a terminal); at most ``limit``."""
     if source != STDIO:
-        return read_file(source, limit)
+        return read_bytes(source, limit)
     if sys.stdin is None or sys.stdin.isatty():
         raise TrellicError("refusing to read binary data from a terminal: redirect stdin")
     data = sys.stdin.buffer.read(limit + 1)
@@ -185,25 +186,6 @@ def read_input(source: str, limit: int) -> bytes:
         raise TrellicError(f"stdin holds more than {limit} bytes")
     if not data:
         raise TrellicError("stdin is empty")
-    return data
-
-
-def read_file(path: str | Path, limit: int) -> bytes:
-    """trellic.io.read_bytes without its torch import (``trellic info`` starts light)."""
-    path = Path(path)
-    if not path.exists():
-        raise TrellicError(f"file not found: {path}")
-    if path.is_dir():
-        raise TrellicError(f"expected a file, got a directory: {path}")
-    if not path.is_file():
-        raise TrellicError(f"not a regular file: {path}")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as error:
-        raise TrellicError(f"cannot read {path}: {error.strerror or error}") from None
-    if len(data) > limit:
-        raise TrellicError(f"file too large (more than {limit} bytes): {path}")
     return data
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from trellic.errors import TrellicError
 
@@ -36,10 +36,9 @@ class TruncatedFile(TrellicError):
 
 
 @dataclass(frozen=True)
-class HeaderInfo:
-    """A checked container's header fields and sizes (all a file tells without decoding)."""
+class Header:
+    """What a file's header says about how to decode it (written by ``bitstream.pack``)."""
 
-    version: int
     model_id: str
     weights_sha256: str  # hex prefix (16 hex digits)
     quantizer: str
@@ -47,14 +46,26 @@ class HeaderInfo:
     lambda_t: float
     height: int
     width: int
-    z_bytes: int
-    y_bytes: int
-    header_bytes: int  # everything but the two streams
-    file_bytes: int
+
+
+@dataclass(frozen=True)
+class HeaderInfo(Header):
+    """A checked container's header and sizes (all a file tells without decoding)."""
+
+    version: int = 0
+    z_bytes: int = 0
+    y_bytes: int = 0
+    header_bytes: int = 0  # everything but the two streams
+    file_bytes: int = 0
 
     @property
     def bpp(self) -> float:
         return 8 * self.file_bytes / (self.width * self.height)
+
+    @property
+    def header(self) -> Header:
+        """The fields ``bitstream.pack`` writes."""
+        return Header(**{f.name: getattr(self, f.name) for f in fields(Header)})
 
     def to_dict(self) -> dict:
         return {**asdict(self), "bpp": self.bpp}
@@ -165,9 +176,10 @@ def _parse(data: bytes) -> Parsed:
         (coded_crc,) = struct.unpack("<I", reader.take(4, "symbols crc"))
     if reader.pos != len(reader.data):
         raise TrellicError("corrupt bitstream: trailing bytes")
-    header = HeaderInfo(version, model_id, sha, names[code], delta, lambda_t, height, width,
-                        len(z_stream), len(y_stream), len(data) - len(z_stream) - len(y_stream),
-                        len(data))
+    header = HeaderInfo(model_id, sha, names[code], delta, lambda_t, height, width,
+                        version=version, z_bytes=len(z_stream), y_bytes=len(y_stream),
+                        header_bytes=len(data) - len(z_stream) - len(y_stream),
+                        file_bytes=len(data))
     return Parsed(header, z_stream, y_stream, coded_crc)
 
 

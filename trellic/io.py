@@ -53,25 +53,17 @@ from torch import Tensor
 
 from trellic.colour import srgb_profile, to_srgb_rgb
 from trellic.errors import TrellicError
+from trellic.files import check_readable, read_bytes  # noqa: F401 - read_bytes: public here
 
 MAX_PIXELS = 100_000_000  # reading bound; the codec's own bound is smaller
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 STALE_TEMP_SECONDS = 3600  # a temp of another machine or an older trellic, untouched this long
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise TrellicError(f"file not found: {path}")
-    if path.is_dir():
-        raise TrellicError(f"expected a file, got a directory: {path}")
-    if not path.is_file():
-        raise TrellicError(f"not a regular file: {path}")
-
-
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3); more than ``max_pixels`` is refused unread."""
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
@@ -330,17 +322,3 @@ def write_image(path: str | Path, image: np.ndarray, force: bool = False) -> Non
     """Write an image atomically in the format of its extension (:func:`encode_image`); the
     extension is checked first, so an unknown one fails before any work."""
     write_atomic(path, encode_image(image, path), force)
-
-
-def read_bytes(path: str | Path, limit: int | None = None) -> bytes:
-    """A file's bytes; more than ``limit`` bytes is an error (read no further than that)."""
-    path = Path(path)
-    _check_readable(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read() if limit is None else handle.read(limit + 1)
-    except OSError as error:
-        raise TrellicError(f"cannot read {path}: {error.strerror or error}") from None
-    if limit is not None and len(data) > limit:
-        raise TrellicError(f"file too large (more than {limit} bytes): {path}")
-    return data

@@ -68,6 +68,7 @@ from trellic.container_header import (
     MODEL_ID,
     READABLE_VERSIONS,
     SHA_PREFIX_BYTES,
+    Header,
     TruncatedFile,
 )
 from trellic.errors import TrellicError
@@ -81,17 +82,6 @@ __all__ = [  # the layout's constants come from the parser, trellic.container_he
 
 FORMAT_VERSION = 2
 QUANTIZER_CODES = {name: spec.code for name, spec in QUANTIZERS.items()}
-
-
-@dataclass(frozen=True)
-class Header:
-    model_id: str
-    weights_sha256: str  # hex prefix (16 hex digits)
-    quantizer: str
-    delta: float
-    lambda_t: float
-    height: int
-    width: int
 
 
 @dataclass(frozen=True)
@@ -162,9 +152,7 @@ def unpack(data: bytes, name: str | None = None) -> Container:
 
 def _unpack(data: bytes) -> Container:
     parsed = container_header.parse(data)
-    h = parsed.header
-    header = Header(h.model_id, h.weights_sha256, h.quantizer, h.delta, h.lambda_t, h.height,
-                    h.width)
+    h, header = parsed.header, parsed.header.header
     if header.quantizer not in QUANTIZER_CODES:  # a code this build's registry lacks
         raise TrellicError(f"corrupt bitstream: unknown quantizer {header.quantizer!r}")
     return Container(header, parsed.z_stream, parsed.y_stream, h.header_bytes, h.version,

@@ -14,10 +14,9 @@ module-level function)::
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from trellic.batch import torch_threads
 from trellic.errors import TrellicError
 from trellic.eval.metrics import MS_SSIM_MIN_SIDE, ms_ssim, mse, psnr, to_uint8
 from trellic.eval.results import ImageResult, Point
@@ -159,22 +159,6 @@ def rate_point(codec: CodecLike, images: list[np.ndarray]) -> RatePoint:
     )
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Torch's intra-op thread count set to ``threads`` while open (None: left alone)."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 _worker_factories: list[Callable[[], CodecLike]] = []
 _worker_codecs: dict[int, CodecLike] = {}
 
@@ -225,7 +209,7 @@ def run(settings: list[Setting], files: list[Path], workers: int = 1, progress: 
 
     with tqdm(total=len(tasks), desc=description, unit="img", disable=not progress) as bar:
         if workers == 1:
-            with _torch_threads(threads):
+            with torch_threads(threads):
                 for s, setting in enumerate(settings):
                     codec = setting.factory()
                     for i, path in enumerate(files):
