@@ -14,6 +14,7 @@ latents are finite), so it is an error rather than an image of clamped NaNs.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -55,6 +56,12 @@ class Codec:
     quantizer's), else the quantizer's default. The point also sets ``linear_weight``.
     refine: optimise each image's latents before coding (``trellic.models.refine``):
     a slower encoder, the same decoder and file format.
+    device: where g_a and g_s run (a ``torch.device`` or its name, e.g. from
+    ``trellic.device.resolve_device``). The latent codec (h_a, the entropy parameters,
+    the search) and the entropy coder stay on the CPU, so the indices a file decodes to
+    never depend on the device (docs/codec.md, "Devices"); the refinement runs on the CPU.
+    transforms_dtype: the dtype g_a and g_s compute in (float32; float64 stands in, in
+    the tests, for another device's float kernels).
     """
 
     def __init__(
@@ -63,10 +70,16 @@ class Codec:
         quantizer: Quantizer,
         lambda_t: float | None = None,
         refine: RefineConfig | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        transforms_dtype: torch.dtype = torch.float32,
     ):
         self.loaded = loaded
         self.quantizer = quantizer
         self.refine = refine
+        self.device = torch.device(device)
+        self.transforms_dtype = transforms_dtype
+        self._moved: dict[str, torch.nn.Module] = {}
         points = loaded.operating_points
         point = points.get(quantizer.kind, {})
         if refine is not None and refine.linear_step > 0:
@@ -96,8 +109,10 @@ class Codec:
         quantizer: str = "usq",
         lambda_t: float | None = None,
         refine: RefineConfig | None = None,
+        *,
+        device: torch.device | str = "cpu",
     ) -> Codec:
-        return cls.load_from(load_model(model), quantizer, lambda_t, refine)
+        return cls.load_from(load_model(model), quantizer, lambda_t, refine, device=device)
 
     @classmethod
     def load_from(
@@ -106,8 +121,39 @@ class Codec:
         quantizer: str = "usq",
         lambda_t: float | None = None,
         refine: RefineConfig | None = None,
+        *,
+        device: torch.device | str = "cpu",
     ) -> Codec:
-        return cls(loaded, loaded.model.quantizer(quantizer), lambda_t, refine)
+        return cls(loaded, loaded.model.quantizer(quantizer), lambda_t, refine, device=device)
+
+    # -- where the networks run -----------------------------------------------------------
+    @property
+    def _on_host(self) -> bool:
+        """g_a and g_s are the model's own (CPU, float32): the path every file was made on."""
+        return self.device.type == "cpu" and self.transforms_dtype == torch.float32
+
+    def _network(self, name: str) -> torch.nn.Module:
+        """The model's ``name`` (g_a, g_s) on this codec's device and dtype (a copy, made once:
+        the loaded model, shared with other codecs, stays on the CPU)."""
+        if name not in self._moved:
+            network = copy.deepcopy(getattr(self.loaded.model, name))
+            self._moved[name] = network.to(self.device, self.transforms_dtype).eval()
+        return self._moved[name]
+
+    @torch.no_grad()
+    def _analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """g_a on the device: x (1, 3, H, W) CPU float32 -> y, CPU float32."""
+        y = self._network("g_a")(x.to(self.device, self.transforms_dtype))
+        return y.to("cpu", torch.float32)
+
+    @torch.no_grad()
+    def _synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """g_s on the device: decoded latents (CPU) -> x_hat, CPU float32."""
+        if self._on_host:
+            return self.loaded.model.synthesize(y_hat)
+        y_hat = y_hat.to(self.device, self.transforms_dtype)
+        x_hat = self._network("g_s")(y_hat.contiguous(memory_format=torch.channels_last))
+        return x_hat.to("cpu", torch.float32)
 
     def describe(self) -> dict:
         training = self.loaded.info.get("training", {})
@@ -140,8 +186,12 @@ class Codec:
         _check_size(height, width)
         model = self.loaded.model
         x = pad_to_multiple(image_to_tensor(image), model.pad_multiple)
-        if self.refine is None:
+        if self.refine is None and self._on_host:
             compressed = model.compress(x, self.quantizer, self.lambda_t)
+        elif self.refine is None:  # g_a on the device, the latent codec on the CPU
+            with torch.no_grad():
+                compressed = model.latent_codec.compress(self._analysis(x), self.quantizer,
+                                                         self.lambda_t)
         else:
             lmbda = self.loaded.info["training"]["lmbda"]
             y, side = refine_latents(model, x, (height, width), lmbda, self.quantizer,
@@ -226,7 +276,7 @@ class Codec:
     def decode(self, data: bytes) -> np.ndarray:
         """A trellic file -> uint8 (H, W, 3) (see :meth:`decode_latents`)."""
         y_hat, header = self.decode_latents(data)
-        x_hat = self.loaded.model.synthesize(y_hat)
+        x_hat = self._synthesis(y_hat)
         if not torch.isfinite(x_hat).all():
             raise TrellicError("corrupt bitstream: the decoded image is not finite")
         return tensor_to_image(x_hat[..., : header.height, : header.width])
@@ -238,7 +288,8 @@ def _architecture(config: dict) -> dict:
     return {"name": config.pop("architecture"), **config}
 
 
-def codec_for_file(data: bytes, model: str | None = None) -> Codec:
+def codec_for_file(data: bytes, model: str | None = None, *,
+                   device: torch.device | str = "cpu") -> Codec:
     """The codec that decodes ``data``: the model its header names, or ``model`` if given.
 
     A header names a shipped model only: it is looked up in the manifest, never
@@ -257,4 +308,4 @@ def codec_for_file(data: bytes, model: str | None = None) -> Codec:
         loaded = load_named(name)
     else:
         loaded = load_named(header.model_id)
-    return Codec.load_from(loaded, header.quantizer, header.lambda_t)
+    return Codec.load_from(loaded, header.quantizer, header.lambda_t, device=device)

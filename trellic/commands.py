@@ -24,6 +24,7 @@ from pathlib import Path
 from trellic import batch
 from trellic.argtypes import float_in, positive_int, threads, word_or_int
 from trellic.container_header import MAX_FILE_BYTES, MAX_LAMBDA_T, QUANTIZER_NAMES
+from trellic.device import add_device_option, resolve_device
 from trellic.errors import TrellicError
 
 REFINE_MODE_NAMES = ("linear", "cheap", "full")  # trellic.models.refine.REFINE_MODES
@@ -113,6 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_common(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--jobs", "-j", type=positive_int, default=1, help=JOBS_HELP)
     p.add_argument("--threads", type=threads, default=None, help=THREADS_HELP)
+    add_device_option(p, "where g_a and g_s run: auto (the GPU if CUDA is available, else the "
+                      "CPU), cpu or cuda; the entropy coding stays on the CPU, so files do not "
+                      "depend on it (default: auto)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file on stdout instead of a line (on stderr when "
                    f"the {what} goes to stdout)")
@@ -162,6 +166,7 @@ def compress(args: argparse.Namespace) -> int:
     from trellic.io import IMAGE_SUFFIXES
     from trellic.models.refine import PROGRESS_ALWAYS, refine_config
 
+    device = resolve_device(args.device)
     _refuse_checkpoint(args.model)
     jobs = batch.plan_jobs(args.inputs, args.output, "compress")
     for job in jobs:  # a .trl under an image's name would later be read as an image
@@ -174,7 +179,7 @@ def compress(args: argparse.Namespace) -> int:
         from trellic.codec import Codec
 
         start = time.perf_counter()
-        codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine)
+        codec = Codec.load(args.model, args.quantizer, args.lambda_t, refine, device=device)
         if args.verbose:
             _say(f"  model load {time.perf_counter() - start:.2f} s")
         progress = False if len(jobs) > 1 else (PROGRESS_ALWAYS if args.verbose else True)
@@ -208,6 +213,7 @@ def compress(args: argparse.Namespace) -> int:
 
 
 def decompress(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
     _refuse_checkpoint(args.model)
     jobs = batch.plan_jobs(args.inputs, args.output, "decompress")
     from trellic.io import encode_image, encode_png, image_format_for
@@ -235,7 +241,7 @@ def decompress(args: argparse.Namespace) -> int:
             with lock:
                 if key not in cache:
                     cache[key] = codec_for_file(data, args.model).loaded
-            return Codec.load_from(cache[key], header.quantizer, header.lambda_t)
+            return Codec.load_from(cache[key], header.quantizer, header.lambda_t, device=device)
 
         def work(job: batch.Job) -> dict:
             batch.check_target(job, args.force, (job.source, args.reference))

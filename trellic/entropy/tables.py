@@ -115,9 +115,11 @@ class PmfTables:
         """Exact code length in bits of each value in its row, escape payload included.
 
         Hot path of the Viterbi (one call per quantizer and block): one gather
-        for every value, the escape payload only where a value escapes.
+        for every value, the escape payload only where a value escapes. The tables
+        follow the device of ``rows`` (a GPU search prices on the GPU); the values are
+        the same float64 numbers on every device.
         """
-        log_flat, lengths, offsets = self._torch_tables()
+        log_flat, lengths, offsets = self._torch_tables(rows.device)
         row_lengths = lengths[rows]
         s = values - offsets[rows]
         escaped = (s < 0) | (s >= row_lengths - 1)
@@ -129,18 +131,30 @@ class PmfTables:
             bits[escaped] += escape_payload_bits(distance)
         return bits
 
-    def _torch_tables(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(flattened -log2 p table, lengths, offsets) as tensors, built once."""
-        cached = getattr(self, "_torch_cache", None)
+    def _torch_tables(
+        self, device: torch.device | str = "cpu"
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(flattened -log2 p table, lengths, offsets) as tensors on ``device``, built once
+        per device (computed on the CPU in float64, then copied: the same values anywhere)."""
+        device = torch.device(device)
+        caches = getattr(self, "_torch_cache", None)
+        if caches is None:
+            caches = {}
+            object.__setattr__(self, "_torch_cache", caches)
+        cached = caches.get(device)
         if cached is None:
-            with np.errstate(divide="ignore"):
-                table = PRECISION - np.log2(np.maximum(self.freqs, 1))
-            cached = (
-                torch.from_numpy(table.ravel()),
-                torch.from_numpy(self.lengths),
-                torch.from_numpy(self.offsets),
-            )
-            object.__setattr__(self, "_torch_cache", cached)
+            base = caches.get(torch.device("cpu"))
+            if base is None:
+                with np.errstate(divide="ignore"):
+                    table = PRECISION - np.log2(np.maximum(self.freqs, 1))
+                base = (
+                    torch.from_numpy(table.ravel()),
+                    torch.from_numpy(self.lengths),
+                    torch.from_numpy(self.offsets),
+                )
+                caches[torch.device("cpu")] = base
+            cached = base if device.type == "cpu" else tuple(t.to(device) for t in base)
+            caches[device] = cached
         return cached
 
 

@@ -33,6 +33,7 @@ from trellic.argtypes import (
     word_or_int,
 )
 from trellic.coding.bitstream import MAX_LAMBDA_T
+from trellic.device import add_device_option, resolve_device
 from trellic.errors import TrellicError
 from trellic.eval import baselines
 from trellic.eval.bdrate import METHODS, bd
@@ -71,6 +72,7 @@ def _done(args: argparse.Namespace, results: Results, output: Path, line: str) -
 
 
 def _eval(args: argparse.Namespace) -> int:
+    device = str(resolve_device(args.device))
     output = check_output(args.output, args.force)
     files = checked_images(args)
     settings = []
@@ -82,7 +84,8 @@ def _eval(args: argparse.Namespace) -> int:
                   "checkpoint_sha256": info.pop("checkpoint_sha256", None),
                   "quantizer": info.pop("quantizer", {"name": args.quantizer}),
                   "lambda_": info.pop("lambda", None), "options": {**info, "load": load}}
-        settings.append(Setting(model, functools.partial(load_learned, **load), fields))
+        settings.append(Setting(model, functools.partial(load_learned, **load, device=device),
+                                fields))
     results = sweep(args, settings, files, output, name=args.name or f"trellic {args.quantizer}",
                     codec="trellic", encoder=f"trellic {__version__}")
     return _done(args, results, output, f"trellic eval: {len(results.points)} point(s) x "
@@ -335,6 +338,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=threads,
                         help="torch intra-op threads of each worker process, at most the usable "
                         "CPUs (default: torch's own with --workers 1, else 1 per worker)")
+    add_device_option(parser, "where each worker runs g_a and g_s: auto (the GPU if CUDA is "
+                      "available, else the CPU), cpu or cuda; the entropy coding stays on the "
+                      "CPU (default: auto)")
     parser.set_defaults(func=_eval)
 
     parser = subparsers.add_parser("baseline", help="quality sweep of a classical codec")

@@ -25,11 +25,13 @@ LEGACY_REFINE = {"anneal": True, "bfloat16": True}
 
 
 def load_learned(model: str, quantizer: str, lambda_t: float | None = None,
-                 refine: int | str | dict[str, Any] | None = 0) -> Codec:
+                 refine: int | str | dict[str, Any] | None = 0, device: str = "cpu") -> Codec:
     """Build the learned codec (module level, so worker processes can unpickle it).
 
     refine: latent refinement, off (0 or None), ``--refine``'s value (a mode name or a
     step count), or the fields of a ``RefineConfig`` as a results file records them.
+    device: where g_a and g_s run (``--device``, resolved); not recorded in the point's
+    ``load`` fields: the files and their indices do not depend on it.
     """
     try:
         from trellic.codec import Codec
@@ -43,7 +45,8 @@ def load_learned(model: str, quantizer: str, lambda_t: float | None = None,
             raise TrellicError(f"bad refinement setting {refine}: {error}") from None
     else:
         config = refine_config(refine or 0)
-    return Codec.load(model, quantizer=quantizer, lambda_t=lambda_t, refine=config)
+    return Codec.load(model, quantizer=quantizer, lambda_t=lambda_t, refine=config,
+                      device=device)
 
 
 def _check_load(load: Any) -> dict[str, Any]:

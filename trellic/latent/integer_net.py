@@ -34,6 +34,7 @@ comparison) are the same everywhere.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -200,5 +201,14 @@ class CachedIntegerSynthesis:
         """``IntegerSynthesis(network, outputs)(x)``."""
         if self._synthesis is None or not self._current(network):
             self._weights = [w.detach().clone() for w in network.parameters()]
-            self._synthesis = IntegerSynthesis(network, self.outputs)
-        return self._synthesis(x)
+            on_cpu = (network if all(w.device.type == "cpu" for w in self._weights)
+                      else _cpu_copy(network))
+            self._synthesis = IntegerSynthesis(on_cpu, self.outputs)
+        # Always on the CPU, whatever device the float network runs on: the exactness
+        # argument is the CPU's float64 convolution (a GPU's may use Winograd or FFT).
+        return self._synthesis(x.cpu()).to(x.device)
+
+
+def _cpu_copy(network: nn.Sequential) -> nn.Sequential:
+    """A CPU copy of ``network`` (the integer layers are derived from it)."""
+    return copy.deepcopy(network).cpu()

@@ -58,6 +58,7 @@ def build_cache(
     seed: int = 0,
     identity: str = "",
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> LatentCache:
     """Encode ``crops`` random crops into shards under ``folder`` (resumable) and load them."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,9 @@ def build_cache(
         wanted = {**meta, "shard": shard, "count": count}
         if not _matches(path, wanted):
             x = dataset.batch(count, seed, shard, rank=7919)  # rank: crops apart from training's
-            y = encode(model, x)
+            y = encode(model, x.to(device))
             y_hat = quantized_latents(model, quantizer, y, lambda_t)
+            y, y_hat = y.cpu(), y_hat.cpu()  # stored from the CPU, whatever the device
             save_safetensors_atomic(
                 path,
                 {"x": (x * 255).round().to(torch.uint8), "y": y, "y_hat": y_hat},

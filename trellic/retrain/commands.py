@@ -16,6 +16,7 @@ from trellic.argtypes import (
     threads,
 )
 from trellic.coding.bitstream import MAX_LAMBDA_T
+from trellic.device import add_device_option, resolve_device
 from trellic.errors import TrellicError, warnings_as_lines
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
@@ -81,6 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=threads, default=None,
                    help="intra-op threads, at most the CPUs this process may use "
                         "(default: torch's)")
+    add_device_option(p, "where the networks run: auto (the GPU if CUDA is available, else the "
+                      "CPU), cpu or cuda; the coding tables and the exact integer scales stay "
+                      "on the CPU (default: auto)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--force", action="store_true",
                    help="start a new run in --out, removing an earlier run's log and model")
@@ -94,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from trellic.train.memory import check_cache_fits, check_step_fits
     from trellic.zoo import load, save_model
 
+    device = resolve_device(args.device)
     check_run_folder(args.out, RETRAIN_OUTPUTS, args.force, inputs=[args.model])
     if args.part == "decoder" and args.lmbda is not None:
         warn("--lambda ignored with --part decoder (it trains on distortion only)")
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load(args.model)
-    check_step_fits(args.batch_size, args.crop, loaded.model.config.N, torch.device("cpu"))
+    check_step_fits(args.batch_size, args.crop, loaded.model.config.N, device)
     if args.mode == "offline":
         check_cache_fits(cache_crops, args.crop, loaded.model.config.M)
     trained = loaded.info.get("training")
@@ -136,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     clear_run_folder(args.out, RETRAIN_OUTPUTS)
     try:
         model = retrain(loaded.model, config, dataset, args.out, identity=loaded.sha256,
-                        keep_cache=args.keep_cache)
+                        keep_cache=args.keep_cache, device=device)
     except OSError as error:  # the log's disk full, say: one line, not a traceback
         raise TrellicError(io_error_line(error)) from None
     info = {

@@ -88,13 +88,18 @@ def retrain(
     identity: str = "",
     progress: bool = True,
     keep_cache: bool = True,
+    device: torch.device | str = "cpu",
 ) -> CodecModel:
-    """Retrain a copy of ``source``; returns it with rebuilt tables (source is untouched).
+    """Retrain a copy of ``source``; returns it, on the CPU, with rebuilt tables (source is
+    untouched).
 
     ``keep_cache=False`` removes the offline shards this run used once it has finished.
+    ``device``: where the networks run (the batches follow; the offline cache is stored
+    from the CPU; the coding tables and the exact integer scales stay on the CPU).
     """
     make_run_folder(out_dir)
-    model = copy.deepcopy(source)
+    device = torch.device(device)
+    model = copy.deepcopy(source).to(device)
     model.requires_grad_(False)
     modules = trainable_modules(model, config.part)
     # The aux parameters (the prior's medians and table bounds) stay fixed: z_hat keeps its grid.
@@ -122,6 +127,7 @@ def retrain(
                     seed=config.seed + round_index,
                     progress=progress,
                     identity=f"{identity}/round{round_index}",
+                    device=device,
                 )
             for m in modules:
                 m.train()
@@ -133,7 +139,8 @@ def retrain(
             )
             for step in bar:
                 terms = _step(
-                    model, quantizer, config, dataset, cache, round_index * config.steps + step
+                    model, quantizer, config, dataset, cache, round_index * config.steps + step,
+                    device,
                 )
                 try:
                     _update(terms["loss"], params, optimizer)
@@ -154,6 +161,7 @@ def retrain(
                     log.flush()
                     bar.set_postfix(psnr=f"{record['psnr']:.2f}")
     model.eval()
+    model.cpu()  # the export and the tables are built on the CPU
     if config.part != "decoder":
         model.update()  # the factorized prior changed: rebuild the z tables
     if not keep_cache:
@@ -189,11 +197,13 @@ def _step(
     dataset: CropDataset,
     cache: LatentCache | None,
     step: int,
+    device: torch.device | None = None,
 ) -> dict:
+    device = device or torch.device("cpu")
     if cache is not None:
-        x, y, y_hat = cache.batch(config.batch_size, config.seed, step)
+        x, y, y_hat = (t.to(device) for t in cache.batch(config.batch_size, config.seed, step))
     else:
-        x = dataset.batch(config.batch_size, config.seed, step)
+        x = dataset.batch(config.batch_size, config.seed, step).to(device)
         y = encode(model, x)
         y_hat = None
     if config.part == "decoder":

@@ -18,6 +18,7 @@ from trellic.argtypes import (
     seed,
     threads,
 )
+from trellic.device import add_device_option
 from trellic.errors import TrellicError, warnings_as_lines
 from trellic.models.architectures import architecture_names
 from trellic.models.config import MAX_CHANNELS, ModelConfig
@@ -81,8 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="validation images (first, sorted; default: 8)")
     p.add_argument("--val-crop", type=positive_int, default=None,
                    help="center crop side of each image (default: 256)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto: this rank's GPU if CUDA is available, else the CPU")
+    add_device_option(p, "auto: this rank's GPU if CUDA is available, else the CPU")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: the transforms compute in bfloat16, the entropy models in float32")
     p.add_argument("--channels-last", action="store_true",

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from trellic.errors import TrellicError
-
-DEVICES = ("auto", "cpu", "cuda")
+from trellic.device import DEVICES, resolve_device  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -33,17 +31,6 @@ class Topology:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(requested: str) -> torch.device:
-    """"auto": this rank's GPU (LOCAL_RANK) when CUDA is available, else the CPU."""
-    if requested not in DEVICES:
-        raise TrellicError(f"unknown device {requested!r}: expected one of {', '.join(DEVICES)}")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise TrellicError("--device cuda requested but CUDA is not available")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def init_from_env(device: str = "auto") -> bool:
