@@ -7,6 +7,12 @@ lambda_t, crop seed and the training images (their fingerprint). Building is
 resumable: a shard that exists with matching metadata is kept, anything else
 is rebuilt. Shards of one round go
 stale once the hyperprior changes; the next round writes its own.
+
+Under torchrun (``rank``/``world_size``) the shards are split between the ranks:
+rank r encodes and writes shards r, r + K, ..., so each shard is written once, by
+one process, and the encoding runs K times faster. After a barrier every rank loads
+all shards (the same cache in every process); the batches each rank draws from it
+differ by rank (:meth:`LatentCache.batch`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from trellic.models.model import CodecModel
 from trellic.quant.base import Quantizer
 from trellic.retrain.targets import encode, quantized_latents
 from trellic.safetensors_io import save_safetensors_atomic
+from trellic.train import distributed
 from trellic.train.data import CropDataset
 
 SHARD_GLOB = "shard-*.safetensors"  # the files of a cache
@@ -41,8 +48,11 @@ class LatentCache:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def batch(self, size: int, seed: int, step: int) -> tuple[Tensor, Tensor, Tensor]:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    def batch(self, size: int, seed: int, step: int,
+              rank: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """``size`` random cached crops, a pure function of (seed, step, rank); rank 0 draws
+        what a single process draws."""
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step + (rank << 40))
         index = torch.randint(len(self), (size,), generator=generator)
         return self.x[index].float() / 255.0, self.y[index], self.y_hat[index]
 
@@ -59,8 +69,14 @@ def build_cache(
     identity: str = "",
     progress: bool = True,
     device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> LatentCache:
-    """Encode ``crops`` random crops into shards under ``folder`` (resumable) and load them."""
+    """Encode ``crops`` random crops into shards under ``folder`` (resumable) and load them.
+
+    With ``world_size`` > 1 (a torchrun process group) this rank writes only the shards
+    ``rank, rank + world_size, ...``, waits for the other ranks, then loads all of them.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     shards = -(-crops // shard_size)
     meta = {
@@ -72,8 +88,8 @@ def build_cache(
         "crop": dataset.crop,
         "data": dataset.fingerprint(),  # other images: other crops
     }
-    xs, ys, y_hats = [], [], []
-    for shard in tqdm(range(shards), desc="cache", disable=not progress, unit="shard"):
+    mine = range(rank, shards, world_size)
+    for shard in tqdm(mine, desc="cache", disable=not progress, unit="shard"):
         path = folder / f"shard-{shard:05d}.safetensors"
         count = min(shard_size, crops - shard * shard_size)
         wanted = {**meta, "shard": shard, "count": count}
@@ -87,7 +103,11 @@ def build_cache(
                 {"x": (x * 255).round().to(torch.uint8), "y": y, "y_hat": y_hat},
                 {"meta": json.dumps(wanted)},
             )
-        tensors = load_file(str(path))
+    if world_size > 1:
+        distributed.barrier()  # every shard written (by its rank) before anyone reads
+    xs, ys, y_hats = [], [], []
+    for shard in range(shards):
+        tensors = load_file(str(folder / f"shard-{shard:05d}.safetensors"))
         xs.append(tensors["x"])
         ys.append(tensors["y"])
         y_hats.append(tensors["y_hat"])

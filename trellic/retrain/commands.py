@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from trellic.device import add_device_option, resolve_device
 from trellic.errors import TrellicError, warnings_as_lines
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
+from trellic.train import distributed
 from trellic.train.commands import LEARNING_RATE, warn
 from trellic.train.run_folder import (
     EXPORT,
@@ -92,27 +94,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under torchrun (WORLD_SIZE > 1) every rank runs this; see docs/retraining.md."""
+    device = resolve_device(args.device)
+    check_run_folder(args.out, RETRAIN_OUTPUTS, args.force, inputs=[args.model])
+    created = distributed.init_from_env(args.device)  # under torchrun: join the group
+    try:
+        return _run(args, device, distributed.topology(args.device).is_main)
+    finally:
+        if created:
+            distributed.shutdown()
+
+
+def _run(args: argparse.Namespace, device: torch.device, main: bool) -> int:
+    """The run itself, in every rank of a torchrun group (``main``: rank 0, the one writer)."""
     from trellic.io import list_images
     from trellic.retrain.loop import RetrainConfig, retrain
     from trellic.train.data import CropDataset
     from trellic.train.memory import check_cache_fits, check_step_fits
     from trellic.zoo import load, save_model
 
-    device = resolve_device(args.device)
-    check_run_folder(args.out, RETRAIN_OUTPUTS, args.force, inputs=[args.model])
+    say = warn if main else (lambda message: None)  # one writer: rank 0 warns and prints
     if args.part == "decoder" and args.lmbda is not None:
-        warn("--lambda ignored with --part decoder (it trains on distortion only)")
+        say("--lambda ignored with --part decoder (it trains on distortion only)")
     if args.mode == "online" and args.cache_crops is not None:
-        warn("--cache-crops ignored with --mode online (no cache)")
+        say("--cache-crops ignored with --mode online (no cache)")
     if args.mode == "online" and args.keep_cache:
-        warn("--keep-cache ignored with --mode online (no cache)")
+        say("--keep-cache ignored with --mode online (no cache)")
     cache_crops = DEFAULT_CACHE_CROPS if args.cache_crops is None else args.cache_crops
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load(args.model)
     check_step_fits(args.batch_size, args.crop, loaded.model.config.N, device)
     if args.mode == "offline":
-        check_cache_fits(cache_crops, args.crop, loaded.model.config.M)
+        grouped = distributed.topology(args.device).world_size > 1
+        copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if grouped else 1  # each: the cache
+        check_cache_fits(cache_crops, args.crop, loaded.model.config.M, copies)
     trained = loaded.info.get("training")
     lmbda = trained.get("lmbda") if isinstance(trained, dict) else None
     if args.lmbda is not None and args.part != "decoder":  # decoder: warned about above
@@ -138,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
     folders = args.data or [data_root() / "train"]
     with warnings_as_lines():
         dataset = CropDataset(list_images(folders, recursive=True), config.crop)
-    clear_run_folder(args.out, RETRAIN_OUTPUTS)
+    distributed.barrier()  # every rank has checked the run folder before rank 0 clears it
+    if main:
+        clear_run_folder(args.out, RETRAIN_OUTPUTS)
     try:
         model = retrain(loaded.model, config, dataset, args.out, identity=loaded.sha256,
                         keep_cache=args.keep_cache, device=device)
@@ -153,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
     }
     # a decoder-only variant codes the same files as its source: same encoder defaults
     points = loaded.operating_points if config.part == "decoder" else None
-    digest = save_model(model, args.out / EXPORT, info, operating_points=points)
-    print(f"retrained model written to {args.out / EXPORT} (sha256 {digest[:16]})")
+    world_size = distributed.topology(args.device).world_size
+    if world_size > 1:
+        info["world_size"] = world_size
+    if main:
+        digest = save_model(model, args.out / EXPORT, info, operating_points=points)
+        print(f"retrained model written to {args.out / EXPORT} (sha256 {digest[:16]})")
+    distributed.barrier()  # the model is on disk when any rank returns
     return 0

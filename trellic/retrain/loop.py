@@ -22,10 +22,21 @@ its rerun reuses the shards whose metadata match).
 
 A loss, gradient norm or weight that is not finite stops retraining at once
 (:mod:`trellic.train.divergence`); nothing is exported.
+
+Under torchrun (a process group from :mod:`trellic.train.distributed`, joined by
+``trellic retrain``) every rank retrains the same copy of the model: each draws its own
+``batch_size`` crops (online: ``dataset.batch(..., rank)``; offline: the shared cache,
+``LatentCache.batch(..., rank)``), the gradients of the trained parameters are averaged
+over the ranks after each backward (one all-reduce, as DDP would), so every rank takes
+the same Adam step and ends with the same weights. The offline shards are split between
+the ranks, each written once (:func:`trellic.retrain.cache.build_cache`); rank 0 alone
+writes the log, shows progress and removes the cache at the end. Rank 0 of a group draws
+the batches a single process draws.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -33,6 +44,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from trellic.eval.metrics import psnr_of_mse
@@ -40,6 +52,7 @@ from trellic.models.model import CodecModel
 from trellic.rd import rd_cost
 from trellic.retrain.cache import SHARD_GLOB, LatentCache, build_cache
 from trellic.retrain.targets import encode, forward_quantized, quantized_latents
+from trellic.train import distributed
 from trellic.train.data import CropDataset
 from trellic.train.divergence import Diverged, check_finite, check_finite_weights
 from trellic.train.loss import rate_bits
@@ -97,6 +110,8 @@ def retrain(
     ``device``: where the networks run (the batches follow; the offline cache is stored
     from the CPU; the coding tables and the exact integer scales stay on the CPU).
     """
+    where = distributed.topology("cpu")  # rank and world size (the device is given)
+    progress = progress and where.is_main
     make_run_folder(out_dir)
     device = torch.device(device)
     model = copy.deepcopy(source).to(device)
@@ -111,7 +126,8 @@ def retrain(
     quantizer = model.quantizer(config.quantizer)
     began = time.time()
     caches: list[Path] = []
-    with open(out_dir / LOG, "w") as log:
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(out_dir / LOG, "w")) if where.is_main else None
         for round_index in range(config.rounds):
             model.eval()
             cache = None
@@ -128,6 +144,8 @@ def retrain(
                     progress=progress,
                     identity=f"{identity}/round{round_index}",
                     device=device,
+                    rank=where.rank,
+                    world_size=where.world_size,
                 )
             for m in modules:
                 m.train()
@@ -140,7 +158,7 @@ def retrain(
             for step in bar:
                 terms = _step(
                     model, quantizer, config, dataset, cache, round_index * config.steps + step,
-                    device,
+                    device, where.rank,
                 )
                 try:
                     _update(terms["loss"], params, optimizer)
@@ -150,21 +168,25 @@ def retrain(
                     raise Diverged(f"retraining stopped at round {round_index + 1}, step "
                                    f"{step + 1}: {error}; no model written") from None
                 if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+                    values = torch.stack([v.detach() for v in terms.values()])
+                    values = distributed.mean_over_ranks(values).tolist()  # the step's mean
                     record = {
                         "round": round_index + 1,
                         "step": step + 1,
-                        **{k: v.item() for k, v in terms.items()},
+                        **dict(zip(terms, values, strict=True)),
                         "elapsed": time.time() - began,
                     }
                     record["psnr"] = psnr_of_mse(record["mse"])
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    if log is not None:
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
                     bar.set_postfix(psnr=f"{record['psnr']:.2f}")
     model.eval()
     model.cpu()  # the export and the tables are built on the CPU
     if config.part != "decoder":
         model.update()  # the factorized prior changed: rebuild the z tables
-    if not keep_cache:
+    distributed.barrier()  # every rank has read its last batch before the cache goes
+    if not keep_cache and where.is_main:
         for folder in caches:
             remove_cache(folder)
     return model
@@ -183,11 +205,32 @@ def remove_cache(folder: Path) -> None:
 
 def _update(loss: torch.Tensor, params: list[torch.Tensor], optimizer: torch.optim.Adam) -> None:
     """One optimizer step; raises Diverged (weights untouched) on a non-finite loss or gradient."""
-    check_finite("loss", loss.detach())
+    check_finite("loss", distributed.mean_over_ranks(loss.detach()))  # all ranks stop together
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    average_gradients(params)
     check_finite("gradient norm", torch.nn.utils.clip_grad_norm_(params, 1.0))
     optimizer.step()
+
+
+def average_gradients(params: list[torch.Tensor]) -> None:
+    """Replace each gradient by its mean over the ranks, in one all-reduce (as DDP does).
+
+    A no-op in a single process. The ranks run the same graph, so a parameter without a
+    gradient lacks it on every rank and is left out everywhere.
+    """
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def _step(
@@ -198,12 +241,14 @@ def _step(
     cache: LatentCache | None,
     step: int,
     device: torch.device | None = None,
+    rank: int = 0,
 ) -> dict:
     device = device or torch.device("cpu")
     if cache is not None:
-        x, y, y_hat = (t.to(device) for t in cache.batch(config.batch_size, config.seed, step))
+        batch = cache.batch(config.batch_size, config.seed, step, rank)
+        x, y, y_hat = (t.to(device) for t in batch)
     else:
-        x = dataset.batch(config.batch_size, config.seed, step).to(device)
+        x = dataset.batch(config.batch_size, config.seed, step, rank).to(device)
         y = encode(model, x)
         y_hat = None
     if config.part == "decoder":

@@ -91,19 +91,21 @@ def check_step_fits(batch: int, crop: int, N: int, device: torch.device,
             f"{needs / GIB:.1f} GiB, more than the {memory / GIB:.1f} GiB of {name} here: {bound}")
 
 
-def check_cache_fits(crops: int, crop: int, M: int) -> None:
+def check_cache_fits(crops: int, crop: int, M: int, copies: int = 1) -> None:
     """Refuse an offline retraining cache (crops, y and y_hat in memory) that cannot fit.
 
     Each crop holds ``crop``^2 x 3 bytes and two float32 latents of M x (crop/16)^2, and the
-    shards are joined into one tensor (twice that while they are).
+    shards are joined into one tensor (twice that while they are). ``copies``: the processes
+    on this machine that each hold the whole cache (torchrun's ranks on it).
     """
-    per_crop = 2 * crop * crop * (3 + 2 * 4 * M // 256 + 1)
+    per_crop = copies * 2 * crop * crop * (3 + 2 * 4 * M // 256 + 1)
     memory = host_memory()
     if memory <= 0 or crops * per_crop <= memory:
         return
     bound = (f"use --cache-crops {memory // per_crop} or less" if memory >= per_crop else
              "use a smaller --crop")
+    ranks = f" in each of {copies} processes" if copies > 1 else ""
     raise TrellicError(
-        f"an offline cache of --cache-crops {crops} x --crop {crop} (M={M}) needs about "
+        f"an offline cache of --cache-crops {crops} x --crop {crop} (M={M}){ranks} needs about "
         f"{crops * per_crop / GIB:.1f} GiB, more than the {memory / GIB:.1f} GiB of memory "
         f"here: {bound}")
