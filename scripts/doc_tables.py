@@ -334,6 +334,17 @@ def portability(paths: list[Path]) -> list[str]:
     return lines[:-1]
 
 
+def scale_fidelity(paths: list[Path]) -> list[str]:
+    """bench/scale_fidelity.py: the exact (integer) scales against the float model's."""
+    run = read_json(paths[0])
+    rows = [[f"`{name}`", f"{r['mean_relative_error']:.2%}", f"{r['max_relative_error']:.1%}",
+             f"{r['rows_changed']:.1%}", f"{r['rate_loss']:+.2%}", f"{r['table_rate_loss']:+.2%}"]
+            for name, r in run["models"].items()]
+    return [f"On {', '.join(run['images'])}:", ""] + markdown_table(
+        ["model", "mean rel. scale error", "max", "rows changed",
+         "ideal y rate, integer vs float scales", "table y rate, integer vs float"], rows)
+
+
 KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "default-model": default_model,
     "speed": speed,
@@ -352,6 +363,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "portability": portability,
     "format-change": format_change,
     "compressai-speed": compressai_speed,
+    "scale-fidelity": scale_fidelity,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from trellic.argtypes import float_in, positive_float
@@ -47,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from trellic.interop.compressai import import_checkpoint
     from trellic.io import check_output
+    from trellic.latent.scale_fidelity import probe_fidelity, warning_message
     from trellic.zoo import save_model
 
     if args.output.suffix != ".safetensors":
@@ -55,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
     model, info = import_checkpoint(args.checkpoint, args.arch, args.tcq_delta, args.lmbda)
     digest = save_model(model, args.output, info)
     config = model.config
+    fidelity = probe_fidelity(model)  # the exact scales against the float model's
+    message = warning_message(fidelity)
+    if message is not None:
+        print(f"trellic: warning: {message}", file=sys.stderr)
     print(json.dumps({"output": str(args.output), "sha256": digest, "architecture": args.arch,
-                      "N": config.N, "M": config.M, "source": info["source"]}))
+                      "N": config.N, "M": config.M, "source": info["source"],
+                      "scale_fidelity": {
+                          "mean_relative_error": round(fidelity.mean_relative_error, 6),
+                          "rows_changed": round(fidelity.rows_changed, 6),
+                          "rate_loss": round(fidelity.rate_loss, 6)}}))
     return 0
