@@ -17,7 +17,6 @@ GIL); the only character device written is /dev/null, and ``-`` is stdout.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -192,32 +191,11 @@ def read_input(source: str, limit: int) -> bytes:
 def read_image_input(source: str):
     """uint8 RGB (H, W, 3) of an image file or of stdin, by trellic.io's input policy."""
     from trellic.codec import MAX_PIXELS
+    from trellic.io import read_image, read_image_data
 
     if source != STDIO:
-        from trellic.io import read_image
-
         return read_image(source, MAX_PIXELS)
-    import warnings
-
-    from PIL import Image, ImageOps
-
-    from trellic.colour import to_srgb_rgb
-
-    data = read_input(STDIO, 1 << 28)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise TrellicError(f"image of {width}x{height} pixels exceeds the supported "
-                                       f"maximum of {MAX_PIXELS} pixels: stdin")
-                return to_srgb_rgb(ImageOps.exif_transpose(image), name="stdin")
-    except TrellicError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any failure of a decoder on a hostile input
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise TrellicError(f"cannot read image from stdin: {message}") from None
+    return read_image_data(read_input(STDIO, 1 << 28), "stdin", MAX_PIXELS)
 
 
 def check_target(job: Job, force: bool, inputs: tuple[str | None, ...]) -> None:

@@ -64,23 +64,33 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3); more than ``max_pixels`` is refused unread."""
     path = Path(path)
     check_readable(path)
+    return _decode_image(path, str(path), max_pixels)
+
+
+def read_image_data(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """:func:`read_image` of an image file's bytes (stdin, say); ``name`` goes in messages."""
+    return _decode_image(io.BytesIO(data), name, max_pixels)
+
+
+def _decode_image(source: Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
+    """The input policy applied to what Pillow opens (a path or a file's bytes)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise TrellicError(f"image of {width}x{height} pixels exceeds the supported "
-                                       f"maximum of {max_pixels} pixels: {path}")
+                                       f"maximum of {max_pixels} pixels: {name}")
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:
-                    warnings.warn(f"{path}: {frames} frames, coding the first", stacklevel=2)
-                return to_srgb_rgb(ImageOps.exif_transpose(image), name=str(path))
+                    warnings.warn(f"{name}: {frames} frames, coding the first", stacklevel=3)
+                return to_srgb_rgb(ImageOps.exif_transpose(image), name=name)
     except TrellicError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of a decoder on a hostile file
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise TrellicError(f"cannot read image {path}: {message}") from None
+        raise TrellicError(f"cannot read image {name}: {message}") from None
 
 
 def list_images(folders: str | Path | Sequence[str | Path], recursive: bool = False,
