@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "input, with the suffix .png)")
     p.add_argument("--model", default=None,
                    help="zoo name or weights path (default: the model the file's header names; "
-                   "a file coded with a weights path needs that path)")
+                   "a file coded with weights the zoo does not hold needs their path)")
     p.add_argument(
         "--reference",
         type=Path,

@@ -26,9 +26,7 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,7 +40,7 @@ from trellic.eval.runner import round_trip
 from trellic.io import list_images, read_image, write_atomic
 from trellic.models.refine import refine_config
 from trellic.rd import rd_cost
-from trellic.weights_metadata import store_operating_points
+from trellic.weights_metadata import with_operating_points
 from trellic.zoo import LoadedModel
 
 
@@ -161,20 +159,9 @@ def sweep(loaded: LoadedModel, images: list[np.ndarray], lmbda: float, grids: Gr
 
 
 def write_tuned(source: Path, out: Path, points: dict, force: bool = False) -> None:
-    """``source``'s weights with ``points`` stored (same tensors and identity) written to ``out``.
-
-    A copy in a temporary folder gets the points (``store_operating_points``), then
-    ``out`` is written atomically (temp file + rename): ``source`` is untouched unless
-    it is ``out`` (with ``force``), and a kill never leaves half a file.
-    """
-    with tempfile.TemporaryDirectory(prefix="trellic-tune-") as folder:
-        copy = Path(folder) / "weights.safetensors"
-        try:
-            shutil.copyfile(source, copy)
-        except OSError as error:
-            raise TrellicError(f"cannot read weights {source}: {error.strerror}") from None
-        store_operating_points(copy, points)
-        write_atomic(out, copy.read_bytes(), force)
+    """``source``'s weights with ``points`` stored (same tensors and identity) written to
+    ``out`` atomically: ``source`` is untouched unless it is ``out`` (with ``force``)."""
+    write_atomic(out, with_operating_points(source, points), force)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -20,8 +20,9 @@ from safetensors.torch import load_file
 
 from trellic import jsonio
 from trellic.errors import TrellicError
+from trellic.io import write_atomic
 from trellic.quant.registry import quantizer_names
-from trellic.safetensors_io import save_safetensors_atomic
+from trellic.safetensors_io import safetensors_bytes
 
 
 def sha256_of(path: Path) -> str:
@@ -85,11 +86,20 @@ def check_operating_points(points, where: str) -> dict:
 
 
 def store_operating_points(path: Path, points: dict) -> str:
-    """Rewrite a weights file with ``points`` as its measured operating points.
+    """Rewrite a weights file with ``points`` as its measured operating points (atomic).
 
-    The tensors and the identity stay as they are; the file's former sha256 joins
-    its metadata's ``previous_sha256`` (files naming it still decode). Atomic.
-    Returns the new file's sha256.
+    Returns the new file's sha256 (see :func:`with_operating_points`).
+    """
+    path = Path(path)
+    write_atomic(path, with_operating_points(path, points), force=True)
+    return sha256_of(path)
+
+
+def with_operating_points(path: Path, points: dict) -> bytes:
+    """The bytes of weights file ``path`` with ``points`` as its operating points.
+
+    The tensors and the identity stay as they are; the file's present sha256 joins its
+    metadata's ``previous_sha256`` (files naming it still decode).
     """
     path = Path(path)
     check_operating_points(points, str(path))
@@ -98,5 +108,4 @@ def store_operating_points(path: Path, points: dict) -> str:
     previous = previous_sha256(metadata)
     metadata["previous_sha256"] = metadata_json(sorted({*previous, sha256_of(path)}))
     metadata["operating_points"] = metadata_json(points)
-    save_safetensors_atomic(path, tensors, metadata)
-    return sha256_of(path)
+    return safetensors_bytes(tensors, metadata)
