@@ -25,7 +25,7 @@ from trellic import batch
 from trellic.argtypes import float_in, positive_int, threads, word_or_int
 from trellic.container_header import MAX_FILE_BYTES, MAX_LAMBDA_T, QUANTIZER_NAMES
 from trellic.device import add_device_option, resolve_device
-from trellic.errors import TrellicError
+from trellic.errors import TrellicError, warn
 
 REFINE_MODE_NAMES = ("linear", "cheap", "full")  # trellic.models.refine.REFINE_MODES
 MAX_REFINE_STEPS = 10_000  # trellic.models.refine.MAX_STEPS: ~100x full, hours on a large image
@@ -158,7 +158,7 @@ def _read_image(source: str):
         warnings.simplefilter("always")
         image = batch.read_image_input(source)
     for warning in caught:
-        _say(f"trellic: warning: {warning.message}")
+        warn(str(warning.message))
     return image
 
 
@@ -249,7 +249,7 @@ def decompress(args: argparse.Namespace) -> int:
             container = bitstream.unpack(data, job.source if single else None)
             header = container.header
             if container.version < bitstream.FORMAT_VERSION:
-                _say(f"trellic: warning: {job.source} is a format-{container.version} file: it "
+                warn(f"{job.source} is a format-{container.version} file: it "
                      "decodes exactly only where the CPU kernels round like the encoder's "
                      "(re-encode it for a portable file)")
             reference = None

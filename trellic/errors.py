@@ -12,6 +12,11 @@ class TrellicError(Exception):
     """A user-facing error: bad input, corrupt bitstream, missing file, bad option value."""
 
 
+def warn(message: str) -> None:
+    """One ``trellic: warning: MESSAGE`` line on stderr (every command warns this way)."""
+    print(f"trellic: warning: {message}", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def warnings_as_lines() -> Iterator[None]:
     """While open, every warning is printed when raised as one line on stderr.
@@ -19,7 +24,7 @@ def warnings_as_lines() -> Iterator[None]:
     The line reads ``trellic: warning: MESSAGE``, like the CLI's one-line errors.
     """
     def show(message, *args, **kwargs) -> None:
-        print(f"trellic: warning: {message}", file=sys.stderr)
+        warn(str(message))
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")

@@ -34,7 +34,7 @@ from trellic.argtypes import (
 )
 from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.device import add_device_option, resolve_device
-from trellic.errors import TrellicError
+from trellic.errors import TrellicError, warn
 from trellic.eval import baselines
 from trellic.eval.bdrate import METHODS, bd
 from trellic.eval.learned import load_learned
@@ -115,7 +115,7 @@ def _load_curves(args: argparse.Namespace) -> tuple[list[Results], list[str]]:
     curves += [read_reference(name) for name in names]
     labels += [f"reference:{name}" for name in names]
     for warning in check_image_sets(curves, labels, args.allow_mixed_images):
-        print(f"trellic: warning: {warning}", file=sys.stderr)
+        warn(warning)
     return curves, labels
 
 
@@ -191,7 +191,7 @@ def _bdrate(args: argparse.Namespace) -> int:
 def _check_rate_axis(curves: list[Results], max_bpp: float) -> None:
     warning = empty_range_warning(curves, max_bpp)
     if warning:
-        print(f"trellic: warning: {warning}", file=sys.stderr)
+        warn(warning)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -236,10 +236,10 @@ def _report(args: argparse.Namespace) -> int:
     if image is not None:
         warning = unmeasured_warning([c for c in curves if c.codec != "reference"], image.name)
         if warning:
-            print(f"trellic: warning: {warning}", file=sys.stderr)
+            warn(warning)
         crops = make_crops(curves, image, args.crop_bpp, box, progress=sys.stderr.isatty())
     else:
-        print(f"trellic: warning: {note}", file=sys.stderr)
+        warn(note)
     page = render_report(curves, labels, anchor, rd_plot_png(curves, args.max_bpp), crops,
                          note, args.method)
     write_atomic(output, page.encode(), args.force)

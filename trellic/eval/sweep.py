@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from trellic.argtypes import usable_cpus
-from trellic.errors import TrellicError
+from trellic.errors import TrellicError, warn
 from trellic.eval.metrics import PSNR_MAX
 from trellic.eval.results import Dataset, Point, Results, provenance, write_results
 from trellic.eval.runner import Setting, check_images, run
 from trellic.io import list_images
-
-
-def _warn(message: str) -> None:
-    print(f"trellic: warning: {message}", file=sys.stderr)
 
 
 def checked_images(args: argparse.Namespace) -> list[Path]:
@@ -34,7 +30,7 @@ def checked_images(args: argparse.Namespace) -> list[Path]:
     files = list_images(args.data_dir, limit=args.limit)
     files, skipped = check_images(files, args.skip_bad)
     for fault in skipped:
-        _warn(f"skipped {fault}")
+        warn(f"skipped {fault}")
     return files
 
 
@@ -44,7 +40,7 @@ def worker_count(requested: int, tasks: int) -> int:
     cpus = usable_cpus()
     workers = max(1, min(requested, tasks, cpus))
     if workers < requested:
-        _warn(f"--workers {requested} capped at {workers} ({tasks} image task(s), {cpus} usable "
+        warn(f"--workers {requested} capped at {workers} ({tasks} image task(s), {cpus} usable "
               "CPU(s))")
     return workers
 
@@ -64,7 +60,7 @@ def sweep(args: argparse.Namespace, settings: list[Setting], files: list[Path],
     workers = worker_count(args.workers, len(settings) * len(files))
     threads = getattr(args, "threads", None)
     if threads and workers * threads > usable_cpus():
-        _warn(f"{workers} worker(s) x {threads} thread(s) exceed the {usable_cpus()} usable "
+        warn(f"{workers} worker(s) x {threads} thread(s) exceed the {usable_cpus()} usable "
               "CPU(s): the timings will suffer")
     start, measured = time.perf_counter(), provenance()
     kept: list[Results] = []
@@ -91,7 +87,7 @@ def sweep(args: argparse.Namespace, settings: list[Setting], files: list[Path],
     lossless = sorted({image.name for point in kept[0].points for image in point.images
                        if image.psnr_rgb == PSNR_MAX})
     if lossless:
-        _warn(f"{', '.join(lossless)} decoded identical to the original at some point(s): "
+        warn(f"{', '.join(lossless)} decoded identical to the original at some point(s): "
               f"PSNR {PSNR_MAX:.0f} dB by the MSE floor (trellic.eval.metrics), which weighs "
               "on the mean")
     return kept[0]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from trellic.argtypes import float_in, positive_float
-from trellic.errors import TrellicError
+from trellic.errors import TrellicError, warn
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     fidelity = probe_fidelity(model)  # the exact scales against the float model's
     message = warning_message(fidelity)
     if message is not None:
-        print(f"trellic: warning: {message}", file=sys.stderr)
+        warn(message)
     print(json.dumps({"output": str(args.output), "sha256": digest, "architecture": args.arch,
                       "N": config.N, "M": config.M, "source": info["source"],
                       "scale_fidelity": {

@@ -18,11 +18,11 @@ from trellic.argtypes import (
 )
 from trellic.coding.bitstream import MAX_LAMBDA_T
 from trellic.device import add_device_option, resolve_device
-from trellic.errors import TrellicError, warnings_as_lines
+from trellic.errors import TrellicError, warn, warnings_as_lines
 from trellic.paths import data_root
 from trellic.quant.registry import quantizer_names
 from trellic.train import distributed
-from trellic.train.commands import LEARNING_RATE, warn
+from trellic.train.commands import LEARNING_RATE
 from trellic.train.run_folder import (
     EXPORT,
     RETRAIN_OUTPUTS,

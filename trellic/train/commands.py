@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ from trellic.argtypes import (
     threads,
 )
 from trellic.device import add_device_option
-from trellic.errors import TrellicError, warnings_as_lines
+from trellic.errors import TrellicError, warn, warnings_as_lines
 from trellic.models.architectures import architecture_names
 from trellic.models.config import MAX_CHANNELS, ModelConfig
 from trellic.paths import data_root
@@ -101,11 +100,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="new: train only the tensors --warm-start did not provide, the others "
                         "stay fixed (a new entropy model's networks first)")
     p.set_defaults(func=run)
-
-
-def warn(message: str) -> None:
-    """One ``trellic: warning:`` line on stderr (an option that has no effect, say)."""
-    print(f"trellic: warning: {message}", file=sys.stderr)
 
 
 def _check(args: argparse.Namespace) -> None:
