@@ -95,3 +95,28 @@ def test_coding_needs_the_tables_of_the_quantizers_step(tiny_model, x):
     untabled.latent_codec.tables = {}
     with pytest.raises(RuntimeError, match="call update"):
         untabled.compress(x, make_quantizer("usq"))
+
+
+
+@pytest.mark.parametrize("architecture", ["mbt2018-mean", "ms2020-channel"])
+def test_relaxed_rounds_on_the_models_usq_grid(architecture):
+    """Refinement's relaxation takes its interval from the quantizer: with usq_delta 0.5
+    every residual lands on the half-step grid and its likelihood is a half-step mass."""
+    from trellic.models import CodecModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = CodecModel(ModelConfig(architecture=architecture, N=8, M=16, usq_delta=0.5)).eval()
+    codec = model.latent_codec
+    y = 3 * torch.randn(1, 16, 4, 8)
+    z = codec.side_latents(y)
+    rounded = []
+    out = codec.relaxed(y, z, lambda v: rounded.append(torch.round(v)) or rounded[-1])
+    r_tilde = 0.5 * torch.cat(rounded[1:], 1)  # rounded[0] is z's, then y's parts in units
+    if architecture == "mbt2018-mean":
+        medians = codec.entropy_bottleneck.medians.view(1, -1, 1, 1)
+        means, scales = codec.entropy_parameters(torch.round(z - medians) + medians)
+        assert torch.equal(out.y_hat, means + r_tilde)
+        half = torch.special.ndtr((r_tilde + 0.25) / scales) - torch.special.ndtr(
+            (r_tilde - 0.25) / scales)
+        assert torch.allclose(out.likelihoods["y"], half.clamp_min(1e-9), atol=1e-6)
+    assert (2 * r_tilde).remainder(2).ne(0).any(), "some residuals must fall on half steps"

@@ -1,65 +1,114 @@
-"""The mean-scale hyperprior latent codec (Minnen, Balle, Toderici 2018, no context model).
+"""Hyperprior latent codecs: one base that trains, decides, codes and decodes y in parts.
 
-    y -> h_a -> z -> round(z - median) -> z symbols ---------------> z stream
-                         z_hat -> h_s -> (means, scales)
-    y - means -> quantizer.search(scales, table rate) -> (k, qid) -> y stream
-    y_hat = means + level(k, qid)
+    y -> h_a -> z -> round(z - median) -> z symbols -----------------------> z stream
+                         z_hat -> h_s -> hyper parameters
+    for each part of y, in coding order (the codec's walk):
+        means, scales <- hyper parameters and the parts reconstructed before it
+        (k, qid) <- quantizer.search(y_part - means, scales, table rate)  -> y stream
+        y_hat_part = means + level(k, qid)
+
+:class:`Hyperprior` writes the z path, the training pass (any proxy, TRUE
+included), the relaxed pass of refinement, the encoder's decisions, compress
+and decompress *once*. A codec contributes only :meth:`Hyperprior.walk`: how
+it walks its parts and where each part's means and scales come from (one part
+for the mean-scale hyperprior below; slices for the channel-conditional
+codec; two checkerboard passes for a spatial context), and
+:meth:`Hyperprior.merge` if its parts are not channel slices.
 
 Coding order (the container's two streams): z in one step, one table row per
-channel; then y with the table of (quantizer id, scale level) of every index,
-in the quantizer's walk (USQ one step, TCQ one step per latent column). The
-encoder derives means and scales from the *decoded* z symbols through the
-same code path as the decoder, h_s in integer arithmetic
-(:mod:`trellic.latent.integer_net`), so both see bit-identical probabilities
-on any machine, thread count or kernel set.
-
-:class:`Hyperprior` holds what every hyperprior codec shares (h_a, h_s, the z
-prior and its coding, y's tables); :class:`MeanScaleHyperprior` adds the
-per-element Gaussian and the one-walk coding above. Subclasses with other
-hyper-networks override :meth:`hyper_transforms`, :meth:`side_latents` and
-:meth:`parameters_from` (the scale hyperprior); the channel-conditional codec
-(:mod:`trellic.latent.channel_conditional`) brings its own slice order.
+channel; then every part of y, in walk order, each in its quantizer's walk
+(USQ one step, TCQ one step per latent column), into one y stream. The
+encoder derives each part's parameters from the *decoded* z symbols and the
+reconstructed parts through the decoder's own code path, in exact arithmetic
+(:mod:`trellic.latent.exact`), so both see bit-identical rows on any machine.
+The checksum covers the z symbols and y's indices in y's layout.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from trellic.coding.bitstream import symbols_crc
+from trellic.coding.range_coder import SymbolDecoder, SymbolEncoder
 from trellic.entropy.factorized import FactorizedPrior
 from trellic.entropy.gaussian import bound_scales, build_gaussian_tables, default_scale_table
 from trellic.entropy.tables import PmfTables
 from trellic.latent.base import LatentCodec, LatentCompressed, LatentForward, LatentQuantized
+from trellic.latent.exact import Arithmetic, ExactNetworks, levels
 from trellic.latent.factorized import FactorizedCoding
 from trellic.latent.gaussian import GaussianCoding
 from trellic.latent.integer_net import CachedIntegerSynthesis
 from trellic.layers import conv, deconv
-from trellic.quant.base import ProxyKind, Quantized, Quantizer, gaussian_mass
+from trellic.quant.base import ProxyKind, Quantized, Quantizer
 from trellic.quant.registry import QUANTIZERS
+
+# A part's quantization, as the walk sees it: (the part's residual y - means, or None on
+# the decoder; its scales) -> the reconstructed residual.
+PartQuantizer = Callable[[Tensor | None, Tensor], Tensor]
+
+
+@dataclass
+class PartDecision:
+    """The encoder's decision for one part of y: indices and quantizer ids, and the scales
+    that select their table rows (all the part's shape)."""
+
+    quantized: Quantized
+    scales: Tensor
+
+
+@dataclass
+class Decision:
+    """Everything ``compress`` codes: the z symbols (1, N, h/4, w/4), y's parts in coding
+    order, and what they decode to and cost."""
+
+    z_symbols: Tensor
+    parts: list[PartDecision]
+    result: LatentQuantized
 
 
 class Hyperprior(LatentCodec):
-    """What every hyperprior codec shares: h_a / h_s (LeakyReLU by default), the
-    factorized prior of z and its coding, the Gaussian tables of y; subclasses decide
-    how h_s's output conditions y and in what order y is coded.
+    """The base of the hyperprior codecs: h_a / h_s (LeakyReLU by default), the
+    factorized prior of z and its coding, the Gaussian tables of y, and the passes
+    over y's parts; subclasses give :meth:`walk`.
 
     Args:
-        config: the model's config (N hyper channels, M latent channels, TCQ step).
+        config: the model's config (N hyper channels, M latent channels, quantizer steps).
     """
 
     downscale = 4  # h_a halves H and W twice
+    reads_float_files = False  # format-1 files (float entropy parameters) exist for this codec
 
     def __init__(self, config) -> None:
         super().__init__(config)
         self.h_a, self.h_s = self.hyper_transforms(config.N, config.M)
         self.entropy_bottleneck = FactorizedPrior(config.N, config.prior_filters)
         self.register_buffer("scale_table", default_scale_table())
+        self.exact = ExactNetworks()
 
-    # -- the entropy model ------------------------------------------------------
+    # -- the parts of y --------------------------------------------------------------
+    @abc.abstractmethod
+    def walk(
+        self, z_hat: Tensor, y: Tensor | None, quantize: PartQuantizer, arithmetic: Arithmetic
+    ) -> Tensor:
+        """Visit y's parts in coding order and return y_hat (B, M, h, w).
+
+        For each part: its means and scales from ``z_hat`` (B, N, h/4, w/4) and the
+        parts reconstructed before it, computed in ``arithmetic``; then
+        ``quantize(y_part - means or None, scales)`` gives its reconstructed residual.
+        ``y`` is None on the decoder.
+        """
+
+    def merge(self, parts: list[Tensor]) -> Tensor:
+        """Per-part tensors (likelihoods, indices) in walk order -> y's layout (B, M, h, w).
+        Parts that are channel slices concatenate."""
+        return torch.cat(parts, 1)
+
+    # -- the entropy model ------------------------------------------------------------
     @staticmethod
     def hyper_transforms(N: int, M: int) -> tuple[nn.Module, nn.Module]:
         """h_a: y (B, M, h, w) -> z (B, N, h/4, w/4); h_s: z_hat -> (B, 2M, h, w) means, scales."""
@@ -125,12 +174,83 @@ class Hyperprior(LatentCodec):
         if checksum is not None and symbols_crc(z_symbols, k) != checksum:
             raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
 
-    # -- the encoder's decisions ------------------------------------------------------
-    @abc.abstractmethod
-    def _decide(
-        self, y: Tensor, quantizer: Quantizer, lambda_t: float | None, side: Tensor | None
-    ) -> tuple:
-        """Everything ``compress`` codes, its last item what it decodes to and costs."""
+    # -- training -------------------------------------------------------------------
+    def forward(
+        self,
+        y: Tensor,
+        quantizer: Quantizer,
+        proxy: ProxyKind = ProxyKind.NOISE,
+        lambda_t: float | None = None,
+    ) -> LatentForward:
+        """y (B, M, h, w) -> y_hat and likelihoods {"y", "z"}; each part is predicted from
+        the proxy's reconstruction of the parts before it.
+
+        TRUE codes exactly what ``compress`` codes: z rounded around the median
+        (straight-through), every part of y by the quantizer's search with the
+        coder's code lengths and the exact parameters (with the float networks'
+        gradients); its likelihoods are those of the true symbols.
+        """
+        z = self.side_latents(y)
+        prior, rate, arithmetic = self.entropy_bottleneck, None, Arithmetic.FLOAT
+        if proxy is ProxyKind.TRUE:
+            z_hat = prior.dequantize(prior.quantize(z)) + (z - z.detach())
+            z_likelihoods = prior.likelihood(z_hat)
+            rate, arithmetic = self.y_coding(quantizer).rate, Arithmetic.STRAIGHT
+        else:
+            z_hat, z_likelihoods = prior(z)
+        likelihoods: list[Tensor] = []
+
+        def quantize(residual: Tensor, scales: Tensor) -> Tensor:
+            r_tilde, likelihood = quantizer.proxy(residual, scales, proxy, lambda_t, rate)
+            likelihoods.append(likelihood)
+            return r_tilde
+
+        y_hat = self.walk(z_hat, y, quantize, arithmetic)
+        return LatentForward(y_hat, {"y": self.merge(likelihoods), "z": z_likelihoods})
+
+    def relaxed(
+        self, y: Tensor, side: Tensor, rounding: Callable[[Tensor], Tensor]
+    ) -> LatentForward:
+        """``rounding`` of z around the medians and of every part's residual on the USQ
+        grid of this model (its ``usq_delta``)."""
+        medians = self.entropy_bottleneck.medians.view(1, -1, 1, 1)
+        z_tilde = rounding(side - medians) + medians
+        grid = self.quantizer("usq")
+        likelihoods: list[Tensor] = []
+
+        def quantize(residual: Tensor, scales: Tensor) -> Tensor:
+            r_tilde, likelihood = grid.relaxed(residual, scales, rounding)
+            likelihoods.append(likelihood)
+            return r_tilde
+
+        y_hat = self.walk(z_tilde, y, quantize, Arithmetic.FLOAT)
+        z_likelihoods = self.entropy_bottleneck.likelihood(z_tilde)
+        return LatentForward(y_hat, {"y": self.merge(likelihoods), "z": z_likelihoods})
+
+    # -- bitstreams -----------------------------------------------------------------
+    @torch.no_grad()
+    def decide(
+        self,
+        y: Tensor,
+        quantizer: Quantizer,
+        lambda_t: float | None = None,
+        side: Tensor | None = None,
+    ) -> Decision:
+        """The encoder's decisions for y (1, M, h, w) and z (``side``, default h_a(y))."""
+        coding = self.y_coding(quantizer)
+        z_symbols = self.side_symbols(y, side)
+        parts: list[PartDecision] = []
+
+        def quantize(residual: Tensor, scales: Tensor) -> Tensor:
+            quantized = quantizer.search(residual, scales, lambda_t, coding.rate)
+            parts.append(PartDecision(quantized, scales))
+            return levels(quantizer, quantized)
+
+        z_hat = self.entropy_bottleneck.dequantize(z_symbols)
+        y_hat = self.walk(z_hat, y, quantize, Arithmetic.EXACT)
+        bits = self.z_coding().bits(z_symbols).sum()
+        bits += sum(coding.bits(part.quantized, part.scales).sum() for part in parts)
+        return Decision(z_symbols, parts, LatentQuantized(y_hat, float(bits)))
 
     def quantize(
         self,
@@ -139,15 +259,72 @@ class Hyperprior(LatentCodec):
         lambda_t: float | None = None,
         side: Tensor | None = None,
     ) -> LatentQuantized:
-        return self._decide(y, quantizer, lambda_t, side)[-1]
+        return self.decide(y, quantizer, lambda_t, side).result
+
+    def compress(
+        self,
+        y: Tensor,
+        quantizer: Quantizer,
+        lambda_t: float | None = None,
+        side: Tensor | None = None,
+    ) -> LatentCompressed:
+        """Any y and z (``side``, default h_a(y)) give a valid file for the unchanged decoder."""
+        decision = self.decide(y, quantizer, lambda_t, side)
+        coding = self.y_coding(quantizer)
+        encoder = SymbolEncoder(coding.tables)
+        for part in decision.parts:
+            coding.encode_to(encoder, part.quantized, part.scales)
+        streams = (self.z_coding().encode(decision.z_symbols), encoder.finish())
+        k = self.merge([part.quantized.k for part in decision.parts])
+        result = decision.result
+        return LatentCompressed(result.y_hat, result.estimated_bits, streams,
+                                symbols_crc(decision.z_symbols, k))
+
+    @torch.no_grad()
+    def decompress(
+        self,
+        streams: tuple[bytes, bytes],
+        latent_shape: tuple[int, int],
+        quantizer: Quantizer,
+        checksum: int | None = None,
+        exact: bool = True,
+    ) -> Tensor:
+        """The parts in lockstep: decode each with the rows its exact scales select."""
+        if not (exact or self.reads_float_files):
+            raise ValueError(f"{type(self).__name__} files exist only in the portable format")
+        z_stream, y_stream = streams
+        z_symbols = self.decode_side(z_stream, latent_shape)
+        coding = self.y_coding(quantizer)
+        decoder = SymbolDecoder(y_stream, coding.tables)
+        indices: list[Tensor] = []
+
+        def quantize(residual: None, scales: Tensor) -> Tensor:
+            quantized = coding.decode_from(decoder, scales)
+            indices.append(quantized.k)
+            return levels(quantizer, quantized)
+
+        z_hat = self.entropy_bottleneck.dequantize(z_symbols)
+        arithmetic = Arithmetic.EXACT if exact else Arithmetic.FLOAT
+        y_hat = self.walk(z_hat, None, quantize, arithmetic)
+        self.check_symbols(checksum, z_symbols, self.merge(indices))
+        return y_hat
 
 
 class MeanScaleHyperprior(Hyperprior):
-    """A Gaussian (means, scales) for every y element from h_s; y coded in one walk.
+    """Minnen, Balle, Toderici 2018 without the context model (CompressAI's mbt2018-mean):
+    a Gaussian (means, scales) for every y element from h_s; y is one part.
+
+    Portability: the scales, which select every table row and trellis state,
+    come from h_s in integer arithmetic (only its scale channels computed); the
+    means stay float by design: they only shift the reconstruction (by a last
+    bit across machines), never a row. So this codec's ``arithmetic`` is its
+    scales'. Format-1 files used the float scales (``exact=False``).
 
     Args:
-        config: the model's config (N hyper channels, M latent channels, TCQ step).
+        config: the model's config (N hyper channels, M latent channels, quantizer steps).
     """
+
+    reads_float_files = True
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -177,111 +354,25 @@ class MeanScaleHyperprior(Hyperprior):
         """The means of y (B, M, 4h, 4w) that the decoder adds to the levels (float h_s)."""
         return self.entropy_parameters(z_hat)[0]
 
-    # -- training -------------------------------------------------------------------
-    def forward(
-        self,
-        y: Tensor,
-        quantizer: Quantizer,
-        proxy: ProxyKind = ProxyKind.NOISE,
-        lambda_t: float | None = None,
-    ) -> LatentForward:
-        """y (B, M, h, w) -> y_hat and likelihoods {"y", "z"}.
-
-        TRUE codes exactly what ``compress`` codes: z rounded around the
-        median (straight-through), y by the quantizer's search with the
-        coder's code lengths; its likelihoods are those of the true symbols.
-        """
-        z = self.side_latents(y)
-        prior, rate = self.entropy_bottleneck, None
-        if proxy is ProxyKind.TRUE:
-            z_hat = prior.dequantize(prior.quantize(z)) + (z - z.detach())
-            z_likelihoods = prior.likelihood(z_hat)
-            rate = self.y_coding(quantizer).rate
-            means, scales = self._exact_straight_through(z_hat)
-        else:
-            z_hat, z_likelihoods = prior(z)
-            means, scales = self.entropy_parameters(z_hat)
-        r_tilde, y_likelihoods = quantizer.proxy(y - means, scales, proxy, lambda_t, rate)
-        return LatentForward(r_tilde + means, {"y": y_likelihoods, "z": z_likelihoods})
-
-    def relaxed(
-        self, y: Tensor, side: Tensor, rounding: Callable[[Tensor], Tensor]
-    ) -> LatentForward:
-        """Rounding of z around the medians and of y - means on the integer grid (USQ's)."""
-        medians = self.entropy_bottleneck.medians.view(1, -1, 1, 1)
-        z_tilde = rounding(side - medians) + medians
-        means, scales = self.entropy_parameters(z_tilde)
-        r_tilde = rounding(y - means)
-        y_likelihoods = gaussian_mass(r_tilde - 0.5, r_tilde + 0.5, scales)
-        z_likelihoods = self.entropy_bottleneck.likelihood(z_tilde)
-        return LatentForward(r_tilde + means, {"y": y_likelihoods, "z": z_likelihoods})
-
-    # -- bitstreams -----------------------------------------------------------------
-    def _exact_straight_through(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """What compress codes (float means, the integer path's scales), with the float
-        h_s's gradients for the scales."""
+    def hyper_parameters(self, z_hat: Tensor, arithmetic: Arithmetic) -> tuple[Tensor, Tensor]:
+        """Means and scales of y from z_hat: float, or the float means with the exact
+        scales (STRAIGHT: with the float scales' gradients)."""
+        if arithmetic is Arithmetic.FLOAT:
+            return self.entropy_parameters(z_hat)
+        if arithmetic is Arithmetic.EXACT:
+            return self.decoded_means(z_hat), self.exact_scales(z_hat)
         means, scales = self.entropy_parameters(z_hat)
         with torch.no_grad():
             exact = self.exact_scales(z_hat)
         return means, exact + (scales - scales.detach())
 
-    def decoded_parameters(self, z_symbols: Tensor, exact: bool = True) -> tuple[Tensor, Tensor]:
-        """What the decoder derives from the z symbols: means and scales of y.
-
-        exact: the scales, which select every table row, from h_s in integer
-        arithmetic (``trellic.latent.integer_net``), the same on every machine:
-        what format-2 files are coded with. The means stay float: they only shift
-        the reconstruction (by a last bit across machines), never a row or a
-        trellis state. False: the float scales of format-1 files, exact only on
-        kernels that round like the encoder's.
-        """
-        z_hat = self.entropy_bottleneck.dequantize(z_symbols)
-        if not exact:
-            return self.entropy_parameters(z_hat)
-        return self.decoded_means(z_hat), self.exact_scales(z_hat)
-
-    @torch.no_grad()
-    def _decide(
-        self, y: Tensor, quantizer: Quantizer, lambda_t: float | None, side: Tensor | None
-    ) -> tuple[Tensor, Tensor, Quantized, LatentQuantized]:
-        """z symbols, scales, y's (k, qid) and what they decode to and cost."""
-        coding = self.y_coding(quantizer)
-        z_symbols = self.side_symbols(y, side)
-        means, scales = self.decoded_parameters(z_symbols)
-        quantized = quantizer.search(y - means, scales, lambda_t, coding.rate)
-        bits = self.z_coding().bits(z_symbols).sum()
-        bits += coding.bits(quantized, scales).sum()
-        y_hat = means + quantizer.level(quantized.k, quantized.qid)
-        return z_symbols, scales, quantized, LatentQuantized(y_hat, float(bits))
-
-    def compress(
-        self,
-        y: Tensor,
-        quantizer: Quantizer,
-        lambda_t: float | None = None,
-        side: Tensor | None = None,
-    ) -> LatentCompressed:
-        """Any y and z (``side``, default h_a(y)) give a valid file for the unchanged decoder."""
-        z_symbols, scales, quantized, decided = self._decide(y, quantizer, lambda_t, side)
-        streams = (
-            self.z_coding().encode(z_symbols),
-            self.y_coding(quantizer).encode(quantized, scales),
-        )
-        checksum = symbols_crc(z_symbols, quantized.k)
-        return LatentCompressed(decided.y_hat, decided.estimated_bits, streams, checksum)
-
-    @torch.no_grad()
-    def decompress(
-        self,
-        streams: tuple[bytes, bytes],
-        latent_shape: tuple[int, int],
-        quantizer: Quantizer,
-        checksum: int | None = None,
-        exact: bool = True,
+    def walk(
+        self, z_hat: Tensor, y: Tensor | None, quantize: PartQuantizer, arithmetic: Arithmetic
     ) -> Tensor:
-        z_stream, y_stream = streams
-        z_symbols = self.decode_side(z_stream, latent_shape)
-        means, scales = self.decoded_parameters(z_symbols, exact)
-        k, qid = self.y_coding(quantizer).decode(y_stream, scales)
-        self.check_symbols(checksum, z_symbols, k)
-        return means + quantizer.level(k, qid)
+        """One part: all of y."""
+        means, scales = self.hyper_parameters(z_hat, arithmetic)
+        return means + quantize(None if y is None else y - means, scales)
+
+    def merge(self, parts: list[Tensor]) -> Tensor:
+        (whole,) = parts
+        return whole

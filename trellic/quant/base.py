@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import enum
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -274,6 +275,25 @@ class Quantizer(abc.ABC):
             shift = r - r.detach()
             lo, hi = lo + shift, hi + shift
         return gaussian_mass(lo, hi, scales)
+
+    def relaxed(
+        self, r: Tensor, scales: Tensor, rounding: Callable[[Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Encoder-side relaxation (refinement): r on the grid of all this quantizer's
+        levels (step delta) with ``rounding`` in place of rounding, and the Gaussian
+        mass of a delta-wide interval around it.
+
+        Args:
+            r, scales: (B, M, H, W) residuals and Gaussian scales.
+            rounding: a differentiable stand-in for ``torch.round`` (e.g. annealed
+                stochastic rounding), applied in units of delta.
+
+        Returns:
+            (r_tilde, likelihood), both (B, M, H, W).
+        """
+        r_tilde = self.delta * rounding(r / self.delta)
+        half = 0.5 * self.delta
+        return r_tilde, gaussian_mass(r_tilde - half, r_tilde + half, scales)
 
     def pmf(self, qid: int, scales: Tensor, k: Tensor) -> Tensor:
         """P(k | qid, scale) on a grid, for the coder's tables.
