@@ -112,8 +112,45 @@ def test_tables_with_the_wrong_row_count_are_refused(tmp_path, tiny_model):
     for suffix in ("freqs", "lengths", "offsets"):
         tensors[f"tables.z.{suffix}"] = tensors[f"tables.z.{suffix}"][:3].contiguous()
     _rewrite(path, tensors)
-    with pytest.raises(TrellicError, match="row counts"):
+    with pytest.raises(TrellicError, match="3 rows in the 'z' coding tables"):
         load_model_file(path)
+
+
+def _without_tables(path, family):
+    tensors = load_file(str(path))
+    _rewrite(path, {k: v for k, v in tensors.items() if not k.startswith(f"tables.{family}.")})
+
+
+def test_a_file_declares_its_table_families_and_a_missing_one_fails_only_when_used(
+        tmp_path, tiny_model):
+    from trellic.quant import make_quantizer
+
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, {})
+    _without_tables(path, "tcq")
+    model, _ = load_model_file(path)
+    x = torch.rand(1, 3, 64, 64)
+    assert model.compress(x, make_quantizer("usq")).streams[1]
+    with pytest.raises(TrellicError, match="no 'tcq' coding tables, which tcq4 needs"):
+        model.compress(x, make_quantizer("tcq4"))
+    _without_tables(path, "z")  # the side information's tables are not optional
+    with pytest.raises(TrellicError, match="no 'z' coding tables"):
+        load_model_file(path)
+
+
+def test_a_new_quantizer_with_its_own_tables_leaves_shipped_files_loadable(monkeypatch):
+    from dataclasses import replace
+
+    from trellic.quant import registry
+
+    spec = replace(registry.QUANTIZERS["usq"], name="usq-new", code=99, tables="usq-new")
+    monkeypatch.setitem(registry.QUANTIZERS, "usq-new", spec)
+    loaded = load("default")
+    assert "usq-new" not in loaded.model.latent_codec.tables
+    quantizer = loaded.model.quantizer("usq-new")
+    quantizer.kind = "usq-new"  # the spec reuses USQ's class, which names itself usq
+    with pytest.raises(TrellicError, match="no 'usq-new' coding tables"):
+        loaded.model.latent_codec.quantizer_tables(quantizer)
 
 
 def test_a_malformed_manifest_is_a_clear_error(tmp_path):

@@ -260,8 +260,9 @@ def load_model_file(
     except (RuntimeError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise TrellicError(f"weights {path} do not match the model: {first_line}") from None
-    if {key: t.num_rows for key, t in codec.tables.items()} != codec.table_rows():
-        raise TrellicError(f"weights {path} lack coding tables or have the wrong row counts")
+    problem = codec.table_problem()
+    if problem is not None:
+        raise TrellicError(f"weights {path} do not match the model: {problem}")
     return model.eval(), info
 
 

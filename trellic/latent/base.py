@@ -30,8 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from trellic.entropy.tables import PmfTables
+from trellic.errors import TrellicError
 from trellic.quant.base import ProxyKind, Quantizer
-from trellic.quant.registry import make_quantizer, quantizer_spec
+from trellic.quant.registry import QUANTIZERS, make_quantizer, quantizer_spec
 
 
 @dataclass
@@ -172,4 +173,32 @@ class LatentCodec(nn.Module, abc.ABC):
             raise ValueError(
                 f"this model's {quantizer.kind} tables are for delta {delta}, not {quantizer.delta}"
             )
-        return self.tables[quantizer_spec(quantizer.kind).tables]
+        family = quantizer_spec(quantizer.kind).tables
+        if family not in self.tables:
+            raise TrellicError(
+                f"these weights hold no {family!r} coding tables, which {quantizer.kind} needs "
+                f"(they hold {', '.join(sorted(self.tables))}): rebuild them with update() "
+                "and save the model again"
+            )
+        return self.tables[family]
+
+    def table_problem(self) -> str | None:
+        """What is wrong with the tables held (from a weights file), or None.
+
+        A weights file declares the families it holds: each must have this
+        codec's row count, and the side information's tables must be there. A
+        quantizer's family may be absent (a file written before that quantizer
+        existed): using that quantizer is the error, not loading the file.
+        """
+        expected = self.table_rows()
+        optional = {spec.tables for spec in QUANTIZERS.values()}
+        missing = sorted(set(expected) - set(self.tables) - optional)
+        if missing:
+            return f"no {missing[0]!r} coding tables"
+        for family, tables in sorted(self.tables.items()):
+            if family not in expected:
+                return f"coding tables {family!r} that no quantizer of this trellic uses"
+            if tables.num_rows != expected[family]:
+                return (f"{tables.num_rows} rows in the {family!r} coding tables, "
+                        f"expected {expected[family]}")
+        return None
