@@ -40,7 +40,9 @@ class WithMeanNets(MeanScaleHyperprior):
 @pytest.fixture(autouse=True)
 def extra_architecture(monkeypatch):
     """WithMeanNets registered as EXTRA, as a new entropy model is (one registry entry)."""
-    monkeypatch.setitem(architectures.ARCHITECTURES, EXTRA, f"{__name__}:WithMeanNets")
+    entry = architectures.Architecture("a test's entropy model", architectures.GDN_TRANSFORMS,
+                                       f"{__name__}:WithMeanNets")
+    monkeypatch.setitem(architectures.ARCHITECTURES, EXTRA, entry)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -42,6 +42,8 @@ the float networks' gradients, straight-through).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -86,8 +88,8 @@ class ChannelConditional(Hyperprior):
         config: the model's config (N hyper channels, M >= 16 latent channels, quantizer steps).
     """
 
-    def __init__(self, config) -> None:
-        super().__init__(config)
+    def __init__(self, config, hyper_transforms: Callable | None = None) -> None:
+        super().__init__(config, hyper_transforms)
         M = config.M
         self.sizes = slice_sizes(M)
         slices = [(sum(self.sizes[:i]), size) for i, size in enumerate(self.sizes)]

@@ -78,14 +78,17 @@ class Hyperprior(LatentCodec):
 
     Args:
         config: the model's config (N hyper channels, M latent channels, quantizer steps).
+        hyper_transforms: ``(N, M) -> (h_a, h_s)`` of the architecture, if not the
+            codec's own :meth:`hyper_transforms` (e.g. Cheng 2020's).
     """
 
     downscale = 4  # h_a halves H and W twice
     reads_float_files = False  # format-1 files (float entropy parameters) exist for this codec
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, hyper_transforms: Callable | None = None) -> None:
         super().__init__(config)
-        self.h_a, self.h_s = self.hyper_transforms(config.N, config.M)
+        build = self.hyper_transforms if hyper_transforms is None else hyper_transforms
+        self.h_a, self.h_s = build(config.N, config.M)
         self.entropy_bottleneck = FactorizedPrior(config.N, config.prior_filters)
         self.register_buffer("scale_table", default_scale_table())
         self.exact = ExactNetworks()
@@ -326,8 +329,8 @@ class MeanScaleHyperprior(Hyperprior):
 
     reads_float_files = True
 
-    def __init__(self, config) -> None:
-        super().__init__(config)
+    def __init__(self, config, hyper_transforms: Callable | None = None) -> None:
+        super().__init__(config, hyper_transforms)
         self.integer_h_s = CachedIntegerSynthesis(self.scale_channels())
 
     # -- the entropy parameters ------------------------------------------------------

@@ -1,41 +1,88 @@
-"""Architectures by name: what a model config's ``architecture`` builds.
+"""Architectures by name: the whole model a config's ``architecture`` builds.
 
-Every architecture is the transforms g_a / g_s (:mod:`trellic.models.transforms`)
-around a latent codec (:mod:`trellic.latent`); the entry names the latent
-codec's class as ``module:Class``, imported when a model is built. Adding an
-entropy model is its module plus one entry here.
+An architecture is its analysis and synthesis transforms g_a / g_s, its
+latent codec (:mod:`trellic.latent`) and, where they differ from the
+codec's own, its hyper-transforms h_a / h_s: one :class:`Architecture` entry
+here. Builders are named as ``module:attribute`` and imported only when a
+model is built. Adding a model is its modules plus one entry.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
 
 from trellic.errors import TrellicError
 
-ARCHITECTURES: dict[str, str] = {
-    # Minnen, Balle, Toderici 2018 without the context model (CompressAI's mbt2018-mean).
-    "mbt2018-mean": "trellic.latent.hyperprior:MeanScaleHyperprior",
-    # Balle, Minnen, Singh, Hwang, Johnston 2018: scales only (CompressAI's bmshj2018-hyperprior).
-    "bmshj2018-hyperprior": "trellic.latent.scale_hyperprior:ScaleHyperprior",
-    # Minnen & Singh 2020: slices of y conditioned on the hyperprior and earlier slices.
-    "ms2020-channel": "trellic.latent.channel_conditional:ChannelConditional",
+Builder = Callable[[int, int], tuple[nn.Module, nn.Module]]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One model family.
+
+    Attributes:
+        source: the paper (and CompressAI's name for it, where it has one).
+        transforms: ``module:function``, ``(N, M) -> (g_a, g_s)``.
+        latent_codec: ``module:Class`` of the :class:`~trellic.latent.base.LatentCodec`.
+        hyper: ``module:function``, ``(N, M) -> (h_a, h_s)``; None: the codec's own.
+        min_latent_channels: the fewest latent channels M its latent codec can split.
+    """
+
+    source: str
+    transforms: str
+    latent_codec: str
+    hyper: str | None = None
+    min_latent_channels: int = 1
+
+    def build_transforms(self, N: int, M: int) -> tuple[nn.Module, nn.Module]:
+        """(g_a, g_s) with N inner and M latent channels."""
+        return _resolve(self.transforms)(N, M)
+
+    def build_latent_codec(self, config) -> nn.Module:
+        """The latent codec of a :class:`~trellic.models.config.ModelConfig`."""
+        codec = _resolve(self.latent_codec)
+        return codec(config) if self.hyper is None else codec(config, _resolve(self.hyper))
+
+
+GDN_TRANSFORMS = "trellic.models.transforms:gdn_transforms"
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "mbt2018-mean": Architecture(
+        "Minnen, Balle, Toderici 2018 without the context model (CompressAI's mbt2018-mean)",
+        GDN_TRANSFORMS, "trellic.latent.hyperprior:MeanScaleHyperprior"),
+    "bmshj2018-hyperprior": Architecture(
+        "Balle, Minnen, Singh, Hwang, Johnston 2018: scales only "
+        "(CompressAI's bmshj2018-hyperprior)",
+        GDN_TRANSFORMS, "trellic.latent.scale_hyperprior:ScaleHyperprior"),
+    "ms2020-channel": Architecture(
+        "Minnen & Singh 2020: slices of y conditioned on the hyperprior and earlier slices",
+        GDN_TRANSFORMS, "trellic.latent.channel_conditional:ChannelConditional",
+        min_latent_channels=16),
 }
-
-
-# The fewest latent channels an architecture can split (its config is refused below).
-MIN_LATENT_CHANNELS: dict[str, int] = {"ms2020-channel": 16}
 
 
 def architecture_names() -> tuple[str, ...]:
     return tuple(ARCHITECTURES)
 
 
-def latent_codec_class(architecture: str) -> type:
-    """The :class:`~trellic.latent.base.LatentCodec` subclass of an architecture."""
-    if architecture not in ARCHITECTURES:
+def architecture(name: str) -> Architecture:
+    """The registry entry of ``name``; an unknown name is a TrellicError naming the choices."""
+    if name not in ARCHITECTURES:
         raise TrellicError(
-            f"unknown architecture {architecture!r}: expected one of "
-            f"{', '.join(architecture_names())}"
+            f"unknown architecture {name!r}: expected one of {', '.join(architecture_names())}"
         )
-    module, name = ARCHITECTURES[architecture].split(":")
-    return getattr(importlib.import_module(module), name)
+    return ARCHITECTURES[name]
+
+
+def latent_codec_class(name: str) -> type:
+    """The :class:`~trellic.latent.base.LatentCodec` subclass of an architecture."""
+    return _resolve(architecture(name).latent_codec)
+
+
+def _resolve(target: str):
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)

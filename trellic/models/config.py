@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from trellic.models.architectures import ARCHITECTURES, MIN_LATENT_CHANNELS
+from trellic.models.architectures import ARCHITECTURES
 
 CONFIG_VERSION = 2
 VERSION_1_ARCHITECTURE = "mbt2018-mean"
@@ -53,7 +53,7 @@ class ModelConfig:
                 raise ValueError(f"config {name}={value!r} is not an integer")
             if not 1 <= value <= MAX_CHANNELS:
                 raise ValueError(f"config {name}={value} is not in 1..{MAX_CHANNELS}")
-        least = MIN_LATENT_CHANNELS.get(self.architecture, 1)
+        least = ARCHITECTURES[self.architecture].min_latent_channels
         if self.M < least:
             raise ValueError(f"config M={self.M}: {self.architecture} needs M >= {least}")
         for name in ("tcq_delta", "usq_delta"):

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from trellic.latent.base import LatentCodec, LatentCompressed
-from trellic.models.architectures import latent_codec_class
+from trellic.models.architectures import architecture
 from trellic.models.config import ModelConfig
-from trellic.models.transforms import LATENT_STRIDE, analysis_transform, synthesis_transform
+from trellic.models.transforms import LATENT_STRIDE
 from trellic.quant.base import ProxyKind, Quantizer
 
 LATENT_PREFIX = "latent_codec."
@@ -53,15 +53,15 @@ class CodecModel(nn.Module):
     """g_a -> latent codec -> g_s, built from a :class:`ModelConfig`.
 
     Args:
-        config: architecture (which latent codec), N and M channels, TCQ step.
+        config: architecture (transforms and latent codec), N and M channels, quantizer steps.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.g_a = analysis_transform(config.N, config.M)
-        self.g_s = synthesis_transform(config.N, config.M)
-        self.latent_codec: LatentCodec = latent_codec_class(config.architecture)(config)
+        family = architecture(config.architecture)
+        self.g_a, self.g_s = family.build_transforms(config.N, config.M)
+        self.latent_codec: LatentCodec = family.build_latent_codec(config)
         self.register_load_state_dict_pre_hook(_upgrade_hook)
 
     @property
