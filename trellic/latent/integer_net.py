@@ -9,8 +9,9 @@ Johnston and Minnen, "Integer networks for data compression with latent-variable
 models" (ICLR 2019), remove the cause: the entropy-parameter network computes
 in integers.
 
-Here h_s (a stack of Conv2d / ConvTranspose2d with LeakyReLU or ReLU after them)
-runs in fixed point:
+Here h_s (a stack of Conv2d / ConvTranspose2d with LeakyReLU or ReLU after them,
+PixelShuffle for sub-pixel upsampling, masked convolutions, nested Sequentials
+such as CompressAI's ``subpel_conv3x3``) runs in fixed point:
 
 - activations are integers in units of ``2**-FRACTION_BITS``, clamped to
   ``[-ACTIVATION_LIMIT, ACTIVATION_LIMIT]``;
@@ -21,7 +22,12 @@ runs in fixed point:
   each layer from its weights and the activation limit), so no rounding happens
   in any order of summation, on any kernel;
 - rescaling, bias, LeakyReLU (slope as ``LEAKY_NUMERATOR / 2**LEAKY_BITS``) and
-  clamping are int64 operations with floor division by powers of two.
+  clamping are int64 operations with floor division by powers of two;
+- PixelShuffle moves integers and computes nothing. An activation after it is
+  applied with the convolution before it: both act on each value alone, so the
+  order does not change the result;
+- a convolution with a ``mask`` buffer (:class:`trellic.models.blocks.MaskedConv2d`,
+  CompressAI's MaskedConv2d) is the convolution with weights ``weight * mask``.
 
 The integer weights are a deterministic function of the stored float weights:
 ``round(w / s)`` with ``s = max|w| / WEIGHT_MAX`` per output channel uses only
@@ -35,6 +41,7 @@ comparison) are the same everywhere.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -78,7 +85,11 @@ class IntegerConv:
         """``outputs``: the output channels to compute (each is derived on its own, so a
         subset gives exactly those channels of the whole layer)."""
         transposed = isinstance(layer, nn.ConvTranspose2d)
+        _check_runnable(layer)
         weight = layer.weight.detach().to(torch.float64)
+        mask = getattr(layer, "mask", None)
+        if isinstance(mask, Tensor):
+            weight = weight * mask.detach().to(torch.float64)
         out_dim = 1 if transposed else 0
         weight = weight[:, outputs] if transposed else weight[outputs]
         reduce = [d for d in range(weight.dim()) if d != out_dim]
@@ -128,33 +139,48 @@ class IntegerConv:
 
 
 class IntegerSynthesis:
-    """A float Sequential of convolutions and LeakyReLUs, run exactly in fixed point.
+    """A float Sequential of convolutions, activations and PixelShuffles, run exactly in
+    fixed point.
 
     Args:
-        network: ``nn.Sequential`` of Conv2d / ConvTranspose2d layers, each optionally
-            followed by ``nn.LeakyReLU`` or ``nn.ReLU`` (h_s of the hyperprior codecs).
-        outputs: the channels of the last layer to compute (e.g. only the scales of an h_s
-            that predicts means and scales: the rest of its work is skipped).
+        network: ``nn.Sequential`` of Conv2d / ConvTranspose2d layers (masked ones too),
+            each optionally followed by ``nn.LeakyReLU`` or ``nn.ReLU``, with
+            ``nn.PixelShuffle`` anywhere and nested Sequentials opened in place (h_s of the
+            hyperprior codecs, Cheng 2020's h_s, 1x1 entropy-parameter stacks).
+        outputs: the channels of the network's output to compute (e.g. only the scales of
+            an h_s that predicts means and scales: the rest of its work is skipped). Behind
+            PixelShuffles, output channel c is made of the last convolution's channels
+            c r**2 .. c r**2 + r**2 - 1 (r the product of their factors): a contiguous subset
+            maps to those; one with a step is refused.
     Raises:
-        ValueError: a layer of another kind, or one too wide for exact arithmetic.
+        ValueError: a layer of another kind, an activation with no convolution before it,
+            a convolution too wide for exact arithmetic, or a stepped ``outputs`` behind
+            a PixelShuffle.
     """
 
     def __init__(self, network: nn.Sequential, outputs: slice = slice(None)):
-        layers = list(network)
-        convolution = nn.Conv2d | nn.ConvTranspose2d
-        convs = [i for i, layer in enumerate(layers) if isinstance(layer, convolution)]
+        layers = _flatten(network)
+        convs = [i for i, layer in enumerate(layers) if isinstance(layer, _CONVOLUTION)]
         last_conv = convs[-1] if convs else -1
-        self.layers: list[IntegerConv] = []
+        self.layers: list[IntegerConv | nn.PixelShuffle] = []
         for index, layer in enumerate(layers):
-            if isinstance(layer, nn.LeakyReLU | nn.ReLU):
+            if isinstance(layer, nn.PixelShuffle):
+                self.layers.append(layer)  # moves int64 values as it moves floats
                 continue
-            if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            if isinstance(layer, _ACTIVATION):
+                if not isinstance(_neighbour(layers, index, -1), _CONVOLUTION):
+                    raise ValueError(f"integer synthesis runs a {type(layer).__name__} only "
+                                     "after a convolution (PixelShuffles between allowed)")
+                continue
+            if not isinstance(layer, _CONVOLUTION):
                 raise ValueError(f"integer synthesis cannot run a {type(layer).__name__}")
-            after = layers[index + 1] if index + 1 < len(layers) else None
+            after = _neighbour(layers, index, 1)
             slope = None
-            if isinstance(after, nn.LeakyReLU | nn.ReLU):
+            if isinstance(after, _ACTIVATION):
                 slope = getattr(after, "negative_slope", 0.0)
-            channels = outputs if index == last_conv else slice(None)
+            channels = slice(None)
+            if index == last_conv:
+                channels = _before_shuffles(outputs, layer, layers[index + 1 :])
             self.layers.append(IntegerConv.from_float(layer, slope, channels))
 
     @staticmethod
@@ -172,11 +198,64 @@ class IntegerSynthesis:
         return out.to(torch.float32) / (1 << FRACTION_BITS)
 
 
+_CONVOLUTION = nn.Conv2d | nn.ConvTranspose2d
+_ACTIVATION = nn.LeakyReLU | nn.ReLU
+
+
+def _check_runnable(layer: nn.Conv2d | nn.ConvTranspose2d) -> None:
+    """Refuse what :class:`IntegerConv` does not implement: it reads one stride, padding and
+    output padding for both axes, zero padding, no groups and no dilation."""
+    settings = (layer.stride, layer.padding, layer.output_padding, layer.dilation)
+    if (
+        any(not isinstance(v, tuple) or len(set(v)) != 1 for v in settings)
+        or layer.dilation[0] != 1
+        or layer.groups != 1
+        or layer.padding_mode != "zeros"
+    ):
+        raise ValueError(
+            f"integer synthesis cannot run a {type(layer).__name__} with groups, dilation, a "
+            "padding mode other than zeros, or unequal strides / paddings along H and W"
+        )
+
+
+def _flatten(network: nn.Sequential) -> list[nn.Module]:
+    """The layers of ``network`` in order, nested Sequentials opened in place."""
+    return [
+        leaf
+        for layer in network
+        for leaf in (_flatten(layer) if isinstance(layer, nn.Sequential) else [layer])
+    ]
+
+
+def _neighbour(layers: list[nn.Module], index: int, step: int) -> nn.Module | None:
+    """The layer next to ``layers[index]`` (step 1: after, -1: before), past PixelShuffles."""
+    index += step
+    while 0 <= index < len(layers) and isinstance(layers[index], nn.PixelShuffle):
+        index += step
+    return layers[index] if 0 <= index < len(layers) else None
+
+
+def _before_shuffles(outputs: slice, last: nn.Module, after: list[nn.Module]) -> slice:
+    """The channels of the last convolution that the network's ``outputs`` come from.
+
+    PixelShuffle(r) makes its output channel c of input channels c r**2 .. c r**2 + r**2 - 1.
+    """
+    factor = math.prod(layer.upscale_factor**2 for layer in after
+                       if isinstance(layer, nn.PixelShuffle))
+    if factor == 1 or outputs == slice(None):
+        return outputs
+    start, stop, step = outputs.indices(last.out_channels // factor)
+    if step != 1:
+        raise ValueError(f"output channels {outputs} with a step cannot be selected "
+                         "behind a PixelShuffle: ask for a contiguous range")
+    return slice(start * factor, stop * factor)
+
+
 class CachedIntegerSynthesis:
     """The :class:`IntegerSynthesis` of a float network, derived again only when the
     network's weights change.
 
-    The cache compares the values of the weights (a copy kept at derivation), not
+    The cache compares the values of the weights and buffers (a copy kept at derivation), not
     version counters or storage addresses: in-place updates through ``.data``,
     replaced tensors at a reused address and inference-mode tensors all count.
     The comparison costs a pass over the weights, small beside the convolutions.
@@ -191,7 +270,7 @@ class CachedIntegerSynthesis:
         self._synthesis: IntegerSynthesis | None = None
 
     def _current(self, network: nn.Sequential) -> bool:
-        weights = list(network.parameters())
+        weights = _tensors(network)
         return len(weights) == len(self._weights) and all(
             w.dtype == saved.dtype and w.shape == saved.shape and torch.equal(w, saved)
             for w, saved in zip(weights, self._weights, strict=True)
@@ -200,13 +279,18 @@ class CachedIntegerSynthesis:
     def __call__(self, network: nn.Sequential, x: Tensor) -> Tensor:
         """``IntegerSynthesis(network, outputs)(x)``."""
         if self._synthesis is None or not self._current(network):
-            self._weights = [w.detach().clone() for w in network.parameters()]
+            self._weights = [w.detach().clone() for w in _tensors(network)]
             on_cpu = (network if all(w.device.type == "cpu" for w in self._weights)
                       else _cpu_copy(network))
             self._synthesis = IntegerSynthesis(on_cpu, self.outputs)
         # Always on the CPU, whatever device the float network runs on: the exactness
         # argument is the CPU's float64 convolution (a GPU's may use Winograd or FFT).
         return self._synthesis(x.cpu()).to(x.device)
+
+
+def _tensors(network: nn.Sequential) -> list[Tensor]:
+    """What the integer layers are derived from: the weights and the buffers (masks)."""
+    return [*network.parameters(), *network.buffers()]
 
 
 def _cpu_copy(network: nn.Sequential) -> nn.Sequential:
