@@ -45,10 +45,12 @@ class ExactNetworks:
         self._integer: dict[int, CachedIntegerSynthesis] = {}
 
     def __call__(self, net: nn.Module, x: Tensor, arithmetic: Arithmetic) -> Tensor:
-        """``net(x)`` in float32, computed as ``arithmetic`` says."""
+        """``net(x)`` in float32, computed as ``arithmetic`` says (``net``: a Sequential or
+        one layer that :mod:`trellic.latent.integer_net` runs)."""
         if arithmetic is Arithmetic.FLOAT:
             return net(x).float()
-        exact = self._integer.setdefault(id(net), CachedIntegerSynthesis())(net, x.detach())
+        layers = net if isinstance(net, nn.Sequential) else nn.Sequential(net)
+        exact = self._integer.setdefault(id(net), CachedIntegerSynthesis())(layers, x.detach())
         if arithmetic is Arithmetic.EXACT:
             return exact
         approx = net(x).float()
