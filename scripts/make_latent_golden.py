@@ -32,6 +32,7 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "golden" / "latent_code
 # Architectures recorded, with the (N, M) of their tiny models.
 ARCHITECTURES = {
     "mbt2018-mean": (8, 16), "bmshj2018-hyperprior": (8, 12), "ms2020-channel": (8, 32),
+    "mbt2018-checkerboard": (8, 16),
 }
 LATENT_SHAPE = (8, 12)  # y's (h, w); z is a quarter of it
 

@@ -62,6 +62,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         "Minnen & Singh 2020: slices of y conditioned on the hyperprior and earlier slices",
         GDN_TRANSFORMS, "trellic.latent.channel_conditional:ChannelConditional",
         min_latent_channels=16),
+    "mbt2018-checkerboard": Architecture(
+        "He et al. 2021's checkerboard context on the zoo's mean-scale hyperprior and transforms",
+        GDN_TRANSFORMS, "trellic.latent.checkerboard:Checkerboard"),
 }
 
 
