@@ -30,6 +30,7 @@ class Architecture:
         latent_codec: ``module:Class`` of the :class:`~trellic.latent.base.LatentCodec`.
         hyper: ``module:function``, ``(N, M) -> (h_a, h_s)``; None: the codec's own.
         min_latent_channels: the fewest latent channels M its latent codec can split.
+        latent_is_inner: M must equal N (Cheng 2020's transforms end with N channels).
     """
 
     source: str
@@ -37,6 +38,15 @@ class Architecture:
     latent_codec: str
     hyper: str | None = None
     min_latent_channels: int = 1
+    latent_is_inner: bool = False
+
+    def channel_problem(self, N: int, M: int) -> str | None:
+        """Why this architecture cannot have N and M channels, or None."""
+        if M < self.min_latent_channels:
+            return f"needs M >= {self.min_latent_channels}"
+        if self.latent_is_inner and M != N:
+            return f"needs M = N (its transforms end with N channels), got N={N}, M={M}"
+        return None
 
     def build_transforms(self, N: int, M: int) -> tuple[nn.Module, nn.Module]:
         """(g_a, g_s) with N inner and M latent channels."""
@@ -49,6 +59,7 @@ class Architecture:
 
 
 GDN_TRANSFORMS = "trellic.models.transforms:gdn_transforms"
+CHENG = "trellic.models.cheng2020:"
 
 ARCHITECTURES: dict[str, Architecture] = {
     "mbt2018-mean": Architecture(
@@ -62,6 +73,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         "Minnen & Singh 2020: slices of y conditioned on the hyperprior and earlier slices",
         GDN_TRANSFORMS, "trellic.latent.channel_conditional:ChannelConditional",
         min_latent_channels=16),
+    "cheng2020-anchor-checkerboard": Architecture(
+        "He et al. 2021's checkerboard context on Cheng et al. 2020's anchor "
+        "(CompressAI's cheng2020-anchor-checkerboard)",
+        CHENG + "anchor_transforms", "trellic.latent.checkerboard:Checkerboard",
+        hyper=CHENG + "hyper_transforms", latent_is_inner=True),
     "mbt2018-checkerboard": Architecture(
         "He et al. 2021's checkerboard context on the zoo's mean-scale hyperprior and transforms",
         GDN_TRANSFORMS, "trellic.latent.checkerboard:Checkerboard"),

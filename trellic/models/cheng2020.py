@@ -90,3 +90,18 @@ def cheng2020_hyper(N: int) -> tuple[nn.Sequential, nn.Sequential]:
         conv3x3(wide, N * 2),
     )
     return h_a, h_s
+
+
+def anchor_transforms(N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The registry's builder of cheng2020-anchor's (g_a, g_s) (M = N)."""
+    return cheng2020_transforms(N, attention=False)
+
+
+def attention_transforms(N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The registry's builder of cheng2020-attn's (g_a, g_s) (M = N)."""
+    return cheng2020_transforms(N, attention=True)
+
+
+def hyper_transforms(N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The registry's builder of Cheng 2020's (h_a, h_s) (M = N)."""
+    return cheng2020_hyper(N)

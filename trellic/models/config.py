@@ -53,9 +53,9 @@ class ModelConfig:
                 raise ValueError(f"config {name}={value!r} is not an integer")
             if not 1 <= value <= MAX_CHANNELS:
                 raise ValueError(f"config {name}={value} is not in 1..{MAX_CHANNELS}")
-        least = ARCHITECTURES[self.architecture].min_latent_channels
-        if self.M < least:
-            raise ValueError(f"config M={self.M}: {self.architecture} needs M >= {least}")
+        problem = ARCHITECTURES[self.architecture].channel_problem(self.N, self.M)
+        if problem is not None:
+            raise ValueError(f"config M={self.M}: {self.architecture} {problem}")
         for name in ("tcq_delta", "usq_delta"):
             delta = getattr(self, name)
             if isinstance(delta, bool) or not isinstance(delta, float | int):
