@@ -89,5 +89,5 @@ class Checkerboard(Hyperprior):
                 anchors = decoded
         return embed(anchors, decoded)
 
-    def merge(self, parts: list[Tensor]) -> Tensor:
+    def merge(self, parts: list[Tensor], shape: tuple[int, int]) -> Tensor:
         return embed(*parts)

@@ -80,6 +80,13 @@ class GaussianCoding:
         shape = scales.shape
         return Quantized(self.quantizer.unscan(k, shape), self.quantizer.unscan(qid, shape))
 
+    def decode_known_states(self, decoder: SymbolDecoder, scales: Tensor, qid: Tensor) -> Tensor:
+        """The next indices of an open decoder, each coded with a known quantizer id (one
+        step over all of them, as :meth:`encode_to` codes a part whose sequences are one
+        position long): (C', h', w') scales and ids -> int64 indices of that shape."""
+        rows = self._rows(qid.reshape(-1), scale_levels(scales, self.scale_table).reshape(-1))
+        return torch.from_numpy(decoder.decode_step(rows.numpy())).view(scales.shape)
+
     def bits(self, quantized: Quantized, scales: Tensor) -> Tensor:
         """Code length of each index under the integer tables, (1, M, h, w) float64."""
         levels = scale_levels(scales, self.scale_table)

@@ -106,9 +106,9 @@ class Hyperprior(LatentCodec):
         ``y`` is None on the decoder.
         """
 
-    def merge(self, parts: list[Tensor]) -> Tensor:
-        """Per-part tensors (likelihoods, indices) in walk order -> y's layout (B, M, h, w).
-        Parts that are channel slices concatenate."""
+    def merge(self, parts: list[Tensor], shape: tuple[int, int]) -> Tensor:
+        """Per-part tensors (likelihoods, indices) in walk order -> y's layout (B, M, h, w)
+        (``shape``: (h, w)). Parts that are channel slices concatenate."""
         return torch.cat(parts, 1)
 
     # -- the entropy model ------------------------------------------------------------
@@ -209,7 +209,8 @@ class Hyperprior(LatentCodec):
             return r_tilde
 
         y_hat = self.walk(z_hat, y, quantize, arithmetic)
-        return LatentForward(y_hat, {"y": self.merge(likelihoods), "z": z_likelihoods})
+        y_likelihoods = self.merge(likelihoods, y.shape[-2:])
+        return LatentForward(y_hat, {"y": y_likelihoods, "z": z_likelihoods})
 
     def relaxed(
         self, y: Tensor, side: Tensor, rounding: Callable[[Tensor], Tensor]
@@ -228,7 +229,8 @@ class Hyperprior(LatentCodec):
 
         y_hat = self.walk(z_tilde, y, quantize, Arithmetic.FLOAT)
         z_likelihoods = self.entropy_bottleneck.likelihood(z_tilde)
-        return LatentForward(y_hat, {"y": self.merge(likelihoods), "z": z_likelihoods})
+        y_likelihoods = self.merge(likelihoods, y.shape[-2:])
+        return LatentForward(y_hat, {"y": y_likelihoods, "z": z_likelihoods})
 
     # -- bitstreams -----------------------------------------------------------------
     @torch.no_grad()
@@ -251,6 +253,12 @@ class Hyperprior(LatentCodec):
 
         z_hat = self.entropy_bottleneck.dequantize(z_symbols)
         y_hat = self.walk(z_hat, y, quantize, Arithmetic.EXACT)
+        return self.decision(z_symbols, parts, y_hat, coding)
+
+    def decision(
+        self, z_symbols: Tensor, parts: list[PartDecision], y_hat: Tensor, coding: GaussianCoding
+    ) -> Decision:
+        """The decisions with their code length under the integer tables."""
         bits = self.z_coding().bits(z_symbols).sum()
         bits += sum(coding.bits(part.quantized, part.scales).sum() for part in parts)
         return Decision(z_symbols, parts, LatentQuantized(y_hat, float(bits)))
@@ -278,7 +286,7 @@ class Hyperprior(LatentCodec):
         for part in decision.parts:
             coding.encode_to(encoder, part.quantized, part.scales)
         streams = (self.z_coding().encode(decision.z_symbols), encoder.finish())
-        k = self.merge([part.quantized.k for part in decision.parts])
+        k = self.merge([part.quantized.k for part in decision.parts], y.shape[-2:])
         result = decision.result
         return LatentCompressed(result.y_hat, result.estimated_bits, streams,
                                 symbols_crc(decision.z_symbols, k))
@@ -309,7 +317,7 @@ class Hyperprior(LatentCodec):
         z_hat = self.entropy_bottleneck.dequantize(z_symbols)
         arithmetic = Arithmetic.EXACT if exact else Arithmetic.FLOAT
         y_hat = self.walk(z_hat, None, quantize, arithmetic)
-        self.check_symbols(checksum, z_symbols, self.merge(indices))
+        self.check_symbols(checksum, z_symbols, self.merge(indices, latent_shape))
         return y_hat
 
 
@@ -376,6 +384,6 @@ class MeanScaleHyperprior(Hyperprior):
         means, scales = self.hyper_parameters(z_hat, arithmetic)
         return means + quantize(None if y is None else y - means, scales)
 
-    def merge(self, parts: list[Tensor]) -> Tensor:
+    def merge(self, parts: list[Tensor], shape: tuple[int, int]) -> Tensor:
         (whole,) = parts
         return whole

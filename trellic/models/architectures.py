@@ -60,6 +60,7 @@ class Architecture:
 
 GDN_TRANSFORMS = "trellic.models.transforms:gdn_transforms"
 CHENG = "trellic.models.cheng2020:"
+SERIAL = "trellic.latent.serial_context:SerialContext"
 
 ARCHITECTURES: dict[str, Architecture] = {
     "mbt2018-mean": Architecture(
@@ -78,6 +79,19 @@ ARCHITECTURES: dict[str, Architecture] = {
         "(CompressAI's cheng2020-anchor-checkerboard)",
         CHENG + "anchor_transforms", "trellic.latent.checkerboard:Checkerboard",
         hyper=CHENG + "hyper_transforms", latent_is_inner=True),
+    "mbt2018": Architecture(
+        "Minnen, Balle, Toderici 2018: the mean-scale hyperprior and a serial spatial context "
+        "(CompressAI's mbt2018)",
+        GDN_TRANSFORMS, SERIAL),
+    "cheng2020-anchor": Architecture(
+        "Cheng et al. 2020's residual transforms with mbt2018's context model "
+        "(CompressAI's cheng2020-anchor)",
+        CHENG + "anchor_transforms", SERIAL, hyper=CHENG + "hyper_transforms",
+        latent_is_inner=True),
+    "cheng2020-attn": Architecture(
+        "Cheng et al. 2020 with attention blocks (CompressAI's cheng2020-attn)",
+        CHENG + "attention_transforms", SERIAL, hyper=CHENG + "hyper_transforms",
+        latent_is_inner=True),
     "mbt2018-checkerboard": Architecture(
         "He et al. 2021's checkerboard context on the zoo's mean-scale hyperprior and transforms",
         GDN_TRANSFORMS, "trellic.latent.checkerboard:Checkerboard"),
