@@ -7,6 +7,10 @@ y_hat and pixels exactly, the file's y stream is what the encoder estimated,
 and the TRUE proxy of retraining reconstructs what the coder codes.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +107,40 @@ def test_it_trains_with_every_proxy(loaded, proxy):
     loss.backward()
     assert all(p.grad is not None for p in model.g_s.parameters())
     model.zero_grad()
+
+
+# One process per kernel setting: oneDNN's ISA cap is read once, at its first use.
+_PROBE = """
+import hashlib, sys, torch
+from tests.test_architectures import seeded_model
+from trellic.models.architectures import architecture_names
+from trellic.latent.hyperprior import MeanScaleHyperprior
+setting = sys.argv[1]
+torch.backends.mkldnn.enabled = setting != "no-onednn"
+torch.set_num_threads(2 if setting == "two-threads" else 1)
+for name in architecture_names():
+    model = seeded_model(name)
+    y = torch.randn(1, model.config.M, 8, 12, generator=torch.Generator().manual_seed(1)) * 6
+    digest = hashlib.sha256()
+    for kind in ("rdoq", "tcq4"):
+        compressed = model.latent_codec.compress(y, model.quantizer(kind))
+        digest.update(b"".join(compressed.streams))
+        if type(model.latent_codec) is not MeanScaleHyperprior:  # float means by design
+            digest.update(compressed.y_hat.numpy().tobytes())
+    print(name, digest.hexdigest())
+"""
+SETTINGS = {"default": {}, "sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"}, "no-onednn": {},
+            "two-threads": {}}
+
+
+def test_every_architecture_codes_the_same_bytes_and_y_hat_under_every_kernel_setting():
+    """The portable path: rows, trellis states and (but for the mean-scale hyperprior's
+    float means) y_hat come from exact arithmetic, whatever the float kernels."""
+    outputs = {}
+    for setting, env in SETTINGS.items():
+        run = subprocess.run([sys.executable, "-c", _PROBE, setting], check=True, text=True,
+                             capture_output=True,
+                             env={**os.environ, **env, "PYTHONPATH": os.getcwd()})
+        outputs[setting] = run.stdout
+    assert len(set(outputs.values())) == 1, outputs
+    assert len(outputs["default"].splitlines()) == len(architecture_names())
