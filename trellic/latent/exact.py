@@ -14,7 +14,9 @@ parts of y (context models) are float32 sums of exact values:
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +45,17 @@ class ExactNetworks:
 
     def __init__(self) -> None:
         self._integer: dict[int, CachedIntegerSynthesis] = {}
+        self._checked: set[int] | None = None
+
+    @contextlib.contextmanager
+    def fixed_weights(self) -> Iterator[None]:
+        """Within: each network's integer version is checked against its weights once, not
+        at every call (a loop over many parts whose networks do not change meanwhile)."""
+        self._checked = set()
+        try:
+            yield
+        finally:
+            self._checked = None
 
     def __call__(self, net: nn.Module, x: Tensor, arithmetic: Arithmetic) -> Tensor:
         """``net(x)`` in float32, computed as ``arithmetic`` says (``net``: a Sequential or
@@ -50,7 +63,11 @@ class ExactNetworks:
         if arithmetic is Arithmetic.FLOAT:
             return net(x).float()
         layers = net if isinstance(net, nn.Sequential) else nn.Sequential(net)
-        exact = self._integer.setdefault(id(net), CachedIntegerSynthesis())(layers, x.detach())
+        check = self._checked is None or id(net) not in self._checked
+        integer = self._integer.setdefault(id(net), CachedIntegerSynthesis())
+        exact = integer(layers, x.detach(), check)
+        if self._checked is not None:
+            self._checked.add(id(net))
         if arithmetic is Arithmetic.EXACT:
             return exact
         approx = net(x).float()

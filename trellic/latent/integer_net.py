@@ -127,6 +127,11 @@ class IntegerConv:
                 padding=self.padding,
                 output_padding=self.output_padding,
             )
+        elif self.padding == 0 and x.shape[-2:] == self.weight.shape[-2:]:
+            # The kernel covers the input (a context model's patches): one matrix product,
+            # exact in any order of summation like the convolution, and a few times faster.
+            product = x.flatten(1).to(torch.float64) @ self.weight.flatten(1).T
+            acc = product.view(x.shape[0], -1, 1, 1)
         else:
             acc = F.conv2d(x.to(torch.float64), self.weight, stride=self.stride,
                            padding=self.padding)
@@ -276,9 +281,10 @@ class CachedIntegerSynthesis:
             for w, saved in zip(weights, self._weights, strict=True)
         )
 
-    def __call__(self, network: nn.Sequential, x: Tensor) -> Tensor:
-        """``IntegerSynthesis(network, outputs)(x)``."""
-        if self._synthesis is None or not self._current(network):
+    def __call__(self, network: nn.Sequential, x: Tensor, check: bool = True) -> Tensor:
+        """``IntegerSynthesis(network, outputs)(x)``; ``check=False`` trusts that the weights
+        are those of the last call (a decoder's loop over parts, weights untouched)."""
+        if self._synthesis is None or (check and not self._current(network)):
             self._weights = [w.detach().clone() for w in _tensors(network)]
             on_cpu = (network if all(w.device.type == "cpu" for w in self._weights)
                       else _cpu_copy(network))

@@ -183,6 +183,12 @@ class SerialContext(Hyperprior):
     ) -> Tensor:
         """The wavefronts in order; each position's context from the positions decoded before."""
         hyper = self.exact(self.h_s, z_hat, arithmetic)
+        with self.exact.fixed_weights():
+            return self._wavefronts(hyper, y, quantize, arithmetic)
+
+    def _wavefronts(
+        self, hyper: Tensor, y: Tensor | None, quantize: PartQuantizer, arithmetic: Arithmetic
+    ) -> Tensor:
         B, _, h, w = hyper.shape
         M = self.config.M
         span = torch.arange(2 * REACH + 1)
