@@ -35,6 +35,7 @@ ARCHITECTURES = {
     "mbt2018-mean": (8, 16), "bmshj2018-hyperprior": (8, 12), "ms2020-channel": (8, 32),
     "mbt2018-checkerboard": (8, 16), "cheng2020-anchor-checkerboard": (8, 8),
     "mbt2018": (8, 16), "cheng2020-anchor": (8, 8), "cheng2020-attn": (8, 8),
+    "elic2022-official": (8, 16), "elic2022-chandelier": (8, 16),
 }
 LATENT_SHAPE = (8, 12)  # y's (h, w); z is a quarter of it
 

@@ -48,6 +48,35 @@ def embed(anchors: Tensor, others: Tensor) -> Tensor:
     return torch.stack([even, odd], 3).reshape(b, c, h, 2 * half)
 
 
+def two_passes(
+    y: Tensor | None,
+    quantize: PartQuantizer,
+    gaussian: Callable[[int, Tensor], tuple[Tensor, Tensor]],
+    context: Callable[[Tensor], Tensor],
+    no_context: Tensor,
+) -> Tensor:
+    """One tensor's checkerboard passes -> its y_hat (B, C, h, w).
+
+    Args:
+        y: (B, C, h, w), None on the decoder.
+        quantize: the hyperprior base's per-part callback.
+        gaussian: ``(part, spatial context) -> (means, scales)`` of that pass, packed.
+        context: anchors' y_hat placed in the full grid -> the spatial context (B, S, h, w).
+        no_context: the anchors' spatial context (zeros, packed: CompressAI's).
+    """
+    targets = (None, None) if y is None else unembed(y)
+    spatial, anchors = no_context, None
+    for part in (0, 1):
+        if anchors is not None:
+            spatial = unembed(context(embed(anchors, torch.zeros_like(anchors))))[1]
+        means, scales = gaussian(part, spatial)
+        residual = None if targets[part] is None else targets[part] - means
+        decoded = means + quantize(residual, scales)
+        if anchors is None:
+            anchors = decoded
+    return embed(anchors, decoded)
+
+
 class Checkerboard(Hyperprior):
     """A hyperprior whose y is coded in two checkerboard passes (anchors, then the rest).
 
@@ -71,23 +100,18 @@ class Checkerboard(Hyperprior):
     ) -> Tensor:
         """The anchors with no spatial context, then the non-anchors with the anchors'."""
         side = unembed(self.exact(self.h_s, z_hat, arithmetic))
-        targets = (None, None) if y is None else unembed(y)
-        anchors = None
-        for part in (0, 1):
-            if anchors is None:
-                context = side[0].new_zeros((side[0].shape[0], 2 * self.config.M,
-                                             *side[0].shape[2:]))
-            else:
-                placed = embed(anchors, torch.zeros_like(anchors))
-                context = unembed(self.exact(self.context_prediction, placed, arithmetic))[1]
-            params = self.exact(self.entropy_parameters, torch.cat([context, side[part]], 1),
+
+        def gaussian(part: int, spatial: Tensor) -> tuple[Tensor, Tensor]:
+            params = self.exact(self.entropy_parameters, torch.cat([spatial, side[part]], 1),
                                 arithmetic)
-            means, scales = gaussian_of(params)
-            residual = None if targets[part] is None else targets[part] - means
-            decoded = means + quantize(residual, scales)
-            if anchors is None:
-                anchors = decoded
-        return embed(anchors, decoded)
+            return gaussian_of(params)
+
+        def context(placed: Tensor) -> Tensor:
+            return self.exact(self.context_prediction, placed, arithmetic)
+
+        b, _, h, half = side[0].shape
+        no_context = side[0].new_zeros((b, 2 * self.config.M, h, half))
+        return two_passes(y, quantize, gaussian, context, no_context)
 
     def merge(self, parts: list[Tensor], shape: tuple[int, int]) -> Tensor:
         return embed(*parts)

@@ -95,6 +95,16 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mbt2018-checkerboard": Architecture(
         "He et al. 2021's checkerboard context on the zoo's mean-scale hyperprior and transforms",
         GDN_TRANSFORMS, "trellic.latent.checkerboard:Checkerboard"),
+    "elic2022-official": Architecture(
+        "He et al. 2022, ELIC: uneven channel groups with a checkerboard in each "
+        "(CompressAI's elic2022-official)",
+        "trellic.models.elic:elic_transforms", "trellic.latent.elic:ElicOfficial",
+        hyper="trellic.models.elic:official_hyper"),
+    "elic2022-chandelier": Architecture(
+        "ELIC with Chandelier's channel context (first and latest group) "
+        "(CompressAI's elic2022-chandelier)",
+        "trellic.models.elic:elic_transforms", "trellic.latent.elic:ElicChandelier",
+        hyper="trellic.models.elic:chandelier_hyper"),
 }
 
 

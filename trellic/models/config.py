@@ -35,7 +35,9 @@ class ModelConfig:
     tcq_delta: the step of the TCQ tables; usq_delta: the step of the USQ/RDOQ tables (1: the
     grid the model was trained on; other steps trade rate for distortion, the anchor of a
     step sweep); prior_filters: hidden widths of the factorized prior's density network
-    (trellic's models (3, 3, 3), CompressAI's (3, 3, 3, 3))."""
+    (trellic's models (3, 3, 3), CompressAI's (3, 3, 3, 3)); groups: the channel groups of
+    y, summing to M, for codecs that code y in groups (ELIC); empty: the architecture's
+    default."""
 
     architecture: str = "mbt2018-mean"
     N: int = 128
@@ -43,6 +45,7 @@ class ModelConfig:
     tcq_delta: float = 0.6
     usq_delta: float = 1.0
     prior_filters: tuple[int, ...] = (3, 3, 3)
+    groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -70,6 +73,14 @@ class ModelConfig:
             and all(type(width) is int and 1 <= width <= MAX_PRIOR_WIDTH for width in filters)
         ):
             raise ValueError(f"config prior_filters={filters!r} out of range")
+        groups = self.groups
+        if not (
+            isinstance(groups, tuple)
+            and all(type(size) is int and size >= 1 for size in groups)
+            and (not groups or sum(groups) == self.M)
+        ):
+            raise ValueError(f"config groups={groups!r} are not positive integers "
+                             f"adding up to M={self.M}")
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -85,12 +96,18 @@ class ModelConfig:
             )
         if version == 1:
             data.setdefault("architecture", VERSION_1_ARCHITECTURE)
-        if isinstance(data.get("prior_filters"), list):  # JSON has no tuples
-            data["prior_filters"] = tuple(data["prior_filters"])
+        for name in ("prior_filters", "groups"):
+            if isinstance(data.get(name), list):  # JSON has no tuples
+                data[name] = tuple(data[name])
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"model config has fields this trellic does not know: {unknown}")
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return {"version": CONFIG_VERSION, **asdict(self)}
+        """The stored config. Empty ``groups`` are left out: a model's identity hashes this
+        dict, and the configs written before the field existed have none."""
+        data = {"version": CONFIG_VERSION, **asdict(self)}
+        if not self.groups:
+            del data["groups"]
+        return data

@@ -101,6 +101,16 @@ def elic_hyper(N: int, M: int, variant: str = "official") -> tuple[nn.Sequential
     return h_a, h_s
 
 
+def official_hyper(N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The registry's (h_a, h_s) of elic2022-official (h_s ends at 2N channels)."""
+    return elic_hyper(N, M, "official")
+
+
+def chandelier_hyper(N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The registry's (h_a, h_s) of elic2022-chandelier (h_s ends at 2M channels)."""
+    return elic_hyper(N, M, "chandelier")
+
+
 def elic_channel_context(groups: Sequence[int], variant: str = "official") -> nn.ModuleDict:
     """g_ch: ``"y{k}"`` for k >= 1 -> three 5x5 convolutions (ReLU between, widths 224, 128)
     from the decoded groups to group k's 2 g_k channel-context parameters. Input: groups
