@@ -194,23 +194,38 @@ class Hyperprior(LatentCodec):
         gradients); its likelihoods are those of the true symbols.
         """
         z = self.side_latents(y)
-        prior, rate, arithmetic = self.entropy_bottleneck, None, Arithmetic.FLOAT
+        prior, arithmetic = self.entropy_bottleneck, Arithmetic.FLOAT
         if proxy is ProxyKind.TRUE:
             z_hat = prior.dequantize(prior.quantize(z)) + (z - z.detach())
             z_likelihoods = prior.likelihood(z_hat)
-            rate, arithmetic = self.y_coding(quantizer).rate, Arithmetic.STRAIGHT
+            arithmetic = Arithmetic.STRAIGHT
         else:
             z_hat, z_likelihoods = prior(z)
         likelihoods: list[Tensor] = []
+        quantize = self.training_parts(y, z, quantizer, proxy, lambda_t, likelihoods)
+        y_hat = self.walk(z_hat, y, quantize, arithmetic)
+        y_likelihoods = self.merge(likelihoods, y.shape[-2:])
+        return LatentForward(y_hat, {"y": y_likelihoods, "z": z_likelihoods})
+
+    def training_parts(
+        self,
+        y: Tensor,
+        z: Tensor,
+        quantizer: Quantizer,
+        proxy: ProxyKind,
+        lambda_t: float | None,
+        likelihoods: list[Tensor],
+    ) -> PartQuantizer:
+        """The training pass's per-part callback: the quantizer's proxy (TRUE: its search
+        with the coder's code lengths), each part's likelihood appended to ``likelihoods``."""
+        rate = self.y_coding(quantizer).rate if proxy is ProxyKind.TRUE else None
 
         def quantize(residual: Tensor, scales: Tensor) -> Tensor:
             r_tilde, likelihood = quantizer.proxy(residual, scales, proxy, lambda_t, rate)
             likelihoods.append(likelihood)
             return r_tilde
 
-        y_hat = self.walk(z_hat, y, quantize, arithmetic)
-        y_likelihoods = self.merge(likelihoods, y.shape[-2:])
-        return LatentForward(y_hat, {"y": y_likelihoods, "z": z_likelihoods})
+        return quantize
 
     def relaxed(
         self, y: Tensor, side: Tensor, rounding: Callable[[Tensor], Tensor]

@@ -32,8 +32,6 @@ import torch
 from torch import Tensor
 
 from trellic.coding.range_coder import SymbolDecoder
-from trellic.errors import TrellicError
-from trellic.latent.base import LatentForward
 from trellic.latent.exact import Arithmetic, levels
 from trellic.latent.hyperprior import Decision, Hyperprior, PartDecision, PartQuantizer
 from trellic.latent.spatial_context import context_prediction, entropy_parameters, gaussian_of
@@ -87,13 +85,29 @@ class SerialContext(Hyperprior):
         return layer
 
     # -- trellis quantizers: one path along each row, across the wavefronts ---------------
-    def forward(self, y, quantizer, proxy=ProxyKind.NOISE, lambda_t=None) -> LatentForward:
-        """The hyperprior's training pass; TRUE with a trellis quantizer is refused (its
-        search would restart at every wavefront, unlike :meth:`decide`'s)."""
-        if proxy is ProxyKind.TRUE and quantizer.trellis.num_states > 1:
-            raise TrellicError(f"retraining on {quantizer.kind} latents of a serial context "
-                               "model is not supported: use usq or rdoq")
-        return super().forward(y, quantizer, proxy, lambda_t)
+    def training_parts(
+        self,
+        y: Tensor,
+        z: Tensor,
+        quantizer: Quantizer,
+        proxy: ProxyKind,
+        lambda_t: float | None,
+        likelihoods: list[Tensor],
+    ) -> PartQuantizer:
+        """TRUE with a trellis: the path :meth:`decide` codes (a search per wavefront would
+        restart the trellis at every one), its reconstruction constant and its indices'
+        likelihood under the exact parameters with the float networks' gradients
+        (straight-through to the residuals, as :func:`trellic.quant.proxy.true_proxy`)."""
+        if proxy is not ProxyKind.TRUE or quantizer.trellis.num_states == 1:
+            return super().training_parts(y, z, quantizer, proxy, lambda_t, likelihoods)
+        path = iter(self.decide(y.detach(), quantizer, lambda_t, side=z.detach()).parts)
+
+        def quantize(residual: Tensor, scales: Tensor) -> Tensor:
+            k, qid = next(path).quantized
+            likelihoods.append(quantizer.likelihood(k, scales, residual, qid))
+            return levels(quantizer, Quantized(k, qid))
+
+        return quantize
 
     @torch.no_grad()
     def decide(
