@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from trellic.determinism import kernel_fingerprint, single_threaded
+from trellic.latent.hyperprior import Hyperprior
 from trellic.models import CodecModel, ModelConfig
 from trellic.quant.base import ProxyKind
 from trellic.quant.registry import quantizer_names
@@ -35,6 +36,7 @@ ARCHITECTURES = {
     "mbt2018-checkerboard": (8, 16), "cheng2020-anchor-checkerboard": (8, 8),
     "mbt2018": (8, 16), "cheng2020-anchor": (8, 8), "cheng2020-attn": (8, 8),
     "elic2022-official": (8, 16), "elic2022-chandelier": (8, 16),
+    "bmshj2018-factorized": (8, 16), "bmshj2018-factorized-relu": (8, 16),
 }
 LATENT_SHAPE = (8, 12)  # y's (h, w); z is a quarter of it
 
@@ -71,6 +73,8 @@ def record(architecture: str) -> dict:
     model = tiny_model(architecture)
     codec = model.latent_codec
     y, z = latents(model)
+    if not isinstance(codec, Hyperprior):  # no side information: its own (empty) side latents
+        z = codec.side_latents(y)
     entries = {}
     for name in quantizer_names():
         quantizer = model.quantizer(name)
@@ -90,11 +94,12 @@ def record(architecture: str) -> dict:
             torch.manual_seed(3)
             out = codec(y, quantizer, proxy)
             entry[f"forward_{proxy.value}"] = [
-                sha256(out.y_hat), *(sha256(out.likelihoods[k]) for k in ("y", "z"))]
+                sha256(out.y_hat), *(sha256(v) for _, v in sorted(out.likelihoods.items()))]
         entries[name] = entry
     relaxed = codec.relaxed(y, z, torch.round)
     return {"N": model.config.N, "M": model.config.M, "quantizers": entries,
-            "relaxed": [sha256(relaxed.y_hat), *(sha256(relaxed.likelihoods[k]) for k in "yz")]}
+            "relaxed": [sha256(relaxed.y_hat),
+                        *(sha256(v) for _, v in sorted(relaxed.likelihoods.items()))]}
 
 
 def build() -> dict:

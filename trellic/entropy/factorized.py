@@ -1,11 +1,13 @@
-"""Learned factorized prior for the hyper-latents z (Balle et al. 2018, appendix 6.1).
+"""Learned factorized prior for the hyper-latents z, or for y itself (Balle et al. 2018,
+appendix 6.1; the factorized-prior model, :mod:`trellic.latent.factorized_prior`).
 
 Each channel has its own univariate density, defined through a monotone
 cumulative function built from small per-channel "matrices", biases and
 factors. The likelihood of an integer-quantized value is the mass of the unit
 interval around it. Coding uses integer symbols ``round(z - median)``, where the
 median (and the tail quantiles bounding each table) are learned by the
-auxiliary loss, as in CompressAI's EntropyBottleneck.
+auxiliary loss, as in CompressAI's EntropyBottleneck; y's tables code any
+quantizer's indices of ``y - median`` (the mass of each level's decision interval).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trellic.entropy.tables import PmfTables
+from trellic.quant.base import Quantizer
+from trellic.quant.usq import USQ
 
 LIKELIHOOD_BOUND = 1e-9
 TAIL_MASS = 1e-9
@@ -66,22 +70,30 @@ class FactorizedPrior(nn.Module):
                 logits = logits + torch.tanh(factor) * torch.tanh(logits)
         return logits
 
-    def _likelihood_cn(self, values: Tensor) -> Tensor:
-        """Mass of the unit interval around values (C, 1, N), always in full precision
-        (a caller's autocast would run its matmuls in bfloat16)."""
-        with torch.autocast(values.device.type, enabled=False):
-            lower = self._logits_cumulative(values - 0.5)
-            upper = self._logits_cumulative(values + 0.5)
+    def _mass_cn(self, lower: Tensor, upper: Tensor) -> Tensor:
+        """Mass of each channel's density on [lower, upper], both (C, 1, N), always in full
+        precision (a caller's autocast would run its matmuls in bfloat16)."""
+        with torch.autocast(lower.device.type, enabled=False):
+            lower = self._logits_cumulative(lower)
+            upper = self._logits_cumulative(upper)
             sign = -torch.sign(lower + upper).detach()
             mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         return mass.clamp_min(LIKELIHOOD_BOUND)
 
+    def interval_mass(self, lower: Tensor, upper: Tensor) -> Tensor:
+        """Mass of each channel's density on [lower, upper], both (B, C, H, W)."""
+        b, c, h, w = lower.shape
+
+        def by_channel(t: Tensor) -> Tensor:
+            return t.permute(1, 0, 2, 3).reshape(c, 1, -1)
+
+        mass = self._mass_cn(by_channel(lower), by_channel(upper))
+        return mass.reshape(c, b, h, w).permute(1, 0, 2, 3)
+
     def likelihood(self, z_hat: Tensor) -> Tensor:
-        """Likelihood of (quantized or noisy) z, shape (B, C, H, W)."""
-        b, c, h, w = z_hat.shape
-        values = z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1)
-        lik = self._likelihood_cn(values)
-        return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
+        """Likelihood of (quantized or noisy) z: the mass of the unit interval around it,
+        shape (B, C, H, W)."""
+        return self.interval_mass(z_hat - 0.5, z_hat + 0.5)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Training path: z + U(-1/2, 1/2) in training mode, median-centred rounding otherwise."""
@@ -104,14 +116,38 @@ class FactorizedPrior(nn.Module):
         return symbols.to(self.quantiles.dtype) + self.medians.view(1, -1, 1, 1)
 
     @torch.no_grad()
-    def build_tables(self, max_half_width: int = 256) -> PmfTables:
-        """One integer pmf row per channel over [-minima, maxima] around the median."""
+    def build_tables(
+        self, quantizer: Quantizer | None = None, max_half_width: int = 256
+    ) -> PmfTables:
+        """Integer pmf rows of a quantizer's indices k of ``x - median`` (default: rounding,
+        the symbols of :meth:`quantize`), row ``qid * C + c`` for quantizer id qid, channel c:
+
+            P(k | qid, c) = F_c(median_c + hi) - F_c(median_c + lo)
+
+        over the decision interval [lo, hi] of level k in quantizer qid, for k in
+        [-minima, maxima]: the levels (at most ``max_half_width`` each side) that cover the
+        channel's quantiles; other indices escape.
+        """
+        quantizer = USQ() if quantizer is None else quantizer
         medians = self.quantiles[:, 0, 1]
-        minima = torch.ceil(medians - self.quantiles[:, 0, 0]).clamp(1, max_half_width).long()
-        maxima = torch.ceil(self.quantiles[:, 0, 2] - medians).clamp(1, max_half_width).long()
-        lengths = minima + maxima + 1
-        grid = torch.arange(int(lengths.max()), dtype=medians.dtype)
-        values = (grid.view(1, -1) - minima.view(-1, 1) + medians.view(-1, 1)).unsqueeze(1)
-        pmf = self._likelihood_cn(values).squeeze(1).double().numpy()
-        mask = np.arange(pmf.shape[1])[None, :] < lengths.numpy()[:, None]
-        return PmfTables.from_probabilities(pmf * mask, lengths.numpy(), -minima.numpy())
+        one = torch.ones((), dtype=torch.long)
+        spacing = float(quantizer.level(2 * one, 0) - quantizer.level(one, 0))
+
+        def half_width(distance: Tensor) -> Tensor:
+            return torch.ceil(distance / spacing).clamp(1, max_half_width).long()
+
+        minima = half_width(medians - self.quantiles[:, 0, 0])
+        lengths = minima + half_width(self.quantiles[:, 0, 2] - medians) + 1
+        k = torch.arange(int(lengths.max()), device=medians.device).view(1, -1) - minima.view(-1, 1)
+        pmf = []
+        for qid in range(quantizer.num_quantizers):
+            level = quantizer.level(k, qid).to(medians.dtype)
+            lo, hi = (bound.to(medians.dtype) for bound in quantizer.decision_bounds(k, qid))
+            values = (level + medians.view(-1, 1)).unsqueeze(1)
+            mass = self._mass_cn(values - (level - lo).unsqueeze(1),
+                                 values + (hi - level).unsqueeze(1))
+            pmf.append(mass.squeeze(1).double().cpu().numpy())
+        lengths = np.tile(lengths.cpu().numpy(), quantizer.num_quantizers)
+        mask = np.arange(pmf[0].shape[1])[None, :] < lengths[:, None]
+        offsets = np.tile(-minima.cpu().numpy(), quantizer.num_quantizers)
+        return PmfTables.from_probabilities(np.concatenate(pmf) * mask, lengths, offsets)

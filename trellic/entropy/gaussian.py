@@ -5,12 +5,15 @@ log-spaced *scale levels* (the first level >= the scale) and codes the index k
 with the integer table of (quantizer id, scale level). The pmf of a table row
 is N(0, level) integrated over each level's decision interval of that
 quantizer (the quantizer defines the intervals, see ``Quantizer.pmf``). USQ has
-one quantizer, TCQ two (Q0, Q1): row = qid * L + level.
+one quantizer, TCQ two (Q0, Q1): row = qid * L + level. The rate of such rows
+(:class:`RowRate`) serves any level, e.g. a factorized prior's channel.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -68,17 +71,35 @@ def build_gaussian_tables(quantizer: Quantizer, scale_table: Tensor) -> PmfTable
     return PmfTables.from_probabilities(np.stack(rows), np.array(lengths), np.array(offsets))
 
 
-class TableRate:
-    """RateModel for the Viterbi: exact code lengths from the integer coding tables."""
+class RowRate:
+    """RateModel for the Viterbi: exact code lengths from integer tables whose rows are
+    (quantizer id, level), row = qid * ``num_levels`` + level.
 
-    def __init__(self, tables: PmfTables, scale_table: Tensor):
+    Args:
+        tables: the integer tables.
+        levels: the row selector: what the search calls an element's scale -> its level
+            (int64, same shape): a Gaussian scale's level, or a factorized prior's channel.
+        num_levels: levels per quantizer id.
+    """
+
+    def __init__(self, tables: PmfTables, levels: Callable[[Tensor], Tensor], num_levels: int):
         self.tables = tables
-        self.scale_table = scale_table
+        self.levels = levels
+        self.num_levels = num_levels
 
     def rows(self, qid: int | Tensor, scales: Tensor) -> Tensor:
-        levels = scale_levels(scales, self.scale_table)
-        return table_rows(qid, levels, self.scale_table.numel())
+        return table_rows(qid, self.levels(scales), self.num_levels)
 
     def bits(self, k: Tensor, qid: int, scales: Tensor) -> Tensor:
         k, scales = torch.broadcast_tensors(k, scales)
         return self.tables.bits(self.rows(qid, scales), k).to(torch.float64)
+
+
+class TableRate(RowRate):
+    """The Gaussian tables' :class:`RowRate`: an element's level is its scale's in
+    ``scale_table``."""
+
+    def __init__(self, tables: PmfTables, scale_table: Tensor):
+        super().__init__(tables, partial(scale_levels, scale_table=scale_table),
+                         scale_table.numel())
+        self.scale_table = scale_table

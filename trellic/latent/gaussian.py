@@ -1,7 +1,9 @@
 """Coding the indices of y with the Gaussian conditional's integer tables.
 
 Every element's table row is (quantizer id of its trellis state, scale
-level); the quantizer's walk fixes the order: USQ codes all indices in one
+level), or, for :class:`TableCoding` in general, (quantizer id, the level its
+rate's row selector gives, e.g. a factorized prior's channel); the
+quantizer's walk fixes the order: USQ codes all indices in one
 step, TCQ one step per sequence position, over every sequence at once (see
 :func:`trellic.quant.trellis.walk` and the container's docstring). The
 encoder passes the quantizer ids its search found; the decoder replays them
@@ -14,36 +16,31 @@ import torch
 from torch import Tensor
 
 from trellic.coding.range_coder import SymbolDecoder, SymbolEncoder
-from trellic.entropy.gaussian import TableRate, scale_levels, table_rows
+from trellic.entropy.gaussian import RowRate, TableRate, table_rows
 from trellic.entropy.tables import PmfTables
 from trellic.quant.base import Quantized, Quantizer
 
 
-class GaussianCoding:
-    """The y coder of one quantizer: its tables, the scale table and the quantizer's walk.
+class TableCoding:
+    """The y coder of one quantizer: its tables' rows and the quantizer's walk.
 
     Args:
-        tables: the integer tables of the quantizer's (quantizer id, scale level) rows.
-        scale_table: (L,) scale levels.
+        rate: the tables and their row selector; also the Viterbi's rate term (the
+            coder's exact code lengths).
         quantizer: the quantizer whose indices are coded.
     """
 
-    def __init__(self, tables: PmfTables, scale_table: Tensor, quantizer: Quantizer):
-        self.tables = tables
-        self.scale_table = scale_table
+    def __init__(self, rate: RowRate, quantizer: Quantizer):
+        self.rate = rate
+        self.tables = rate.tables
         self.quantizer = quantizer
 
-    @property
-    def rate(self) -> TableRate:
-        """The coder's exact code lengths, as the Viterbi's rate term."""
-        return TableRate(self.tables, self.scale_table)
-
     def _levels(self, scales: Tensor) -> Tensor:
-        """Scale levels as (S, T) sequences."""
-        return self.quantizer.scan(scale_levels(scales, self.scale_table))
+        """Row levels as (S, T) sequences."""
+        return self.quantizer.scan(self.rate.levels(scales))
 
     def _rows(self, qid: Tensor, levels: Tensor) -> Tensor:
-        return table_rows(qid, levels, self.scale_table.numel())
+        return table_rows(qid, levels, self.rate.num_levels)
 
     def encode(self, quantized: Quantized, scales: Tensor) -> bytes:
         """Indices k with their quantizer ids, and scales, all (1, M, h, w) -> the y stream."""
@@ -84,10 +81,23 @@ class GaussianCoding:
         """The next indices of an open decoder, each coded with a known quantizer id (one
         step over all of them, as :meth:`encode_to` codes a part whose sequences are one
         position long): (C', h', w') scales and ids -> int64 indices of that shape."""
-        rows = self._rows(qid.reshape(-1), scale_levels(scales, self.scale_table).reshape(-1))
+        rows = self._rows(qid.reshape(-1), self.rate.levels(scales).reshape(-1))
         return torch.from_numpy(decoder.decode_step(rows.numpy())).view(scales.shape)
 
     def bits(self, quantized: Quantized, scales: Tensor) -> Tensor:
         """Code length of each index under the integer tables, (1, M, h, w) float64."""
-        levels = scale_levels(scales, self.scale_table)
-        return self.tables.bits(self._rows(quantized.qid, levels), quantized.k)
+        return self.tables.bits(self._rows(quantized.qid, self.rate.levels(scales)), quantized.k)
+
+
+class GaussianCoding(TableCoding):
+    """The y coder of one quantizer with the Gaussian tables: rows (quantizer id, scale level).
+
+    Args:
+        tables: the integer tables of the quantizer's (quantizer id, scale level) rows.
+        scale_table: (L,) scale levels.
+        quantizer: the quantizer whose indices are coded.
+    """
+
+    def __init__(self, tables: PmfTables, scale_table: Tensor, quantizer: Quantizer):
+        super().__init__(TableRate(tables, scale_table), quantizer)
+        self.scale_table = scale_table

@@ -105,6 +105,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         "(CompressAI's elic2022-chandelier)",
         "trellic.models.elic:elic_transforms", "trellic.latent.elic:ElicChandelier",
         hyper="trellic.models.elic:chandelier_hyper"),
+    "bmshj2018-factorized": Architecture(
+        "Balle, Minnen, Singh, Hwang, Johnston 2018's factorized-prior baseline: a learned "
+        "density per channel of y, no side information (CompressAI's bmshj2018-factorized)",
+        GDN_TRANSFORMS, "trellic.latent.factorized_prior:FactorizedPriorCodec"),
+    "bmshj2018-factorized-relu": Architecture(
+        "bmshj2018-factorized with ReLU for GDN (CompressAI's bmshj2018-factorized-relu)",
+        "trellic.models.transforms:relu_transforms",
+        "trellic.latent.factorized_prior:FactorizedPriorCodec"),
 }
 
 

@@ -202,7 +202,9 @@ def _descend(model: CodecModel, x: Tensor, y: Tensor, z: Tensor, valid: tuple[in
         with torch.enable_grad():
             cost = _relaxed_cost(model, x, y, z, valid, lmbda,
                                  rounding if config.anneal else _unrounded, config.bfloat16)
-            y.grad, z.grad = torch.autograd.grad(cost, [y, z])
+            # z: the side latents, empty (unused) for a codec without side information
+            y.grad, z.grad = torch.autograd.grad(cost, [y, z], allow_unused=True,
+                                                 materialize_grads=True)
         optimizer.step()
     return y.detach(), z.detach()
 

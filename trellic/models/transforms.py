@@ -53,3 +53,8 @@ def relu_synthesis_transform(N: int, M: int) -> nn.Sequential:
 def gdn_transforms(N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:
     """(g_a, g_s) of bmshj2018 and mbt2018 (the zoo's models)."""
     return analysis_transform(N, M), synthesis_transform(N, M)
+
+
+def relu_transforms(N: int, M: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """(g_a, g_s) of bmshj2018-factorized-relu."""
+    return relu_analysis_transform(N, M), relu_synthesis_transform(N, M)

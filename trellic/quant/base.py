@@ -70,6 +70,12 @@ def gaussian_mass(lo: Tensor, hi: Tensor, scales: Tensor) -> Tensor:
     return _lower_bound(mass)
 
 
+#: The residual's probability of an interval, ``mass(lo, hi, scales)`` (arguments broadcast),
+#: lower-bounded: :func:`gaussian_mass` (N(0, scales^2)) unless a latent codec models the
+#: residual with another density (a factorized prior, whose "scales" are channels).
+IntervalMass = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
 class Quantized(NamedTuple):
     """The search's decision: indices k and the quantizer id that codes each, same shape."""
 
@@ -130,6 +136,7 @@ class Quantizer(abc.ABC):
         kind: ProxyKind = ProxyKind.NOISE,
         lambda_t: float | None = None,
         rate: RateModel | None = None,
+        mass: IntervalMass = gaussian_mass,
     ) -> tuple[Tensor, Tensor]:
         """Differentiable training path.
 
@@ -137,7 +144,9 @@ class Quantizer(abc.ABC):
             r: (B, M, H, W) residuals y - means.
             scales: (B, M, H, W) Gaussian scales.
             kind: which approximation (see :class:`ProxyKind`).
-            lambda_t, rate: the search's, for ``TRUE`` (see :meth:`search`).
+            lambda_t: the search's rate weight, for ``TRUE`` (see :meth:`search`).
+            rate: the search's rate model, for ``STE``, ``MIXED`` and ``TRUE``.
+            mass: the residual's density, which prices the likelihoods.
 
         Returns:
             (r_tilde, likelihood), both (B, M, H, W), differentiable w.r.t. r and scales.
@@ -254,7 +263,8 @@ class Quantizer(abc.ABC):
         return self.level(k, self.quantizer_ids(k) if qid is None else qid)
 
     def likelihood(
-        self, k: Tensor, scales: Tensor, r: Tensor | None = None, qid: Tensor | None = None
+        self, k: Tensor, scales: Tensor, r: Tensor | None = None, qid: Tensor | None = None,
+        mass: IntervalMass = gaussian_mass,
     ) -> Tensor:
         """P(k | quantizer of its state, N(0, scales)), lower-bounded by 1e-9.
 
@@ -269,19 +279,21 @@ class Quantizer(abc.ABC):
             scales: (B, M, H, W) Gaussian scales; the result is differentiable w.r.t. them.
             r: optional (B, M, H, W) residuals that k quantizes.
             qid: the indices' quantizer ids if known; else replayed.
+            mass: the residual's density (default N(0, scales^2)).
         """
         lo, hi = self.decision_bounds(k, self.quantizer_ids(k) if qid is None else qid)
         if r is not None:
             shift = r - r.detach()
             lo, hi = lo + shift, hi + shift
-        return gaussian_mass(lo, hi, scales)
+        return mass(lo, hi, scales)
 
     def relaxed(
-        self, r: Tensor, scales: Tensor, rounding: Callable[[Tensor], Tensor]
+        self, r: Tensor, scales: Tensor, rounding: Callable[[Tensor], Tensor],
+        mass: IntervalMass = gaussian_mass,
     ) -> tuple[Tensor, Tensor]:
         """Encoder-side relaxation (refinement): r on the grid of all this quantizer's
-        levels (step delta) with ``rounding`` in place of rounding, and the Gaussian
-        mass of a delta-wide interval around it.
+        levels (step delta) with ``rounding`` in place of rounding, and the mass
+        (``mass``, default Gaussian) of a delta-wide interval around it.
 
         Args:
             r, scales: (B, M, H, W) residuals and Gaussian scales.
@@ -293,7 +305,7 @@ class Quantizer(abc.ABC):
         """
         r_tilde = self.delta * rounding(r / self.delta)
         half = 0.5 * self.delta
-        return r_tilde, gaussian_mass(r_tilde - half, r_tilde + half, scales)
+        return r_tilde, mass(r_tilde - half, r_tilde + half, scales)
 
     def pmf(self, qid: int, scales: Tensor, k: Tensor) -> Tensor:
         """P(k | qid, scale) on a grid, for the coder's tables.

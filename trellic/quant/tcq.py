@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from trellic.quant.base import ProxyKind, Quantizer, RateModel
+from trellic.quant.base import IntervalMass, ProxyKind, Quantizer, RateModel, gaussian_mass
 from trellic.quant.proxy import quantizer_proxy
 from trellic.quant.trellis import Trellis
 
@@ -62,6 +62,7 @@ class TCQ(Quantizer):
         kind: ProxyKind = ProxyKind.NOISE,
         lambda_t: float | None = None,
         rate: RateModel | None = None,
+        mass: IntervalMass = gaussian_mass,
     ) -> tuple[Tensor, Tensor]:
         """NOISE is the switching perturbation.
 
@@ -76,4 +77,4 @@ class TCQ(Quantizer):
         its rate is ~4% above that of real TCQ (USQ's noise: ~3% above rounding).
         """
         width = TCQ_NOISE_WIDTH * self.delta
-        return quantizer_proxy(self, r, scales, kind, width, lambda_t, rate)
+        return quantizer_proxy(self, r, scales, kind, width, lambda_t, rate, mass)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from trellic.quant.base import ProxyKind, Quantizer, RateModel
+from trellic.quant.base import IntervalMass, ProxyKind, Quantizer, RateModel, gaussian_mass
 from trellic.quant.proxy import quantizer_proxy
 from trellic.quant.trellis import USQ_TRELLIS
 
@@ -42,9 +42,10 @@ class USQ(Quantizer):
         kind: ProxyKind = ProxyKind.NOISE,
         lambda_t: float | None = None,
         rate: RateModel | None = None,
+        mass: IntervalMass = gaussian_mass,
     ) -> tuple[Tensor, Tensor]:
         """NOISE adds U(-delta/2, delta/2): the rounding error's distribution at high rate."""
-        return quantizer_proxy(self, r, scales, kind, self.delta, lambda_t, rate)
+        return quantizer_proxy(self, r, scales, kind, self.delta, lambda_t, rate, mass)
 
 
 class RDOQ(USQ):
