@@ -103,7 +103,7 @@ def test_an_output_that_is_an_input_is_refused_as_such_even_when_it_exists(folde
     (["imgs/a.png", "-o", "/dev/zero"], "not a regular file"),  # not "use --force"
     (["imgs/a.png", "new.png"], "new.png is named like an image: compress writes trellic files"),
     (["imgs/a.png", "o.trl", "--model", "ckpt.pth.tar"],
-     "ckpt.pth.tar: a PyTorch checkpoint: convert it with trellic import-compressai"),
+     "ckpt.pth.tar is a PyTorch checkpoint, not a trellic weights file: import it first"),
 ])
 def test_impossible_plans_are_one_line_errors_before_any_coding(folder, capsys, argv, message):
     Image.fromarray(synthetic_image(16, 16)).save("imgs/a.jpg")

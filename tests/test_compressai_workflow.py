@@ -10,29 +10,37 @@ import torch
 from PIL import Image
 
 from tests.conftest import synthetic_image
-from tests.test_interop_compressai import fixture_state, save_checkpoint
+from tests.test_interop_compressai import META, fixture_state, save_checkpoint
 from trellic.cli import main
 from trellic.codec import Codec
 from trellic.eval.results import read_results
-from trellic.interop.compressai import constant, expected_shapes
+from trellic.interop.compressai_layouts import compressai_keys
 from trellic.io import image_to_tensor, pad_to_multiple, read_image, tensor_to_image
+from trellic.models import CodecModel, ModelConfig
 from trellic.models.gdn import PEDESTAL
 from trellic.zoo import load, sha256_of
 
 
 def random_compressai_state(arch: str, N: int, M: int, seed: int = 0) -> dict:
-    """A CompressAI-layout state_dict with random weights, made from the key table alone."""
+    """A CompressAI-layout state_dict with random weights, its keys and shapes derived from
+    trellic's model of the architecture (trellic.interop.compressai_layouts)."""
     generator = torch.Generator().manual_seed(seed)
+    model = CodecModel(ModelConfig(architecture=arch, N=N, M=M, prior_filters=(3, 3, 3, 3)))
+    own = model.state_dict()
     state = {}
-    for key, shape in expected_shapes(arch, N, M).items():
-        fixed = constant(key)
-        if fixed is not None:
-            state[key] = torch.tensor(fixed)
+    for key, entry in compressai_keys(model, arch).keys.items():
+        shape = entry.shape
+        if entry.kind == "table":
+            state[key] = torch.zeros(0, dtype=torch.int32)  # as saved before update()
+        elif entry.kind == "constant":
+            state[key] = torch.tensor(entry.value)
+        elif entry.kind == "mask":
+            state[key] = own[entry.trellic].clone()
         elif key.endswith(".beta"):
             state[key] = torch.sqrt(torch.ones(shape) + PEDESTAL)
         elif key.endswith(".gamma"):
             state[key] = torch.sqrt(0.1 * torch.eye(shape[0]) + PEDESTAL)
-        elif key == "entropy_bottleneck.quantiles":
+        elif key.endswith("entropy_bottleneck.quantiles"):
             state[key] = torch.tensor([-10.0, 0.0, 10.0]).repeat(N, 1, 1)
         else:
             fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
@@ -77,8 +85,7 @@ def test_n128_m192_checkpoint_imports_codes_retrains_and_evaluates(tmp_path, pho
                                  random_compressai_state("mbt2018-mean", 128, 192),
                                  "state_dict", "module.")
     weights = tmp_path / "mbt.safetensors"
-    assert main(["import-compressai", str(checkpoint), "--arch", "mbt2018-mean",
-                 "-o", str(weights)]) == 0
+    assert main(["import-compressai", str(checkpoint), "-o", str(weights)]) == 0  # inferred
 
     image, trl, png = photos / "0.png", tmp_path / "0.trl", tmp_path / "0.png"
     assert main(["compress", str(image), str(trl), "--model", str(weights),
@@ -124,3 +131,12 @@ def test_hyper_and_decoder_retrain_on_an_imported_model_with_its_lambda(tmp_path
     source = load(str(weights)).model
     assert not torch.equal(retrained.model.latent_codec.h_s[0].weight,
                            source.latent_codec.h_s[0].weight)
+
+    # and back to CompressAI: its keys and shapes, the retrained tensors in them
+    exported = tmp_path / "retrained.pth.tar"
+    assert main(["export-compressai", str(run / "model.safetensors"), "-o", str(exported)]) == 0
+    state = torch.load(exported, weights_only=True)["state_dict"]
+    assert {k: list(v.shape) for k, v in state.items()} == {
+        k: record["shape"] for k, record in META["archs"][arch]["state_keys"].items()}
+    assert torch.equal(state["h_s.0.weight"], retrained.model.latent_codec.h_s[0].weight)
+    assert torch.equal(state["g_s.0.weight"], retrained.model.g_s[0].weight)

@@ -18,7 +18,12 @@ from trellic.layers import conv
 from trellic.models import CodecModel, ModelConfig, architectures
 from trellic.train.checkpoint import load_model_weights, model_from_checkpoint, read_progress
 from trellic.train.run_folder import CHECKPOINT, EXPORT
-from trellic.train.warm_start import fresh_prefixes, load_matching
+from trellic.train.warm_start import (
+    fresh_prefixes,
+    load_matching,
+    prior_filters_of,
+    with_prior_of,
+)
 from trellic.zoo import load_model_file
 
 EXTRA = "test-mean-nets"
@@ -192,3 +197,52 @@ def test_the_architecture_goes_through_checkpoint_and_export(photos, tmp_path):
     save_file(load_file(str(path)), str(path), {**metadata, "progress": json.dumps(progress)})
     with pytest.raises(TrellicError, match="cannot read checkpoint .*unknown architecture"):
         model_from_checkpoint(path)
+
+
+def test_a_compressai_import_warm_starts_a_model_built_with_its_prior_widths(source, tmp_path):
+    """Imports have CompressAI's prior (3, 3, 3, 3), trellic's runs (3, 3, 3): the run's
+    model takes the widths of the file it starts from (with_prior_of)."""
+    from tests.test_interop_compressai import fixture_state, save_checkpoint
+
+    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state("mbt2018-mean"))
+    weights = tmp_path / "imported.safetensors"
+    assert main(["import-compressai", str(checkpoint), "-o", str(weights)]) == 0
+    config = ModelConfig(N=8, M=12)
+    with pytest.raises(TrellicError, match=r"entropy_bottleneck\.biases\.3"):
+        load_model_weights(weights, CodecModel(config))  # what a default-built run met
+    model = CodecModel(with_prior_of(config, weights))
+    assert model.config.prior_filters == (3, 3, 3, 3)
+    assert load_model_weights(weights, model) == ()  # strict: every tensor, the prior too
+    imported = load_model_file(weights)[0].state_dict()
+    assert all(torch.equal(v, imported[k]) for k, v in model.state_dict().items())
+
+    assert with_prior_of(config, None) is config
+    assert with_prior_of(config, source) is config  # trellic's own widths: unchanged
+    assert prior_filters_of(source.parent / CHECKPOINT) == (3, 3, 3)  # a run's checkpoint
+    resumed = tmp_path / "checkpoint.safetensors"  # a run of an import: from its tensors
+    save_file({f"model.latent_codec.entropy_bottleneck.matrices.{i}": torch.zeros(8, a, b)
+               for i, (a, b) in enumerate([(3, 1), (3, 3), (3, 3), (3, 3), (1, 3)])},
+              str(resumed), {"progress": "{}"})
+    assert prior_filters_of(resumed) == (3, 3, 3, 3)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not safetensors")
+    with pytest.raises(TrellicError, match="cannot read warm-start file"):
+        with_prior_of(config, garbage)
+
+
+def test_train_warm_starts_from_an_import_and_resumes_it(photos, tmp_path, capsys):
+    """The whole path a researcher takes: import, train from it (its prior widths), resume;
+    the CompressAI checkpoint itself is refused with the import command."""
+    from tests.test_interop_compressai import fixture_state, save_checkpoint
+
+    checkpoint = save_checkpoint(tmp_path / "c.pth.tar", fixture_state("mbt2018-mean"))
+    weights = tmp_path / "imported.safetensors"
+    assert main(["import-compressai", str(checkpoint), "-o", str(weights)]) == 0
+    out = tmp_path / "run"
+    train = ["--M", "12", "--warm-start", str(weights), "--steps", "1"]
+    assert _train(photos, out, *train) == 0
+    assert load_model_file(out / EXPORT)[0].config.prior_filters == (3, 3, 3, 3)
+    assert _train(photos, out, *train[:4], "--steps", "2", "--resume") == 0
+    capsys.readouterr()
+    assert _train(photos, tmp_path / "other", "--warm-start", str(checkpoint)) == 1
+    assert "import it first (trellic import-compressai" in capsys.readouterr().err

@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "retrain decoder / hyperprior on truly quantized latents"),
     "import-compressai": ("trellic.interop.commands",
                           "convert a CompressAI checkpoint into a trellic weights file"),
+    "export-compressai": ("trellic.interop.commands", "write a trellic model of a CompressAI "
+                          "architecture as a CompressAI checkpoint"),
     "tune": ("trellic.tune", "measure a model's operating points on your photos"),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))

@@ -26,10 +26,10 @@ from trellic.argtypes import float_in, positive_int, threads, word_or_int
 from trellic.container_header import MAX_FILE_BYTES, MAX_LAMBDA_T, QUANTIZER_NAMES
 from trellic.device import add_device_option, resolve_device
 from trellic.errors import TrellicError, warn
+from trellic.files import refuse_torch_checkpoint
 
 REFINE_MODE_NAMES = ("linear", "cheap", "full")  # trellic.models.refine.REFINE_MODES
 MAX_REFINE_STEPS = 10_000  # trellic.models.refine.MAX_STEPS: ~100x full, hours on a large image
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")  # PyTorch pickles, not weights files
 JOBS_HELP = ("files worked on at once, on threads sharing one loaded model; capped at the number "
              "of files and of usable CPUs")
 THREADS_HELP = ("torch threads for the networks (default: torch's own, all usable CPUs; 1 per "
@@ -130,13 +130,6 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _refuse_checkpoint(model: str | None) -> None:
-    """A PyTorch checkpoint given as --model: name the converter before anything loads it."""
-    if model is not None and Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:
-        raise TrellicError(f"{model}: a PyTorch checkpoint: convert it with trellic "
-                           "import-compressai (docs/compressai.md)")
-
-
 def _torch_threads(args: argparse.Namespace, workers: int, refine: bool) -> int | None:
     """The torch thread count of a run: --threads, else 1 per job when several run at once.
 
@@ -167,7 +160,7 @@ def compress(args: argparse.Namespace) -> int:
     from trellic.models.refine import PROGRESS_ALWAYS, refine_config
 
     device = resolve_device(args.device)
-    _refuse_checkpoint(args.model)
+    refuse_torch_checkpoint(args.model)
     jobs = batch.plan_jobs(args.inputs, args.output, "compress")
     for job in jobs:  # a .trl under an image's name would later be read as an image
         if not _png_sink(job) and Path(job.target).suffix.lower() in IMAGE_SUFFIXES:
@@ -214,7 +207,7 @@ def compress(args: argparse.Namespace) -> int:
 
 def decompress(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    _refuse_checkpoint(args.model)
+    refuse_torch_checkpoint(args.model)
     jobs = batch.plan_jobs(args.inputs, args.output, "decompress")
     from trellic.io import encode_image, encode_png, image_format_for
 

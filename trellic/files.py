@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from trellic.errors import TrellicError
+
+# PyTorch checkpoints (pickles): never loaded as weights; CompressAI's are imported.
+TORCH_CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
+
+
+def refuse_torch_checkpoint(model: str | None) -> None:
+    """A PyTorch checkpoint given where a trellic weights file belongs: a one-line error
+    naming the import command, before anything tries to read it."""
+    if model is None or not model.lower().endswith(TORCH_CHECKPOINT_SUFFIXES):
+        return
+    stem = re.sub(r"(\.pth\.tar|\.pth|\.pt|\.tar|\.ckpt)$", "", model, flags=re.IGNORECASE)
+    raise TrellicError(
+        f"{model} is a PyTorch checkpoint, not a trellic weights file: import it first "
+        f"(trellic import-compressai {model} -o {stem}.safetensors; docs/compressai.md) and "
+        "pass the .safetensors"
+    )
 
 
 def check_readable(path: Path) -> None:

@@ -48,6 +48,7 @@ from safetensors.torch import load_file
 from trellic import jsonio, paths
 from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
+from trellic.files import refuse_torch_checkpoint
 from trellic.io import write_atomic
 from trellic.manifest import MANIFEST, read_manifest
 from trellic.models import CodecModel, ModelConfig
@@ -317,6 +318,7 @@ def load(name_or_path: str = "default", weights_dir: Path | None = None) -> Load
     Weights given by path that the weights folder's manifest lists (by content) are
     that zoo model: same model id, same operating points, same files.
     """
+    refuse_torch_checkpoint(name_or_path)
     candidate = Path(name_or_path)
     if candidate.suffix == ".safetensors" or os.sep in name_or_path:
         return _load_path(candidate, weights_dir)

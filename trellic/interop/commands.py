@@ -1,4 +1,5 @@
-"""``trellic import-compressai``: a CompressAI checkpoint -> a trellic weights file."""
+"""``trellic import-compressai`` and ``trellic export-compressai``: CompressAI checkpoints
+in and out (docs/compressai.md)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,28 @@ from trellic.errors import TrellicError, warn
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from trellic.interop.compressai import ARCHITECTURES
+    _register_import(subparsers)
+    _register_export(subparsers)
+
+
+def _register_import(subparsers: argparse._SubParsersAction) -> None:
+    from trellic.interop.compressai_layouts import LAYOUTS
     from trellic.models.config import MAX_DELTA, MIN_DELTA
 
     p = subparsers.add_parser(
         "import-compressai",
         help="convert a CompressAI checkpoint into a trellic weights file",
-        description="Read a CompressAI .pth.tar (bare state_dict or {'state_dict'|'model': ...}, "
-        "'module.' prefixes, before or after update(); never unpickles objects), check it "
-        "against the architecture, convert it exactly, build trellic's coding tables and write "
-        "a weights file usable with --model PATH everywhere (docs/compressai.md).",
+        description="Read a CompressAI .pth.tar (bare state_dict or under 'state_dict', "
+        "'model', 'network' or 'model_state_dict'; 'module.', '_orig_mod.', 'model.' "
+        "prefixes; float32, float16 or bfloat16; before or after update(); never unpickles "
+        "objects), infer or check its architecture, convert it exactly, build trellic's "
+        "coding tables and write a weights file usable with --model PATH everywhere "
+        "(docs/compressai.md).",
     )
     p.add_argument("checkpoint", type=Path, help="CompressAI checkpoint (.pth.tar, .pth, .pt)")
-    p.add_argument("--arch", required=True, choices=ARCHITECTURES,
-                   help="the CompressAI architecture (zoo name) the checkpoint was trained as")
+    p.add_argument("--arch", default=None, choices=tuple(LAYOUTS),
+                   help="the CompressAI architecture (zoo name) the checkpoint was trained as; "
+                   "default: inferred from its keys and shapes")
     p.add_argument("-o", "--output", type=Path, required=True, help="weights file to write")
     p.add_argument(
         "--tcq-delta",
@@ -41,10 +50,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the checkpoint's training lambda, recorded for retraining (CompressAI stores none)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run_import)
 
 
-def run(args: argparse.Namespace) -> int:
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export-compressai",
+        help="write a trellic model of a CompressAI architecture as a CompressAI checkpoint",
+        description="Write MODEL (an imported CompressAI architecture, retrained or not) as "
+        "{'state_dict': ...} with exactly the keys and shapes of CompressAI 1.2.8's model "
+        "after update(), coding tables included, so that load_state_dict(strict=True) "
+        "accepts it (docs/compressai.md).",
+    )
+    p.add_argument("model", metavar="MODEL",
+                   help="zoo name or weights path of the model to export")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="CompressAI checkpoint to write (.pth.tar, .pth, .pt)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=run_export)
+
+
+def run_import(args: argparse.Namespace) -> int:
     from trellic.interop.compressai import import_checkpoint
     from trellic.io import check_output
     from trellic.latent.scale_fidelity import probe_fidelity, warning_message
@@ -56,14 +82,46 @@ def run(args: argparse.Namespace) -> int:
     model, info = import_checkpoint(args.checkpoint, args.arch, args.tcq_delta, args.lmbda)
     digest = save_model(model, args.output, info)
     config = model.config
-    fidelity = probe_fidelity(model)  # the exact scales against the float model's
-    message = warning_message(fidelity)
+    fidelity = None  # the exact scales against the float model's: measured for the
+    if hasattr(model.latent_codec, "exact_scales"):  # (mean-)scale hyperprior codecs only
+        fidelity = probe_fidelity(model)
+    message = None if fidelity is None else warning_message(fidelity)
     if message is not None:
         warn(message)
-    print(json.dumps({"output": str(args.output), "sha256": digest, "architecture": args.arch,
-                      "N": config.N, "M": config.M, "source": info["source"],
-                      "scale_fidelity": {
+    sizes = {"N": config.N, "M": config.M, **({"groups": list(config.groups)}
+                                              if config.groups else {})}
+    print(json.dumps({"output": str(args.output), "sha256": digest,
+                      "architecture": config.architecture, **sizes, "source": info["source"],
+                      "scale_fidelity": None if fidelity is None else {
                           "mean_relative_error": round(fidelity.mean_relative_error, 6),
                           "rows_changed": round(fidelity.rows_changed, 6),
                           "rate_loss": round(fidelity.rate_loss, 6)}}))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from trellic.interop.compressai_export import (
+        check_checkpoint_name,
+        export_state,
+        tcq_retrained,
+        write_checkpoint,
+    )
+    from trellic.io import check_output
+    from trellic.zoo import load
+
+    check_checkpoint_name(args.output)
+    check_output(args.output, args.force)
+    loaded = load(args.model)
+    state = export_state(loaded.model)
+    quantizer = tcq_retrained(loaded.info)
+    if quantizer is not None:
+        warn(f"{args.model} was trained for {quantizer}, but CompressAI codes y by rounding: "
+             "its decoder will see other reconstructions than it was trained on")
+    write_checkpoint(state, args.output, args.force)
+    config = loaded.model.config
+    print(json.dumps({"output": str(args.output), "architecture": config.architecture,
+                      "N": config.N, "M": config.M, "model": loaded.model_id,
+                      "sha256": loaded.sha256, "keys": len(state),
+                      "tables": "computed as CompressAI's update() does; "
+                                "net.update(force=True) rebuilds them"}))
     return 0

@@ -1,290 +1,285 @@
-"""CompressAI checkpoints (``mbt2018-mean``, ``bmshj2018-hyperprior``) as trellic models.
+"""CompressAI checkpoints as trellic models: the ten architectures of CompressAI 1.2.8's zoo.
 
-A checkpoint is read with ``torch.load(weights_only=True)`` only: plain tensors
-in dicts, never an object that needs code to be unpickled. It may be a bare
-state_dict or wrapped in ``{"state_dict": ...}`` / ``{"model": ...}`` (the
-rest of the wrapper, e.g. optimizer state, is ignored), with DataParallel's
-``module.`` prefix on every key, saved before or after CompressAI's
-``update()``. Nothing is inferred silently: N and M are read from
-``g_a.0.weight`` and ``g_a.6.weight`` and every other tensor's shape is checked
-against the architecture at that N and M; a missing or unexpected key, a
-wrong shape, a non-finite value, or a layer built with other constants (GDN's
-beta_min and reparametrisation offset, the likelihood bounds, the tail mass,
-the scale bound) is an error naming it.
+Typical workflow::
 
-What maps to what (docs/compressai.md has the table):
+    model, info = import_checkpoint("mbt2018-q3.pth.tar")   # architecture inferred
+    save_model(model, Path("mbt2018-q3.safetensors"), info)  # --model PATH everywhere
 
-- convolutions, GDN/IGDN ``beta`` and ``gamma``: copied. Both store the same
-  reparametrisation ``sqrt(value + 2**-36)`` and bound it below the same way,
-  so the conversion is the identity on the stored tensors;
-- ``h_a``, ``h_s``: under the latent codec (``latent_codec.``) of the same
-  architecture (mbt2018-mean: the mean-scale hyperprior; bmshj2018-hyperprior:
-  the scale hyperprior, means 0). For mbt2018-mean, CompressAI splits the
-  output of ``h_s``'s last convolution as (scales, means), trellic as (means,
-  scales): its two output halves swap;
-- ``entropy_bottleneck.{matrices,biases,factors}.i`` and ``quantiles``: the
-  same density network (trellic's FactorizedPrior with CompressAI's filters
-  (3, 3, 3, 3)); the old names ``_matrices.0`` (published zoo checkpoints) and
-  ``_matrix0`` (and their biases, factors) are read;
-- CompressAI's own coding tables (``_offset``, ``_quantized_cdf``,
-  ``_cdf_length``, ``scale_table``) are derived data: ignored, whether present
-  or not. trellic builds its own tables (``update()``) for USQ and for TCQ at
-  the chosen delta.
+Reading the file (wrappers, prefixes, old names, float16) is
+:mod:`trellic.interop.compressai_checkpoint`; what maps to what is one
+:class:`~trellic.interop.compressai_layouts.Layout` per architecture. The
+import, for an architecture given or inferred (:func:`identify`):
+
+1. N, M (Cheng 2020: M = N; ELIC: its groups) from the layout's keys, the
+   prior's widths from the entropy bottleneck's matrices;
+2. trellic's model built at those sizes and mapped back to CompressAI's keys
+   and shapes (:func:`~trellic.interop.compressai_layouts.compressai_keys`):
+   a missing or unexpected key, a wrong shape, a non-finite or non-float
+   tensor, a constant other than trellic's layer assumes, a mask other than
+   trellic's is an error naming it (and, where the keys tell, the
+   architecture the checkpoint is);
+3. parameters copied as float32 (mbt2018-mean's h_s halves swapped), masked
+   convolutions' weights as stored (trellic masks them in forward, as
+   CompressAI does), CompressAI's tables ignored; trellic builds its own.
+
+Constants are compared at the stored precision: a float16 checkpoint holds
+GDN's pedestal 2**-36 and the likelihood bound 1e-9 as 0 (both are below
+float16's smallest subnormal, 2**-24), and trellic's values rounded to
+float16 are 0 too, so it is recognised as the same layer. trellic's layers
+hold these constants themselves; the stored values are only checked.
 """
 
 from __future__ import annotations
 
-import math
-import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from trellic.entropy.factorized import LIKELIHOOD_BOUND, TAIL_MASS
-from trellic.entropy.gaussian import SCALE_MIN
 from trellic.errors import TrellicError
+from trellic.interop.compressai_checkpoint import Checkpoint, read_checkpoint
+from trellic.interop.compressai_layouts import (
+    LAYOUTS,
+    Keys,
+    Layout,
+    compressai_keys,
+    swap_halves,
+)
 from trellic.models import CodecModel, ModelConfig
-from trellic.models.config import MAX_CHANNELS
-from trellic.models.gdn import BETA_MIN, PEDESTAL
-from trellic.models.model import LATENT_PREFIX
-from trellic.zoo import sha256_of
+from trellic.models.architectures import ARCHITECTURES
 
-ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior")
-WRAPPERS = ("state_dict", "model")
-PREFIX = "module."
-TRANSFORMS = ("g_a.", "g_s.")  # the model's; every other tensor belongs to its latent codec
-PRIOR_FILTERS = (3, 3, 3, 3)  # CompressAI's EntropyBottleneck default, used by both models
-DERIVED = (
-    "entropy_bottleneck._offset",
-    "entropy_bottleneck._quantized_cdf",
-    "entropy_bottleneck._cdf_length",
-    "gaussian_conditional._offset",
-    "gaussian_conditional._quantized_cdf",
-    "gaussian_conditional._cdf_length",
-    "gaussian_conditional.scale_table",
-)
-_OLD_PRIOR_KEY = re.compile(
-    r"^entropy_bottleneck\._(matrix|bias|factor|matrices|biases|factors)\.?(\d+)$"
-)
-_OLD_PRIOR_NAMES = {"matrix": "matrices", "bias": "biases", "factor": "factors"}
-_TARGET = math.log(2 / TAIL_MASS - 1)
+__all__ = ["Checkpoint", "identify", "import_checkpoint", "read_checkpoint"]
 
 
 @dataclass
-class Checkpoint:
-    """A CompressAI state_dict as read: tensors by CompressAI's key, and how they were stored."""
+class Plan:
+    """A checkpoint's architecture at its sizes: trellic's model and CompressAI's keys."""
 
-    state: dict[str, Tensor]
-    wrapper: str | None  # "state_dict", "model", or None for a bare state_dict
-    prefix: str  # "module." or ""
-    sha256: str
+    arch: str
+    config: ModelConfig
+    model: CodecModel
+    keys: Keys
+
+    @property
+    def sizes(self) -> str:
+        groups = f", groups={list(self.config.groups)}" if self.config.groups else ""
+        return f"N={self.config.N}, M={self.config.M}{groups}"
 
 
-def read_checkpoint(path: Path) -> Checkpoint:
-    """Load a ``.pth.tar`` without unpickling objects; unwrap it and strip ``module.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrellicError(f"checkpoint not found: {path}")
+def registered(arch: str) -> bool:
+    """Whether this trellic can build ``arch`` (its registry has it)."""
+    return arch in ARCHITECTURES
+
+
+def plan(state: dict[str, Tensor], arch: str, tcq_delta: float = 0.6) -> Plan:
+    """Read ``arch``'s sizes from ``state``, build trellic's model, derive CompressAI's keys.
+
+    Raises:
+        TrellicError: a key the sizes are read from is missing, or the sizes are invalid.
+    """
+    spec = LAYOUTS[arch]
+    sizes = {}
+    for field, key, dim in spec.channels:
+        _need(state, key, arch)
+        sizes[field] = int(state[key].shape[dim])
+    layers = 0
+    while f"{spec.prior}.matrices.{layers}" in state:
+        layers += 1
+    if layers < 2:  # a density network has an input and an output layer at least
+        _need(state, f"{spec.prior}.matrices.{layers}", arch)
+    filters = tuple(int(state[f"{spec.prior}.matrices.{i}"].shape[1]) for i in range(layers - 1))
+    extra = {"groups": _groups(state, spec, arch)} if spec.groups else {}
+    try:  # the config bounds every size: no model is sized by an unchecked value
+        config = ModelConfig(architecture=arch, tcq_delta=tcq_delta, prior_filters=filters,
+                             **sizes, **extra)
+        model = CodecModel(config)
+    except ValueError as error:
+        raise TrellicError(f"not a {arch} checkpoint trellic can build: {error}") from None
+    return Plan(arch, config, model, compressai_keys(model, arch))
+
+
+def _need(state: dict, key: str, arch: str) -> None:
+    if key not in state or state[key].dim() < 2:
+        raise TrellicError(f"not a {arch} checkpoint: missing key {key}")
+
+
+def _groups(state: dict, spec: Layout, arch: str) -> tuple[int, ...]:
+    """ELIC's channel groups: group k's width from the layout's per-group key."""
+    widths = []
+    while spec.groups.replace("{k}", str(len(widths))) in state:
+        widths.append(int(state[spec.groups.replace("{k}", str(len(widths)))].shape[1]))
+    if not widths:
+        _need(state, spec.groups.replace("{k}", "0"), arch)
+    return tuple(widths)
+
+
+# -- which architecture a checkpoint is ---------------------------------------------------
+def identify(state: dict[str, Tensor]) -> list[str]:
+    """The architectures ``state`` is a checkpoint of: those this trellic builds whose keys
+    and shapes it matches exactly, else those whose keys mark it (:attr:`Layout.marks`)
+    and that this trellic cannot build; empty if neither."""
+    marked = [arch for arch, spec in LAYOUTS.items() if spec.marked(state)]
+    fits = [arch for arch in marked if registered(arch) and _fits(state, arch)]
+    return fits or [arch for arch in marked if not registered(arch)]
+
+
+def _fits(state: dict[str, Tensor], arch: str) -> bool:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if found is None:
-            raise TrellicError(f"cannot read checkpoint {path}: not a torch checkpoint") from None
-        raise TrellicError(
-            f"checkpoint {path} holds a pickled object ({found[1]}) that needs code execution "
-            "to load; refused (save the state_dict alone with torch.save)"
-        ) from None
-    except Exception as error:  # noqa: BLE001 - any failure of torch's reader on a bad file
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TrellicError(f"cannot read checkpoint {path}: {message}") from None
-    if not isinstance(data, dict):
-        raise TrellicError(f"checkpoint {path} holds a {type(data).__name__}, not a state_dict")
-    wrapper = next((name for name in WRAPPERS if isinstance(data.get(name), dict)), None)
-    state = data[wrapper] if wrapper else data
-    not_tensors = sorted(
-        repr(k) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, Tensor))
-    )
-    if not_tensors:
-        raise TrellicError(
-            f"checkpoint {path} is not a state_dict: entry {not_tensors[0]} is not a named tensor "
-            f"(wrappers read: {', '.join(WRAPPERS)})"
-        )
-    prefixed = [key.startswith(PREFIX) for key in state]
-    prefix = PREFIX if prefixed and all(prefixed) else ""
-    state = {_new_prior_key(key[len(prefix) :]): value for key, value in state.items()}
-    return Checkpoint(state, wrapper, prefix, sha256_of(path))
+        keys = plan(state, arch).keys.keys
+    except TrellicError:
+        return False
+    expected = {k for k, entry in keys.items() if entry.kind != "table"}
+    return expected <= set(state) <= set(keys) and all(
+        tuple(state[k].shape) == keys[k].shape for k in expected)
 
 
-def _new_prior_key(key: str) -> str:
-    """Today's name of a prior parameter named the old ways: ``_matrices.0`` (CompressAI's
-    published zoo checkpoints) or ``_matrix0`` (CompressAI < 1.1)."""
-    match = _OLD_PRIOR_KEY.match(key)
-    if match is None:
-        return key
-    return f"entropy_bottleneck.{_OLD_PRIOR_NAMES.get(match[1], match[1])}.{match[2]}"
+def hint(state: dict[str, Tensor], arch: str | None = None) -> str:
+    """`` (it is a X checkpoint)`` where the keys say it is another architecture, else ''."""
+    others = [a for a in identify(state) if a != arch]
+    if not others:
+        return ""
+    missing = [a for a in others if not registered(a)]
+    tail = (f"; this trellic's registry has no {' or '.join(missing)}" if missing else "")
+    return f" (it is a {' or '.join(others)} checkpoint{tail})"
 
 
-# -- the architectures, as CompressAI 1.2.8 builds them ------------------------------------
-def _conv(name: str, cin: int, cout: int, kernel: int = 5) -> dict[str, tuple]:
-    return {f"{name}.weight": (cout, cin, kernel, kernel), f"{name}.bias": (cout,)}
+def choose_architecture(state: dict[str, Tensor], arch: str | None) -> str:
+    """``arch`` checked, or the one the keys identify.
+
+    Raises:
+        TrellicError: an architecture CompressAI lacks, one this trellic cannot build, or
+            keys that identify none (or several).
+    """
+    if arch is not None:
+        if arch not in LAYOUTS:
+            raise TrellicError(f"unknown architecture {arch!r} (CompressAI's: "
+                               f"{', '.join(LAYOUTS)})")
+        if not registered(arch):
+            raise TrellicError(f"{arch} is not in this trellic's registry: it cannot be "
+                               "imported yet")
+        return arch
+    found = identify(state)
+    buildable = [a for a in found if registered(a)]
+    if len(buildable) == 1:
+        return buildable[0]
+    if found and not buildable:
+        raise TrellicError(f"a {' or '.join(found)} checkpoint: not in this trellic's "
+                           "registry, so it cannot be imported yet")
+    if len(buildable) > 1:
+        raise TrellicError(f"the checkpoint fits {' and '.join(buildable)}: give --arch")
+    marked = [a for a, spec in LAYOUTS.items() if spec.marked(state)]
+    if len(marked) == 1:
+        return marked[0]  # checked next: the error names what does not fit
+    if marked:
+        raise TrellicError(f"the keys are those of {' or '.join(marked)} but the checkpoint "
+                           "fits neither: give --arch to see what does not fit")
+    raise TrellicError("not a checkpoint of a CompressAI architecture trellic reads "
+                       f"({', '.join(LAYOUTS)})")
 
 
-def _deconv(name: str, cin: int, cout: int, kernel: int = 5) -> dict[str, tuple]:
-    return {f"{name}.weight": (cin, cout, kernel, kernel), f"{name}.bias": (cout,)}
+# -- checking and converting ---------------------------------------------------------------
+def check_state(state: dict[str, Tensor], found: Plan) -> None:
+    """Keys, shapes, values, constants and masks of ``state`` against ``found``'s.
 
-
-def _gdn(name: str, channels: int) -> dict[str, tuple]:
-    shapes = {f"{name}.beta": (channels,), f"{name}.gamma": (channels, channels)}
-    for part in ("beta_reparam", "gamma_reparam"):
-        shapes[f"{name}.{part}.pedestal"] = (1,)
-        shapes[f"{name}.{part}.lower_bound.bound"] = (1,)
-    return shapes
-
-
-def expected_shapes(arch: str, N: int, M: int) -> dict[str, tuple]:
-    """Every key of the architecture's CompressAI state_dict (DERIVED aside) and its shape."""
-    shapes = {}
-    for i, (cin, cout) in enumerate(((3, N), (N, N), (N, N), (N, M))):
-        shapes.update(_conv(f"g_a.{2 * i}", cin, cout))
-        if i < 3:
-            shapes.update(_gdn(f"g_a.{2 * i + 1}", N))
-    for i, (cin, cout) in enumerate(((M, N), (N, N), (N, N), (N, 3))):
-        shapes.update(_deconv(f"g_s.{2 * i}", cin, cout))
-        if i < 3:
-            shapes.update(_gdn(f"g_s.{2 * i + 1}", N))
-    shapes.update({**_conv("h_a.0", M, N, 3), **_conv("h_a.2", N, N), **_conv("h_a.4", N, N)})
-    if arch == "mbt2018-mean":
-        hidden = M * 3 // 2
-        shapes.update({**_deconv("h_s.0", N, M), **_deconv("h_s.2", M, hidden)})
-        shapes.update(_conv("h_s.4", hidden, 2 * M, 3))
-    else:
-        shapes.update({**_deconv("h_s.0", N, N), **_deconv("h_s.2", N, N)})
-        shapes.update(_conv("h_s.4", N, M, 3))
-    widths = (1, *PRIOR_FILTERS, 1)
-    for i in range(len(widths) - 1):
-        shapes[f"entropy_bottleneck.matrices.{i}"] = (N, widths[i + 1], widths[i])
-        shapes[f"entropy_bottleneck.biases.{i}"] = (N, widths[i + 1], 1)
-        if i < len(PRIOR_FILTERS):
-            shapes[f"entropy_bottleneck.factors.{i}"] = (N, widths[i + 1], 1)
-    shapes["entropy_bottleneck.quantiles"] = (N, 1, 3)
-    shapes["entropy_bottleneck.target"] = (3,)
-    for name in ("entropy_bottleneck", "gaussian_conditional"):
-        shapes[f"{name}.likelihood_lower_bound.bound"] = (1,)
-    shapes["gaussian_conditional.lower_bound_scale.bound"] = (1,)
-    shapes["gaussian_conditional.scale_bound"] = (1,)
-    return shapes
-
-
-def constant(key: str) -> list[float] | None:
-    """The value trellic's layers assume for a CompressAI constant buffer (None: a parameter)."""
-    suffixes = {
-        ".pedestal": [PEDESTAL],
-        "beta_reparam.lower_bound.bound": [(BETA_MIN + PEDESTAL) ** 0.5],
-        "gamma_reparam.lower_bound.bound": [PEDESTAL**0.5],
-        "likelihood_lower_bound.bound": [LIKELIHOOD_BOUND],
-        "lower_bound_scale.bound": [SCALE_MIN],
-        "scale_bound": [SCALE_MIN],
-        "entropy_bottleneck.target": [-_TARGET, 0.0, _TARGET],
-    }
-    return next((value for suffix, value in suffixes.items() if key.endswith(suffix)), None)
-
-
-def check_state(state: dict[str, Tensor], arch: str) -> tuple[int, int]:
-    """Check keys, shapes, values and constants against ``arch``; returns (N, M)."""
-    if arch not in ARCHITECTURES:
-        choices = ", ".join(ARCHITECTURES)
-        raise TrellicError(f"unknown architecture {arch!r} (choose from {choices})")
-    for key in ("g_a.0.weight", "g_a.6.weight"):
-        if key not in state:
-            raise TrellicError(f"not a {arch} checkpoint: missing key {key}")
-    N, M = (int(state[key].shape[0]) for key in ("g_a.0.weight", "g_a.6.weight"))
-    if not (1 <= N <= MAX_CHANNELS and 1 <= M <= MAX_CHANNELS):
-        raise TrellicError(f"N={N}, M={M} outside 1..{MAX_CHANNELS}")
-    shapes = expected_shapes(arch, N, M)
-    other = [a for a in ARCHITECTURES if a != arch and _fits(state, expected_shapes(a, N, M))]
-    hint = f" (it is a {other[0]} checkpoint)" if other else ""
-    missing = sorted(set(shapes) - set(state))
-    unexpected = sorted(set(state) - set(shapes) - set(DERIVED))
-    for label, keys in (("missing", missing), ("unexpected", unexpected)):
-        if keys:
-            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-            raise TrellicError(f"not a {arch} checkpoint: {label} key {keys[0]}{more}{hint}")
-    for key, shape in shapes.items():
-        tensor = state[key]
-        if tuple(tensor.shape) != shape:
+    Raises:
+        TrellicError: the first fault, named (key, shape, value), in one line.
+    """
+    arch, keys = found.arch, found.keys.keys
+    expected = [k for k, entry in keys.items() if entry.kind != "table"]  # the model's order
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(keys))
+    for label, names in (("missing", missing), ("unexpected", unexpected)):
+        if names:
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            raise TrellicError(f"not a {arch} checkpoint: {label} key {names[0]}{more}"
+                               f"{hint(state, arch)}")
+    for key in expected:
+        if tuple(state[key].shape) != keys[key].shape:
             raise TrellicError(
-                f"not a {arch} checkpoint with N={N}, M={M}: {key} has shape "
-                f"{list(tensor.shape)}, expected {list(shape)}{hint}"
+                f"not a {arch} checkpoint with {found.sizes}: {key} has shape "
+                f"{list(state[key].shape)}, expected {list(keys[key].shape)}{hint(state, arch)}"
             )
+    ours = found.model.state_dict()
+    for key in expected:
+        tensor, entry = state[key], keys[key]
         if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
             raise TrellicError(f"{key} is not a finite floating-point tensor ({tensor.dtype})")
-        wanted = constant(key)
-        if wanted is not None and not torch.allclose(
-            tensor.double(), torch.tensor(wanted, dtype=torch.float64), rtol=1e-6, atol=0.0
-        ):
-            found, needed = (", ".join(f"{v:.6g}" for v in x) for x in (tensor.tolist(), wanted))
+        if entry.kind == "constant" and not same_constant(tensor, entry.value):
+            found_values, needed = (", ".join(f"{v:.6g}" for v in values)
+                                    for values in (tensor.double().tolist(), entry.value))
             raise TrellicError(
-                f"{key} = [{found}] but trellic's layer needs [{needed}]: "
+                f"{key} = [{found_values}] but trellic's layer needs [{needed}]: "
                 "a model built with other settings cannot be converted exactly"
             )
-    return N, M
+        if entry.kind == "mask" and not torch.equal(tensor.float(), ours[entry.trellic]):
+            raise TrellicError(f"{key} is not the mask of trellic's {entry.trellic}: a "
+                               "context model of another shape cannot be converted")
 
 
-def _fits(state: dict[str, Tensor], shapes: dict[str, tuple]) -> bool:
-    keys = set(state) - set(DERIVED)
-    return keys == set(shapes) and all(tuple(state[k].shape) == s for k, s in shapes.items())
+def same_constant(tensor: Tensor, value: tuple[float, ...]) -> bool:
+    """Whether a stored constant is ``value`` at the tensor's own precision: trellic's value
+    rounded to the stored dtype, within two units of its last place (float16 stores 2**-36
+    and 1e-9 as 0, and so does this rounding)."""
+    # float16's smallest subnormal is 2**-24: GDN's pedestal 2**-36 and the likelihood bound
+    # 1e-9 are stored as 0 by a .half() model. Rounded to float16, trellic's values are 0 as
+    # well, so the layer is accepted as the same one (trellic's layers hold the constants).
+    wanted = torch.tensor(value, dtype=torch.float64).to(tensor.dtype).double()
+    eps = torch.finfo(tensor.dtype).eps
+    return torch.allclose(tensor.double(), wanted, rtol=2 * eps, atol=0.0)
 
 
-def to_trellic_state(state: dict[str, Tensor], arch: str, M: int) -> dict[str, Tensor]:
-    """CompressAI's parameters under trellic's names (constants and derived tables dropped):
-    g_a, g_s as they are, the entropy model's under ``latent_codec.``."""
-    converted = {
-        key if key.startswith(TRANSFORMS) else LATENT_PREFIX + key: value.float().clone()
-        for key, value in state.items()
-        if key not in DERIVED and constant(key) is None
-    }
-    if arch == "mbt2018-mean":  # h_s's output halves: (scales, means) -> (means, scales)
-        for name in ("h_s.4.weight", "h_s.4.bias"):
-            tensor = converted[LATENT_PREFIX + name]
-            converted[LATENT_PREFIX + name] = torch.cat((tensor[M:], tensor[:M]))
+def to_trellic_state(state: dict[str, Tensor], found: Plan) -> dict[str, Tensor]:
+    """CompressAI's parameters under trellic's names, float32; masks and trellic's own
+    buffers (``scale_table``) from the built model."""
+    spec = LAYOUTS[found.arch]
+    converted = dict(found.model.state_dict())
+    for key, entry in found.keys.keys.items():
+        if entry.kind == "param":
+            tensor = state[key].detach().float().clone()
+            converted[entry.trellic] = swap_halves(tensor) if key in spec.swapped else tensor
     return converted
 
 
 def import_checkpoint(
-    path: Path, arch: str, tcq_delta: float = 0.6, lmbda: float | None = None
+    path: Path, arch: str | None = None, tcq_delta: float = 0.6, lmbda: float | None = None
 ) -> tuple[CodecModel, dict]:
     """A CompressAI checkpoint -> (trellic model with its coding tables built, info to save).
 
     Args:
+        arch: CompressAI's name of the architecture; None: inferred from the keys.
         tcq_delta: the TCQ step the model's TCQ tables are built for.
         lmbda: the rate-distortion weight the checkpoint was trained with, if
             known (CompressAI does not store it); retraining and refinement use it.
+
+    Raises:
+        TrellicError: an unreadable file or a checkpoint that does not fit (one line).
     """
     checkpoint = read_checkpoint(path)
-    N, M = check_state(checkpoint.state, arch)
-    try:  # the config bounds the steps: no table is sized by an unchecked value
-        config = ModelConfig(architecture=arch, N=N, M=M, tcq_delta=tcq_delta,
-                             prior_filters=PRIOR_FILTERS)
-    except ValueError as error:
-        raise TrellicError(f"cannot import {path}: {error}") from None
-    model = CodecModel(config)
-    converted = to_trellic_state(checkpoint.state, arch, M)
-    converted.update({k: v for k, v in model.state_dict().items() if k.endswith("scale_table")})
-    model.load_state_dict(converted, strict=True)
+    state = checkpoint.state
+    chosen = choose_architecture(state, arch)
+    try:
+        found = plan(state, chosen, tcq_delta)
+    except TrellicError as error:
+        raise TrellicError(f"{error}{hint(state, chosen)}") from None
+    check_state(state, found)
+    model = found.model
+    model.load_state_dict(to_trellic_state(state, found), strict=True)
     model.eval()
     model.update()
+    tables = sorted(k for k, entry in found.keys.keys.items()
+                    if entry.kind == "table" and k in state)
     info = {
         "source": {
             "format": "compressai",
+            "architecture": chosen,
+            "inferred": arch is None,
             "checkpoint": Path(path).name,
             "sha256": checkpoint.sha256,
             "wrapper": checkpoint.wrapper,
             "prefix": checkpoint.prefix,
-            "ignored": sorted(set(DERIVED) & set(checkpoint.state)),
+            "dtype": checkpoint.dtype,
+            "ignored": tables,
         },
     }
     if lmbda is not None:

@@ -22,7 +22,7 @@ from trellic.models import CodecModel, ModelConfig
 from trellic.models.config import VERSION_1_ARCHITECTURE
 from trellic.models.model import upgrade_legacy_keys
 from trellic.safetensors_io import save_safetensors_atomic
-from trellic.train.warm_start import load_matching
+from trellic.train.warm_start import load_matching, with_prior_of
 from trellic.zoo import load_model_file
 
 
@@ -144,8 +144,8 @@ def model_from_checkpoint(
     config = progress["config"]
     extra = {} if tcq_delta is None else {"tcq_delta": tcq_delta}
     try:
-        model_config = ModelConfig(architecture=checkpoint_architecture(progress),
-                                   N=config["N"], M=config["M"], **extra)
+        model_config = with_prior_of(ModelConfig(architecture=checkpoint_architecture(progress),
+                                                 N=config["N"], M=config["M"], **extra), path)
     except ValueError as error:
         raise TrellicError(f"cannot read checkpoint {path}: {error}") from None
     model = CodecModel(model_config)

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from trellic.errors import TrellicError
 from trellic.eval.metrics import psnr_of_mse
+from trellic.files import refuse_torch_checkpoint
 from trellic.models import CodecModel, ModelConfig
 from trellic.quant import make_quantizer
 from trellic.quant.base import ProxyKind, Quantizer
@@ -62,7 +63,13 @@ from trellic.train.loss import LossTerms, rate_distortion
 from trellic.train.precision import precision_context
 from trellic.train.run_folder import CHECKPOINT, EXPORT, LOG, make_run_folder, truncate_log
 from trellic.train.validate import ValidationSet
-from trellic.train.warm_start import check_train_params, freeze, frozen_parameters, summary
+from trellic.train.warm_start import (
+    check_train_params,
+    freeze,
+    frozen_parameters,
+    summary,
+    with_prior_of,
+)
 from trellic.zoo import save_model
 
 
@@ -224,9 +231,13 @@ def train(config: TrainConfig, dataset: CropDataset, out_dir: Path, resume: bool
     torch.manual_seed(config.seed)
     quantizer = make_quantizer(config.quantizer)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = CodecModel(ModelConfig(architecture=config.architecture, N=config.N, M=config.M))
-    model.to(where.device, memory_format=layout)
     resuming = resume and (out_dir / CHECKPOINT).is_file()
+    if warm_start is not None:
+        refuse_torch_checkpoint(str(warm_start))
+    source = out_dir / CHECKPOINT if resuming else warm_start  # its prior widths are the run's
+    model = CodecModel(with_prior_of(
+        ModelConfig(architecture=config.architecture, N=config.N, M=config.M), source))
+    model.to(where.device, memory_format=layout)
     if resuming:
         frozen = _saved_frozen(config, out_dir / CHECKPOINT)
     else:

@@ -9,17 +9,68 @@ tensor of the same name and another shape, a file sharing no tensor with the
 model, a file holding tensors the model lacks (warm-starting an older
 architecture from a newer one, or the wrong file). ``--train-params new`` then
 trains only the new tensors (:func:`frozen_parameters`).
+
+The factorized prior's widths are the file's (:func:`with_prior_of`): a model
+imported from CompressAI has a density network of widths (3, 3, 3, 3) where
+trellic's models have (3, 3, 3), and the run's model must be built with the
+widths of the file it starts from (or resumes) to take its prior.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from collections.abc import Collection, Iterable
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from trellic.errors import TrellicError
+from trellic.models.config import ModelConfig
 from trellic.models.state_check import state_mismatch
+
+# A training checkpoint's prior matrices (``model.`` + today's or version 1's name).
+_PRIOR_MATRIX = re.compile(r"^model\.(latent_codec\.)?entropy_bottleneck\.matrices\.(\d+)$")
+
+
+def prior_filters_of(path: Path) -> tuple[int, ...] | None:
+    """The hidden widths of the factorized prior of the model in ``path`` (a weights file:
+    its config; a training checkpoint: its prior matrices' shapes), None if it has none.
+
+    Raises:
+        TrellicError: an unreadable file or config.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if "config" in metadata:
+                return ModelConfig.from_dict(json.loads(metadata["config"])).prior_filters
+            shapes = {int(m[2]): handle.get_slice(key).get_shape()
+                      for key in handle.keys() if (m := _PRIOR_MATRIX.match(key))}
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise TrellicError(f"cannot read warm-start file {path}: {error}") from None
+    if not shapes:
+        return None
+    return tuple(int(shapes[i][1]) for i in range(len(shapes) - 1))  # matrix i: (C, f_i+1, f_i)
+
+
+def with_prior_of(config: ModelConfig, path: Path | None) -> ModelConfig:
+    """``config`` with the prior widths of the model in ``path`` (the warm start, or the
+    checkpoint a run resumes), so that the file's prior loads; ``config`` itself when
+    ``path`` is None or holds no prior.
+
+    Build the run's model from this: ``CodecModel(with_prior_of(ModelConfig(...), path))``.
+    """
+    filters = None if path is None else prior_filters_of(Path(path))
+    if filters is None or filters == config.prior_filters:
+        return config
+    try:
+        return dataclasses.replace(config, prior_filters=filters)
+    except ValueError as error:
+        raise TrellicError(f"cannot warm-start from {path}: {error}") from None
 
 
 def load_matching(model: torch.nn.Module, state: dict[str, Tensor], source: str) -> tuple[str, ...]:
