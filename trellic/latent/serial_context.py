@@ -116,6 +116,7 @@ class SerialContext(Hyperprior):
         quantizer: Quantizer,
         lambda_t: float | None = None,
         side: Tensor | None = None,
+        searches: int = 1,
     ) -> Decision:
         """Per-element quantizers: the hyperprior's decisions, wavefront by wavefront.
 
@@ -125,34 +126,47 @@ class SerialContext(Hyperprior):
         for all positions; (2) the trellis searches each row with them; (3) the path's
         indices are kept and every position is reconstructed and coded with the exact
         sequential parameters that the decoder will derive (their means move the
-        reconstruction from what the search assumed; docs/codec.md measures the cost).
+        reconstruction from what the search assumed). ``searches > 1`` repeats (2)
+        and (3), each search given the parameters the previous path produced
+        (``bench/serial_trellis.py`` measures what that buys).
         """
         if quantizer.trellis.num_states == 1:
             return super().decide(y, quantizer, lambda_t, side)
         coding = self.y_coding(quantizer)
         z_symbols = self.side_symbols(y, side)
         z_hat = self.entropy_bottleneck.dequantize(z_symbols)
-        first: list[tuple[Tensor, Tensor]] = []
+        shape = tuple(y.shape[-2:])
+        seen: list[tuple[Tensor, Tensor]] = []
 
         def on_grid(residual: Tensor, scales: Tensor) -> Tensor:
-            first.append((residual, scales))
+            seen.append((residual, scales))
             return quantizer.delta * torch.round(residual / quantizer.delta)
 
         self.walk(z_hat, y, on_grid, Arithmetic.EXACT)
-        shape = tuple(y.shape[-2:])
-        residuals = self.merge([residual for residual, _ in first], shape)
-        scales = self.merge([part_scales for _, part_scales in first], shape)
-        path = quantizer.search(residuals, scales, lambda_t, coding.rate)
+        for _ in range(searches):
+            residuals = self.merge([residual for residual, _ in seen], shape)
+            scales = self.merge([part_scales for _, part_scales in seen], shape)
+            path = quantizer.search(residuals, scales, lambda_t, coding.rate)
+            parts, seen, y_hat = self._follow(z_hat, y, quantizer, path)
+        return self.decision(z_symbols, [PartDecision(*part) for part in parts], y_hat, coding)
+
+    def _follow(
+        self, z_hat: Tensor, y: Tensor, quantizer: Quantizer, path: Quantized
+    ) -> tuple[list[tuple[Quantized, Tensor]], list[tuple[Tensor, Tensor]], Tensor]:
+        """A path's reconstruction with the exact sequential parameters: per wavefront its
+        (indices, scales) and (residual, scales), and y_hat."""
         steps = iter(zip(self.split(path.k), self.split(path.qid), strict=True))
-        parts: list[PartDecision] = []
+        parts: list[tuple[Quantized, Tensor]] = []
+        seen: list[tuple[Tensor, Tensor]] = []
 
         def along_path(residual: Tensor, scales: Tensor) -> Tensor:
             quantized = Quantized(*next(steps))
-            parts.append(PartDecision(quantized, scales))
+            parts.append((quantized, scales))
+            seen.append((residual, scales))
             return levels(quantizer, quantized)
 
         y_hat = self.walk(z_hat, y, along_path, Arithmetic.EXACT)
-        return self.decision(z_symbols, parts, y_hat, coding)
+        return parts, seen, y_hat
 
     @torch.no_grad()
     def decompress(
