@@ -13,7 +13,7 @@ from torch import nn
 
 from tests.conftest import make_tiny_model
 from trellic.latent import integer_net
-from trellic.latent.integer_net import FRACTION_BITS, IntegerSynthesis
+from trellic.latent.integer_net import PRECISION_1, PRECISION_2, IntegerSynthesis, Precision
 from trellic.models.blocks import (
     CheckerboardMaskedConv2d,
     MaskedConv2d,
@@ -69,16 +69,22 @@ def test_integer_synthesis_tracks_the_float_network():
         exact = IntegerSynthesis(model.latent_codec.h_s)(z)
     error = (exact - reference).abs().max() / reference.abs().max()
     assert error < 0.02
-    assert torch.equal(exact * 2**FRACTION_BITS, torch.round(exact * 2**FRACTION_BITS))
+    units = 2**PRECISION_1.fraction_bits
+    assert torch.equal(exact * units, torch.round(exact * units))
 
 
 def test_integer_synthesis_refuses_what_it_cannot_run_exactly(monkeypatch):
     with pytest.raises(ValueError, match="cannot run a Sigmoid"):
         IntegerSynthesis(nn.Sequential(nn.Conv2d(2, 2, 3), nn.Sigmoid()))
     # 64 * 25 weights of 127 times activations up to 2**45 exceed float64's exact integers.
-    monkeypatch.setattr(integer_net, "ACTIVATION_LIMIT", 1 << 45)
+    wide = Precision(fraction_bits=8, integer_bits=37, weight_max=127, multiplier_bits=20,
+                     adaptive=False)
     with pytest.raises(ValueError, match="too wide"):
-        IntegerSynthesis(nn.Sequential(nn.Conv2d(64, 1, 5)))
+        IntegerSynthesis(nn.Sequential(nn.Conv2d(64, 1, 5)), precision=wide)
+    # PRECISION_2 narrows the weights of such a layer until its convolution is exact.
+    layer = nn.Sequential(nn.Conv2d(1024, 1, 5))
+    exact = IntegerSynthesis(layer, precision=PRECISION_2)
+    assert exact.layers[0].weight.abs().max() < PRECISION_2.weight_max
 
 
 def test_a_subset_of_output_channels_is_exactly_those_channels_of_the_whole():
@@ -146,7 +152,8 @@ def test_cheng2020_h_s_with_sub_pixel_convolutions_runs_close_to_float():
         exact = IntegerSynthesis(h_s)(_z())
     assert exact.shape == reference.shape == (1, 32, 24, 20)
     assert (exact - reference).abs().max() / reference.abs().max() < 0.02
-    assert torch.equal(exact * 2**FRACTION_BITS, torch.round(exact * 2**FRACTION_BITS))
+    units = 2**PRECISION_1.fraction_bits
+    assert torch.equal(exact * units, torch.round(exact * units))
 
 
 def test_entropy_parameters_of_1x1_convolutions_run_close_to_float():

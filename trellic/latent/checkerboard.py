@@ -25,6 +25,7 @@ from torch import Tensor
 
 from trellic.latent.exact import Arithmetic
 from trellic.latent.hyperprior import Hyperprior, PartQuantizer
+from trellic.latent.integer_net import PRECISION_2
 from trellic.latent.spatial_context import context_prediction, entropy_parameters, gaussian_of
 from trellic.models.blocks import CheckerboardMaskedConv2d
 
@@ -85,6 +86,8 @@ class Checkerboard(Hyperprior):
         hyper_transforms: ``(N, M) -> (h_a, h_s)``, h_s giving 2M side parameters (Cheng
             2020's in cheng2020-anchor-checkerboard); default the mean-scale hyperprior's.
     """
+
+    precision = PRECISION_2  # the means feed later parts: float-like accuracy
 
     def __init__(self, config, hyper_transforms: Callable | None = None) -> None:
         super().__init__(config, hyper_transforms)

@@ -44,6 +44,7 @@ from trellic.latent.channel_conditional import slice_sizes
 from trellic.latent.checkerboard import embed, two_passes, unembed
 from trellic.latent.exact import Arithmetic
 from trellic.latent.hyperprior import Hyperprior, PartQuantizer
+from trellic.latent.integer_net import PRECISION_2
 from trellic.models.elic import (
     elic_channel_context,
     elic_groups,
@@ -78,6 +79,8 @@ class Elic(Hyperprior):
 
     variant: str
     chunks: tuple[str, str]  # the order of means and scales in the aggregation's output
+
+    precision = PRECISION_2  # the means feed later parts: float-like accuracy
 
     def __init__(self, config, hyper_transforms: Callable | None = None) -> None:
         super().__init__(config, hyper_transforms)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from trellic.latent.integer_net import CachedIntegerSynthesis
+from trellic.latent.integer_net import PRECISION_1, CachedIntegerSynthesis, Precision
 from trellic.quant.base import Quantized, Quantizer
 
 
@@ -40,10 +40,11 @@ class Arithmetic(enum.Enum):
 
 class ExactNetworks:
     """Runs a codec's float networks in a given :class:`Arithmetic`; each network's
-    integer version is kept (by the network's id) and derived again only when its
-    weights change."""
+    integer version (in the codec's :class:`~trellic.latent.integer_net.Precision`) is kept
+    (by the network's id) and derived again only when its weights change."""
 
-    def __init__(self) -> None:
+    def __init__(self, precision: Precision = PRECISION_1) -> None:
+        self.precision = precision
         self._integer: dict[int, CachedIntegerSynthesis] = {}
         self._checked: set[int] | None = None
 
@@ -64,7 +65,8 @@ class ExactNetworks:
             return net(x).float()
         layers = net if isinstance(net, nn.Sequential) else nn.Sequential(net)
         check = self._checked is None or id(net) not in self._checked
-        integer = self._integer.setdefault(id(net), CachedIntegerSynthesis())
+        integer = self._integer.setdefault(id(net),
+                                           CachedIntegerSynthesis(precision=self.precision))
         exact = integer(layers, x.detach(), check)
         if self._checked is not None:
             self._checked.add(id(net))

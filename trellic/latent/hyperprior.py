@@ -42,7 +42,7 @@ from trellic.latent.base import LatentCodec, LatentCompressed, LatentForward, La
 from trellic.latent.exact import Arithmetic, ExactNetworks, levels
 from trellic.latent.factorized import FactorizedCoding
 from trellic.latent.gaussian import GaussianCoding
-from trellic.latent.integer_net import CachedIntegerSynthesis
+from trellic.latent.integer_net import PRECISION_1, CachedIntegerSynthesis
 from trellic.layers import conv, deconv
 from trellic.quant.base import ProxyKind, Quantized, Quantizer
 from trellic.quant.registry import QUANTIZERS
@@ -84,6 +84,7 @@ class Hyperprior(LatentCodec):
 
     downscale = 4  # h_a halves H and W twice
     reads_float_files = False  # format-1 files (float entropy parameters) exist for this codec
+    precision = PRECISION_1  # of its integer networks: every file it wrote depends on it
 
     def __init__(self, config, hyper_transforms: Callable | None = None) -> None:
         super().__init__(config)
@@ -91,7 +92,7 @@ class Hyperprior(LatentCodec):
         self.h_a, self.h_s = build(config.N, config.M)
         self.entropy_bottleneck = FactorizedPrior(config.N, config.prior_filters)
         self.register_buffer("scale_table", default_scale_table())
-        self.exact = ExactNetworks()
+        self.exact = ExactNetworks(self.precision)
 
     # -- the parts of y --------------------------------------------------------------
     @abc.abstractmethod

@@ -34,6 +34,7 @@ from torch import Tensor
 from trellic.coding.range_coder import SymbolDecoder
 from trellic.latent.exact import Arithmetic, levels
 from trellic.latent.hyperprior import Decision, Hyperprior, PartDecision, PartQuantizer
+from trellic.latent.integer_net import PRECISION_2
 from trellic.latent.spatial_context import context_prediction, entropy_parameters, gaussian_of
 from trellic.models.blocks import MaskedConv2d
 from trellic.quant.base import ProxyKind, Quantized, Quantizer
@@ -65,6 +66,8 @@ class SerialContext(Hyperprior):
         hyper_transforms: ``(N, M) -> (h_a, h_s)``, h_s giving 2M side parameters (Cheng
             2020's for cheng2020-anchor / -attn); default the mean-scale hyperprior's (mbt2018).
     """
+
+    precision = PRECISION_2  # the means feed later parts: float-like accuracy
 
     def __init__(self, config, hyper_transforms: Callable | None = None) -> None:
         super().__init__(config, hyper_transforms)
