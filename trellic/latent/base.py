@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from trellic.coding.bitstream import symbols_crc
 from trellic.entropy.tables import PmfTables
 from trellic.errors import TrellicError
 from trellic.quant.base import ProxyKind, Quantizer
@@ -154,6 +155,13 @@ class LatentCodec(nn.Module, abc.ABC):
     @abc.abstractmethod
     def aux_loss(self) -> Tensor:
         """The auxiliary loss that fits :meth:`aux_parameters` (the table bounds)."""
+
+    @staticmethod
+    def check_symbols(checksum: int | None, *symbols: Tensor) -> None:
+        """Raise ValueError if the decoded symbols (side, then y's indices) do not match
+        the encoder's checksum."""
+        if checksum is not None and symbols_crc(*symbols) != checksum:
+            raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
 
     @torch.no_grad()
     def update(self) -> None:

@@ -220,6 +220,5 @@ class FactorizedPriorCodec(LatentCodec):
             raise ValueError("a factorized-prior file has no side stream")
         channels = self.channels((1, self.config.M, *latent_shape))
         quantized = self.coding(quantizer).decode(y_stream, channels)
-        if checksum is not None and symbols_crc(quantized.k) != checksum:
-            raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
+        self.check_symbols(checksum, quantized.k)
         return self.reconstruct(quantizer, quantized)

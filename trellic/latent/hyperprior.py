@@ -172,12 +172,6 @@ class Hyperprior(LatentCodec):
         z_shape = (1, self.config.N, h // self.downscale, w // self.downscale)
         return self.z_coding().decode(z_stream, z_shape)
 
-    @staticmethod
-    def check_symbols(checksum: int | None, z_symbols: Tensor, k: Tensor) -> None:
-        """Raise ValueError if the decoded symbols do not match the encoder's checksum."""
-        if checksum is not None and symbols_crc(z_symbols, k) != checksum:
-            raise ValueError("the decoded symbols fail the integrity check (decoder out of sync)")
-
     # -- training -------------------------------------------------------------------
     def forward(
         self,
