@@ -30,7 +30,7 @@ from tcq_operating_point import measure  # same folder: one RD measurement for b
 
 from trellic.errors import TrellicError
 from trellic.eval.bdrate import bd
-from trellic.io import list_images, read_image
+from trellic.io import list_images, read_image, write_atomic
 from trellic.paths import data_root, kodak_dir
 from trellic.quant.registry import quantizer_names
 from trellic.retrain.loop import RetrainConfig, retrain
@@ -166,10 +166,10 @@ def markdown(paths: list[Path]) -> list[str]:
 
 def comparison(paths: list[Path]) -> list[str]:
     """Per rate point and variant, the RD-cost change of retraining (against the same
-    quantizer before) on each model family of ``paths``: the hyperprior and the
-    channel-conditional studies side by side."""
+    quantizer before) on each model family of ``paths``: the hyperprior, the
+    channel-conditional and the spatial context studies side by side."""
     studies = _merge([json.loads(p.read_text()) for p in paths])
-    families = sorted({_family(s["model"]) for s in studies}, key=lambda f: f != "hyperprior")
+    families = sorted({_family(s) for s in studies}, key=lambda f: f != "hyperprior")
     gains: dict[tuple[float, str, str], dict[str, str]] = {}
     for study in studies:
         before = {r["quantizer"]: r["rd_cost"] for r in study["rows"] if r["variant"] == "before"}
@@ -177,7 +177,7 @@ def comparison(paths: list[Path]) -> list[str]:
             if r["variant"] != "before":
                 cell = f"{100 * (r['rd_cost'] / before[r['quantizer']] - 1):+.2f}%"
                 key = (study["lambda"], r["variant"], r["quantizer"])
-                gains.setdefault(key, {})[_family(study["model"])] = cell
+                gains.setdefault(key, {})[_family(study)] = cell
     variants = list(LABELS)
     lines = ["| lambda | variant | quantizer | " + " | ".join(families) + " |",
              "|---|---|---|" + "---|" * len(families)]
@@ -188,9 +188,18 @@ def comparison(paths: list[Path]) -> list[str]:
             "quantizer before, per rate point; negative: retraining gains.", ""] + lines
 
 
-def _family(model_id: str) -> str:
-    """The architecture a study's model id names (the zoo's names and file labels say it)."""
-    return "channel-conditional" if "ms2020-channel" in model_id else "hyperprior"
+FAMILIES = {"ms2020-channel": "channel-conditional", "mbt2018-checkerboard": "checkerboard",
+            "cheng2020-anchor-checkerboard": "checkerboard", "mbt2018": "serial context",
+            "cheng2020-anchor": "serial context", "cheng2020-attn": "serial context"}
+
+
+def _family(study: dict) -> str:
+    """The model family of a study: its architecture (recorded since the spatial context
+    studies; earlier studies' model ids name the channel-conditional model)."""
+    architecture = study.get("architecture")
+    if architecture is None and "ms2020-channel" in study["model"]:
+        architecture = "ms2020-channel"
+    return FAMILIES.get(architecture, "hyperprior")
 
 
 def report(paths: list[Path], section: str = "") -> None:
@@ -248,11 +257,26 @@ def main() -> None:
     images = [read_image(f) for f in sorted(kodak_dir().glob("kodim*.png"))[: args.images]]
     dataset = CropDataset(list_images(data_root() / "train", recursive=True), args.crop)
     rows = []
+    def save() -> None:
+        if args.json:
+            result = {
+                "model": loaded.model_id,
+                "architecture": loaded.model.config.architecture,
+                "sha256": loaded.sha256,
+                "lambda": lmbda,
+                "kodak_images": len(images),
+                "crop": args.crop,
+                "batch_size": args.batch_size,
+                "rows": rows,
+            }
+            write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode(), force=True)
+
     for kind in QUANTIZERS:
         rows.append(
             {"variant": "before", "quantizer": kind, **measure(loaded, kind, images, lmbda)}
         )
         print(json.dumps(rows[-1]), flush=True)
+    save()
     for name in args.variants.split(","):
         kind, part, mode, rounds = VARIANTS[name]
         lr = (args.lr if part == "decoder" else args.hyper_lr) * LR_SCALE.get(name, 1.0)
@@ -293,17 +317,8 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    result = {
-        "model": loaded.model_id,
-        "sha256": loaded.sha256,
-        "lambda": lmbda,
-        "kodak_images": len(images),
-        "crop": args.crop,
-        "batch_size": args.batch_size,
-        "rows": rows,
-    }
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        save()  # after every variant: a study stopped midway keeps what it measured
+    save()
     before = {r["quantizer"]: r for r in rows if r["variant"] == "before"}
     print("\n| variant | quantizer | part | mode | rounds | bpp | PSNR | dPSNR | RD cost |")
     print("|---|---|---|---|---|---|---|---|---|")

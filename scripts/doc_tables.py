@@ -345,6 +345,20 @@ def scale_fidelity(paths: list[Path]) -> list[str]:
          "ideal y rate, integer vs float scales", "table y rate, integer vs float"], rows)
 
 
+def serial_trellis(paths: list[Path]) -> list[str]:
+    """bench/serial_trellis.py: TCQ on a serial context model, one search on first-pass
+    parameters against further searches given the previous path's exact parameters."""
+    run = read_json(paths[0])
+    rows = [[r["quantizer"], str(r["searches"]), f"{r['bpp']:.4f}", f"{r['psnr']:.2f}",
+             f"{r['latent_rd_cost']:.4f}"] for r in run["rows"]]
+    gaps = [f"{kind}: the exact means move {g['mean_abs_means_moved']:.3f} on average from the "
+            f"first pass's; {g['rows_changed']:.1%} of positions change table row."
+            for kind, g in run["mismatch"].items()]
+    return ([f"`{run['model']}` on {', '.join(run['images'])}:", ""]
+            + markdown_table(["quantizer", "searches", "bpp", "PSNR (dB)", "latent RD cost"], rows)
+            + [""] + gaps)
+
+
 KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "default-model": default_model,
     "speed": speed,
@@ -364,6 +378,7 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "format-change": format_change,
     "compressai-speed": compressai_speed,
     "scale-fidelity": scale_fidelity,
+    "serial-trellis": serial_trellis,
 }
 
 
