@@ -123,7 +123,8 @@ def markdown(paths: list[Path]) -> list[str]:
     for study in sorted(studies, key=lambda s: s["lambda"]):
         before = {r["quantizer"]: r for r in study["rows"] if r["variant"] == "before"}
         lines += [
-            f"### {study['model']} (lambda {study['lambda']}, sha256 {study['sha256'][:12]})",
+            f"### {' '.join(filter(None, (study.get('architecture'), study['model'])))} "
+            f"(lambda {study['lambda']}, sha256 {study['sha256'][:12]})",
             "",
             "| variant | quantizer | bpp | PSNR (dB) | dPSNR | dbpp | RD cost | steps | lr "
             "| wall |",
