@@ -170,7 +170,7 @@ def comparison(paths: list[Path]) -> list[str]:
     quantizer before) on each model family of ``paths``: the hyperprior, the
     channel-conditional and the spatial context studies side by side."""
     studies = _merge([json.loads(p.read_text()) for p in paths])
-    families = sorted({_family(s) for s in studies}, key=lambda f: f != "hyperprior")
+    families = sorted({_family(s) for s in studies}, key=lambda f: (f != "hyperprior", f))
     gains: dict[tuple[float, str, str], dict[str, str]] = {}
     for study in studies:
         before = {r["quantizer"]: r["rd_cost"] for r in study["rows"] if r["variant"] == "before"}
