@@ -346,23 +346,13 @@ def scale_fidelity(paths: list[Path]) -> list[str]:
 
 
 def decode_speed(paths: list[Path]) -> list[str]:
-    """bench/decode_speed.py: CompressAI's and trellic's decode of the same checkpoints, then
-    trellic's checkerboard against its mean-scale hyperprior at one N/M."""
-    run = read_json(paths[0])
-    rows = [[arch, f"{r['compressai_decode_s']:.3f}", f"{r['decode_s']:.3f}",
-             f"{r['ratio']:.2f}", f"{r['compressai_decode_latent_s']:.3f}",
-             f"{r['decode_latent_s']:.3f}", f"{r['compressai_decode_g_s_s']:.3f}",
-             f"{r['decode_g_s_s']:.3f}"] for arch, r in run["archs"].items()]
-    lines = markdown_table(["architecture", "CompressAI decode s", "trellic decode s",
-                            "trellic / CompressAI", "CompressAI latent s", "trellic latent s",
-                            "CompressAI g_s s", "trellic g_s s"], rows)
-    pair = run["trellic_pair"]
-    rows = [[arch, f"{r['decode_s']:.3f}", f"{r['decode_latent_s']:.3f}",
-             f"{r['decode_g_s_s']:.3f}"] for arch, r in pair["archs"].items()]
-    rows.append(["checkerboard / mean", f"{pair['ratio']:.2f}", f"{pair['latent_ratio']:.2f}",
-                 "-"])
-    return lines + [""] + markdown_table(
-        [f"trellic, N={pair['N']} / M={pair['M']}", "decode s", "latent s", "g_s s"], rows)
+    """bench/decode_speed.py's tables: CompressAI's and trellic's decode of the same
+    checkpoints, then trellic's checkerboard against its mean-scale hyperprior at one N/M."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module("decode_speed").tables(read_json(paths[0]))
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
 
 
 def serial_trellis(paths: list[Path]) -> list[str]:
