@@ -42,29 +42,17 @@ from trellic.io import (
     tensor_to_image,
     write_atomic,
 )
-from trellic.latent.exact import Arithmetic
 from trellic.paths import kodak_dir
 from trellic.zoo import load
 
 
 def mismatch(codec, y, quantizer, z_hat) -> dict:
     """First-pass against exact parameters of the one-search path."""
-    first, exact = [], []
-
-    def on_grid(residual, scales):
-        first.append((residual, scales))
-        return quantizer.delta * torch.round(residual / quantizer.delta)
-
-    codec.walk(z_hat, y, on_grid, Arithmetic.EXACT)
-    shape = tuple(y.shape[-2:])
-    r1 = codec.merge([r for r, _ in first], shape)
-    s1 = codec.merge([s for _, s in first], shape)
+    r1, s1 = codec.first_pass(z_hat, y, quantizer)
     path = quantizer.search(r1, s1, None, codec.y_coding(quantizer).rate)
-    _, exact, _ = codec._follow(z_hat, y, quantizer, path)
-    r2 = codec.merge([r for r, _ in exact], shape)
-    s2 = codec.merge([s for _, s in exact], shape)
+    _, r2, s2, _ = codec.follow(z_hat, y, quantizer, path)
     table = codec.scale_table
-    moved = ((y - r1) - (y - r2)).abs().mean().item()  # |means moved|
+    moved = (r1 - r2).abs().mean().item()  # |means moved|: y - r1 against y - r2
     rows = (scale_levels(s1, table) != scale_levels(s2, table)).float().mean().item()
     return {"mean_abs_means_moved": moved, "rows_changed": rows}
 

@@ -138,38 +138,50 @@ class SerialContext(Hyperprior):
         coding = self.y_coding(quantizer)
         z_symbols = self.side_symbols(y, side)
         z_hat = self.entropy_bottleneck.dequantize(z_symbols)
-        shape = tuple(y.shape[-2:])
-        seen: list[tuple[Tensor, Tensor]] = []
-
-        def on_grid(residual: Tensor, scales: Tensor) -> Tensor:
-            seen.append((residual, scales))
-            return quantizer.delta * torch.round(residual / quantizer.delta)
-
-        self.walk(z_hat, y, on_grid, Arithmetic.EXACT)
+        residuals, scales = self.first_pass(z_hat, y, quantizer)
         for _ in range(searches):
-            residuals = self.merge([residual for residual, _ in seen], shape)
-            scales = self.merge([part_scales for _, part_scales in seen], shape)
             path = quantizer.search(residuals, scales, lambda_t, coding.rate)
-            parts, seen, y_hat = self._follow(z_hat, y, quantizer, path)
-        return self.decision(z_symbols, [PartDecision(*part) for part in parts], y_hat, coding)
+            parts, residuals, scales, y_hat = self.follow(z_hat, y, quantizer, path)
+        return self.decision(z_symbols, parts, y_hat, coding)
 
-    def _follow(
+    def first_pass(
+        self, z_hat: Tensor, y: Tensor, quantizer: Quantizer
+    ) -> tuple[Tensor, Tensor]:
+        """Residuals and scales (1, M, h, w) of every position when each residual is rounded
+        on the quantizer's grid (step delta): what the trellis search is first given."""
+        return self._exact_pass(z_hat, y, lambda r, _: quantizer.delta
+                                * torch.round(r / quantizer.delta))[1:]
+
+    def follow(
         self, z_hat: Tensor, y: Tensor, quantizer: Quantizer, path: Quantized
-    ) -> tuple[list[tuple[Quantized, Tensor]], list[tuple[Tensor, Tensor]], Tensor]:
-        """A path's reconstruction with the exact sequential parameters: per wavefront its
-        (indices, scales) and (residual, scales), and y_hat."""
+    ) -> tuple[list[PartDecision], Tensor, Tensor, Tensor]:
+        """A path reconstructed with the exact sequential parameters: per wavefront its
+        decision, the residuals and scales of every position (1, M, h, w), and y_hat."""
         steps = iter(zip(self.split(path.k), self.split(path.qid), strict=True))
-        parts: list[tuple[Quantized, Tensor]] = []
-        seen: list[tuple[Tensor, Tensor]] = []
+        parts: list[PartDecision] = []
 
         def along_path(residual: Tensor, scales: Tensor) -> Tensor:
             quantized = Quantized(*next(steps))
-            parts.append((quantized, scales))
-            seen.append((residual, scales))
+            parts.append(PartDecision(quantized, scales))
             return levels(quantizer, quantized)
 
-        y_hat = self.walk(z_hat, y, along_path, Arithmetic.EXACT)
-        return parts, seen, y_hat
+        y_hat, residuals, scales = self._exact_pass(z_hat, y, along_path)
+        return parts, residuals, scales, y_hat
+
+    def _exact_pass(
+        self, z_hat: Tensor, y: Tensor, quantize: PartQuantizer
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The exact walk with ``quantize``: y_hat and every position's residual and scales."""
+        seen: list[tuple[Tensor, Tensor]] = []
+
+        def recorded(residual: Tensor, scales: Tensor) -> Tensor:
+            seen.append((residual, scales))
+            return quantize(residual, scales)
+
+        y_hat = self.walk(z_hat, y, recorded, Arithmetic.EXACT)
+        shape = tuple(y.shape[-2:])
+        return (y_hat, self.merge([r for r, _ in seen], shape),
+                self.merge([s for _, s in seen], shape))
 
     @torch.no_grad()
     def decompress(
