@@ -31,6 +31,7 @@ from trellic.quant.registry import QUANTIZERS as QUANTIZERS_BY_NAME
 from trellic.quant.registry import quantizer_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules below
+import bench_tables  # noqa: E402
 import quant_tables  # noqa: E402
 from table_format import markdown_table, read_json  # noqa: E402
 
@@ -295,25 +296,6 @@ def format_change(paths: list[Path]) -> list[str]:
     return markdown_table(header, rows)
 
 
-def compressai_speed(paths: list[Path]) -> list[str]:
-    """bench/compressai_speed.py runs beside trellic's N=128/M=192 USQ rows at the same
-    thread count (the first file: CompressAI's runs; the others: codec_speed files)."""
-    ours = {}
-    for path in paths[1:]:
-        run = read_json(path)
-        if run["N"] == 128 and run["M"] == 192:
-            ours[run.get("threads", 1)] = run["results"]["usq"]
-    rows = []
-    for run in read_json(paths[0])["runs"]:
-        mine = ours.get(run["threads"])
-        ratio = "-" if mine is None else (f"{mine['encode_s'] / run['encode_s']:.2f}x / "
-                                          f"{mine['decode_s'] / run['decode_s']:.2f}x")
-        rows.append([str(run["threads"]), str(run["images"]), f"{run['encode_s']:.3f}",
-                     f"{run['decode_s']:.3f}", ratio])
-    return markdown_table(["threads", "images", "CompressAI encode s", "CompressAI decode s",
-                   "trellic usq / CompressAI (encode / decode)"], rows)
-
-
 def portability(paths: list[Path]) -> list[str]:
     """experiments/portability_study.py: files written under one kernel set, decoded under
     another (one table per data file: before and after portable bitstreams)."""
@@ -334,41 +316,6 @@ def portability(paths: list[Path]) -> list[str]:
     return lines[:-1]
 
 
-def scale_fidelity(paths: list[Path]) -> list[str]:
-    """bench/scale_fidelity.py: the exact (integer) scales against the float model's."""
-    run = read_json(paths[0])
-    rows = [[f"`{name}`", f"{r['mean_relative_error']:.2%}", f"{r['max_relative_error']:.1%}",
-             f"{r['rows_changed']:.1%}", f"{r['rate_loss']:+.2%}", f"{r['table_rate_loss']:+.2%}"]
-            for name, r in run["models"].items()]
-    return [f"On {', '.join(run['images'])}:", ""] + markdown_table(
-        ["model", "mean rel. scale error", "max", "rows changed",
-         "ideal y rate, integer vs float scales", "table y rate, integer vs float"], rows)
-
-
-def decode_speed(paths: list[Path]) -> list[str]:
-    """bench/decode_speed.py's tables: CompressAI's and trellic's decode of the same
-    checkpoints, then trellic's checkerboard against its mean-scale hyperprior at one N/M."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return importlib.import_module("decode_speed").tables(read_json(paths[0]))
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-
-
-def serial_trellis(paths: list[Path]) -> list[str]:
-    """bench/serial_trellis.py: TCQ on a serial context model, one search on first-pass
-    parameters against further searches given the previous path's exact parameters."""
-    run = read_json(paths[0])
-    rows = [[r["quantizer"], str(r["searches"]), f"{r['bpp']:.4f}", f"{r['psnr']:.2f}",
-             f"{r['latent_rd_cost']:.4f}"] for r in run["rows"]]
-    gaps = [f"{kind}: the exact means move {g['mean_abs_means_moved']:.3f} on average from the "
-            f"first pass's; {g['rows_changed']:.1%} of positions change table row."
-            for kind, g in run["mismatch"].items()]
-    return ([f"`{run['model']}` on {', '.join(run['images'])}:", ""]
-            + markdown_table(["quantizer", "searches", "bpp", "PSNR (dB)", "latent RD cost"], rows)
-            + [""] + gaps)
-
-
 KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "default-model": default_model,
     "speed": speed,
@@ -386,10 +333,10 @@ KINDS: dict[str, Callable[[list[Path]], list[str]]] = {
     "retraining-compare": retraining_compare,
     "portability": portability,
     "format-change": format_change,
-    "compressai-speed": compressai_speed,
-    "scale-fidelity": scale_fidelity,
-    "serial-trellis": serial_trellis,
-    "decode-speed": decode_speed,
+    "compressai-speed": bench_tables.compressai_speed,
+    "scale-fidelity": bench_tables.scale_fidelity,
+    "serial-trellis": bench_tables.serial_trellis,
+    "decode-speed": bench_tables.decode_speed,
 }
 
 
