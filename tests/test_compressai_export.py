@@ -19,6 +19,7 @@ import torch
 from tests.test_interop_compressai import (
     ALL,
     META,
+    error_line,
     fixture_state,
     is_table,
     present,
@@ -129,25 +130,18 @@ def test_the_command_writes_a_state_dict_checkpoint_that_imports_back(tmp_path, 
     assert main(["export-compressai", str(weights), "-o", str(out), "--force"]) == 0
 
 
-def _error_line(capsys, argv) -> str:
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("trellic: error: ")
-    return err
-
-
 def test_what_cannot_be_exported_is_refused_in_one_line(tmp_path, capsys):
     channel = tmp_path / "channel.safetensors"
     save_model(CodecModel(ModelConfig("ms2020-channel", N=8, M=16)), channel, {})
-    assert "'ms2020-channel' has no CompressAI counterpart" in _error_line(
+    assert "'ms2020-channel' has no CompressAI counterpart" in error_line(
         capsys, ["export-compressai", str(channel), "-o", str(tmp_path / "x.pth.tar")])
     trellics = tmp_path / "trellics.safetensors"  # trellic's own prior: widths (3, 3, 3)
     save_model(CodecModel(ModelConfig(N=8, M=12)), trellics, {})
-    assert "widths [3, 3, 3], CompressAI's mbt2018-mean [3, 3, 3, 3]" in _error_line(
+    assert "widths [3, 3, 3], CompressAI's mbt2018-mean [3, 3, 3, 3]" in error_line(
         capsys, ["export-compressai", str(trellics), "-o", str(tmp_path / "x.pth.tar")])
-    assert "output must end in .pth.tar" in _error_line(
+    assert "output must end in .pth.tar" in error_line(
         capsys, ["export-compressai", str(channel), "-o", str(tmp_path / "x.safetensors")])
-    assert "import-compressai ckpt.pth.tar -o ckpt.safetensors" in _error_line(
+    assert "import-compressai ckpt.pth.tar -o ckpt.safetensors" in error_line(
         capsys, ["export-compressai", "ckpt.pth.tar", "-o", str(tmp_path / "x.pth.tar")])
     assert not (tmp_path / "x.pth.tar").exists()
 
